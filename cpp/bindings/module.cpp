@@ -1,0 +1,40 @@
+// pyxfer._C: the compiled core. Each op has its own bind_<op>.cpp; this file only wires them up.
+#include <pybind11/pybind11.h>
+
+#include "pyxfer/build_info.h"
+#include "pyxfer/parallel.h"
+
+namespace py = pybind11;
+
+namespace pyxfer::bind {
+void bind_normalize(py::module_& m);
+}  // namespace pyxfer::bind
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "pyxfer compiled kernels (C++17, optional CUDA). Use pyxfer.ops for the public API.";
+
+  m.def(
+      "build_info",
+      []() {
+        const pyxfer::BuildInfo info = pyxfer::build_info();
+        py::dict d;
+        d["version"] = info.version;
+        d["compiler"] = PYXFER_COMPILER;
+        d["cxx_standard"] = __cplusplus;
+        d["simd"] = info.simd;
+        d["threading"] = "std::thread parallel-for";
+        d["hardware_threads"] = info.hardware_threads;
+        d["cuda_compiled"] = info.cuda_compiled;
+        d["cuda_version"] = info.cuda_version;
+        d["cuda_devices"] = info.cuda_devices;
+        d["cuda_error"] = info.cuda_error;
+        d["pybind11_version"] = std::to_string(PYBIND11_VERSION_MAJOR) + "." +
+                                std::to_string(PYBIND11_VERSION_MINOR) + "." +
+                                std::to_string(PYBIND11_VERSION_PATCH);
+        return d;
+      },
+      "What was compiled in: version, compiler, SIMD level, threading, CUDA (compiled / devices).");
+  m.def("hardware_threads", &pyxfer::hardware_threads, "Number of hardware threads.");
+
+  pyxfer::bind::bind_normalize(m);
+}

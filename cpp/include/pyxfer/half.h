@@ -1,0 +1,43 @@
+// IEEE 754 binary16 conversion usable on host and device (round to nearest even).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "pyxfer/common.h"
+
+namespace pyxfer {
+
+PYXFER_HD uint16_t float_to_half_bits(float value) {
+  uint32_t x;
+#if defined(__CUDA_ARCH__)
+  x = __float_as_uint(value);
+#else
+  std::memcpy(&x, &value, sizeof x);
+#endif
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  uint32_t mag = x & 0x7fffffffu;
+  if (mag >= 0x7f800000u) {  // inf or nan
+    return static_cast<uint16_t>(sign | 0x7c00u | (mag > 0x7f800000u ? 0x200u : 0u));
+  }
+  if (mag >= 0x477ff000u) {  // rounds to >= 65520 -> inf
+    return static_cast<uint16_t>(sign | 0x7c00u);
+  }
+  if (mag < 0x38800000u) {  // subnormal half or zero
+    if (mag < 0x33000000u) return static_cast<uint16_t>(sign);
+    const uint32_t shift = 126u - (mag >> 23);
+    const uint32_t mant = (mag & 0x7fffffu) | 0x800000u;
+    uint32_t half = mant >> (shift + 1u);
+    const uint32_t rem = mant & ((2u << shift) - 1u);
+    const uint32_t halfway = 1u << shift;
+    if (rem > halfway || (rem == halfway && (half & 1u))) ++half;
+    return static_cast<uint16_t>(sign | half);
+  }
+  // normal: rebias exponent, round mantissa to 10 bits (nearest even)
+  uint32_t half = ((mag - 0x38000000u) >> 13);
+  const uint32_t rem = mag & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (half & 1u))) ++half;
+  return static_cast<uint16_t>(sign | half);
+}
+
+}  // namespace pyxfer

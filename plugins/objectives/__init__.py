@@ -1,0 +1,1 @@
+"""Built-in training objectives (one module per objective), registered through the entry points."""

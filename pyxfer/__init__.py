@@ -1,0 +1,52 @@
+"""pyxfer: learn image models when labels are scarce or missing.
+
+Transfer learning from a pretrained backbone, self-supervised objectives on unlabelled images,
+unsupervised domain adaptation, zero-shot recognition, and deployment as ONNX bundles.
+
+``import pyxfer`` is cheap: it imports neither torch nor any plugin. The public names below are
+resolved on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pyxfer.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily)
+_LAZY: dict[str, str] = {
+    "Registry": "pyxfer.registry",
+    "registry": "pyxfer.pluginmanager",
+    "get_host": "pyxfer.pluginmanager",
+    "Backbone": "pyxfer.backbone",
+    "InputSpec": "pyxfer.backbone",
+    "create_backbone": "pyxfer.backbone",
+    "list_backbones": "pyxfer.backbone",
+    "load_weights": "pyxfer.backbone",
+    "save_weights": "pyxfer.backbone",
+    "Objective": "pyxfer.objective",
+    "create_objective": "pyxfer.objective",
+    "list_objectives": "pyxfer.objective",
+    "ImageStore": "pyxfer.data",
+    "load_dataset": "pyxfer.data",
+    "list_datasets": "pyxfer.data",
+    "build_info": "pyxfer.info",
+}
+
+__all__ = ["__version__", "hookimpl", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pyxfer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,3 @@
+from pyxfer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""``pyxfer info``: version, compiler, SIMD level, threading, CUDA."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "info",
+        help="show build and environment information",
+        description="Show what pyxfer._C was compiled with (version, compiler, SIMD level, "
+        "threading, CUDA compiled / devices present) and the Python environment.",
+    )
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from pyxfer.info import environment
+
+    env = environment()
+    if args.json:
+        print(json.dumps(env, indent=2))
+        return 0
+    b = env["pyxfer"]
+    cuda = "not compiled"
+    if b["cuda_compiled"]:
+        cuda = f"compiled (CUDA {b['cuda_version']}), devices: {b['cuda_devices']}"
+        if b["cuda_devices"] == 0 and b["cuda_error"]:
+            cuda += f" ({b['cuda_error']})"
+    rows = [
+        ("pyxfer", b["version"]),
+        ("compiler", b["compiler"]),
+        ("SIMD", b["simd"]),
+        ("threading", f"{b['threading']}, {b['hardware_threads']} hardware threads"),
+        ("CUDA", cuda),
+        ("python", f"{env['python']} on {env['platform']}"),
+    ]
+    rows += [(k, v or "not installed") for k, v in env["packages"].items()]
+    if "torch" in env:
+        rows.append(("torch CUDA", "available" if env["torch"]["cuda_available"] else "no"))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    return 0
