@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported lazily)
 _LAZY: dict[str, str] = {
     "Registry": "pyxfer.registry",
-    "registry": "pyxfer.pluginmanager",
+    "get_registry": "pyxfer.pluginmanager",
     "get_host": "pyxfer.pluginmanager",
     "Backbone": "pyxfer.backbone",
     "InputSpec": "pyxfer.backbone",

@@ -99,7 +99,11 @@ class PluginHost:
         """Register an in-process plugin object (tests, notebooks); registries refill."""
         self.discover()
         self.pm.register(plugin, name=name)
-        self.pm.check_pending()
+        try:
+            self.pm.check_pending()  # a misspelt hook name fails here, naming the plugin
+        except Exception:
+            self.pm.unregister(plugin, name=name)
+            raise
         self.plugins[name] = PluginInfo(name, "<in-process>", "", builtin=False)
         self._invalidate()
 
@@ -177,3 +181,6 @@ def registry(kind: str) -> Registry[Any]:
         raise ValueError(
             f"kind: expected one of {', '.join(KINDS)}, received {kind!r}"
         ) from None
+
+
+get_registry = registry

@@ -25,11 +25,13 @@ PYXFER_HD uint16_t float_to_half_bits(float value) {
   }
   if (mag < 0x38800000u) {  // subnormal half or zero
     if (mag < 0x33000000u) return static_cast<uint16_t>(sign);
-    const uint32_t shift = 126u - (mag >> 23);
+    // value = mant * 2^(e - 150); in units of the smallest half subnormal (2^-24) that is
+    // mant >> (126 - e).
+    const uint32_t shift = 126u - (mag >> 23);  // 14..24
     const uint32_t mant = (mag & 0x7fffffu) | 0x800000u;
-    uint32_t half = mant >> (shift + 1u);
-    const uint32_t rem = mant & ((2u << shift) - 1u);
-    const uint32_t halfway = 1u << shift;
+    uint32_t half = mant >> shift;
+    const uint32_t rem = mant & ((1u << shift) - 1u);
+    const uint32_t halfway = 1u << (shift - 1u);
     if (rem > halfway || (rem == halfway && (half & 1u))) ++half;
     return static_cast<uint16_t>(sign | half);
   }
