@@ -193,8 +193,10 @@ class Backbone(nn.Module):
 def check_backbone(model: Any, where: str = "backbone") -> None:
     """Raise ``TypeError`` if ``model`` does not satisfy the backbone contract.
 
-    Checks the attributes and methods (not the output shapes: that needs a forward pass) and
-    that ``param_groups()`` covers every parameter exactly once.
+    Checks the required attributes and methods (``num_features``, ``input_spec``,
+    ``forward_features``, ``param_groups``; the classifier methods are optional) and that
+    ``param_groups()`` covers every parameter exactly once. Output shapes are not checked (that
+    needs a forward pass).
     """
     problems: list[str] = []
     if not isinstance(model, nn.Module):
@@ -204,7 +206,7 @@ def check_backbone(model: Any, where: str = "backbone") -> None:
         problems.append(f"num_features must be a positive int (received {nf!r})")
     if not isinstance(getattr(model, "input_spec", None), InputSpec):
         problems.append("input_spec must be a pyxfer.backbone.InputSpec")
-    for meth in ("forward_features", "forward_head", "param_groups", "reset_classifier"):
+    for meth in ("forward_features", "param_groups"):
         if not callable(getattr(model, meth, None)):
             problems.append(f"missing method {meth}()")
     if not problems:
