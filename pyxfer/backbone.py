@@ -85,6 +85,17 @@ class InputSpec:
             "min_size": self.min_size,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InputSpec:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            int(data["channels"]),
+            int(data["size"]),
+            tuple(float(v) for v in data["mean"]),
+            tuple(float(v) for v in data["std"]),
+            int(data.get("min_size", 1)),
+        )
+
 
 def imagenet_spec(in_chans: int, size: int, min_size: int = 1) -> InputSpec:
     """An :class:`InputSpec` with ImageNet normalisation for 1 or 3 channels."""

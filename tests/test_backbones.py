@@ -265,6 +265,9 @@ def test_contract_violation_names_the_plugin() -> None:
 def test_resnet_stems_widths_and_channels() -> None:
     big = create_backbone("resnet18", width=0.25, in_chans=1).eval()
     assert big.input_spec == InputSpec(1, 224, (0.449,), (0.226,), 32)
+    assert InputSpec.from_dict(json.loads(json.dumps(big.input_spec.to_dict()))) == big.input_spec
+    with pytest.raises(ValueError, match="mean/std"):
+        InputSpec(3, 32, (0.5,), (0.5,))
     assert big.forward_features(torch.zeros(1, 1, 64, 64)).shape == (1, 128, 2, 2)
     small = create_backbone("resnet18", width=0.25, stem="small").eval()
     assert small.input_spec.size == 32
