@@ -135,9 +135,16 @@ class PluginHost:
             )
             added: list[str] = []
 
-            def register(rname: str, factory: Any, *, _plugin: str = name, **kw: Any) -> None:
+            def register(
+                rname: str,
+                factory: Any,
+                *,
+                _plugin: str = name,
+                _added: list[str] = added,
+                **kw: Any,
+            ) -> None:
                 registry.register(rname, factory, plugin=_plugin, **kw)
-                added.append(rname)
+                _added.append(rname)
 
             try:
                 impl.function(register=register)
@@ -178,9 +185,7 @@ def registry(kind: str) -> Registry[Any]:
     try:
         return get_host().registries[kind]
     except KeyError:
-        raise ValueError(
-            f"kind: expected one of {', '.join(KINDS)}, received {kind!r}"
-        ) from None
+        raise ValueError(f"kind: expected one of {', '.join(KINDS)}, received {kind!r}") from None
 
 
 get_registry = registry

@@ -12,8 +12,15 @@ from pyxfer.cli import main
 
 def test_build_info_reports_what_was_compiled() -> None:
     info = _C.build_info()
-    for key in ("version", "compiler", "simd", "threading", "hardware_threads",
-                "cuda_compiled", "cuda_devices"):
+    for key in (
+        "version",
+        "compiler",
+        "simd",
+        "threading",
+        "hardware_threads",
+        "cuda_compiled",
+        "cuda_devices",
+    ):
         assert key in info
     import pyxfer
 
@@ -42,9 +49,11 @@ def test_plugins_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
     assert "pyxfer.backbones" in out and "(built-in)" in out
 
 
-def test_python_dash_m_and_help() -> None:
-    out = subprocess.run([sys.executable, "-m", "pyxfer", "--help"], capture_output=True,
-                         text=True)
+def test_python_dash_m_and_help(tmp_path) -> None:
+    # run outside the checkout so the installed package (with _C) is imported
+    out = subprocess.run(
+        [sys.executable, "-m", "pyxfer", "--help"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert out.returncode == 0
     for command in ("info", "plugins"):
         assert command in out.stdout

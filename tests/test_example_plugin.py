@@ -35,7 +35,8 @@ def test_example_registers_a_backbone_and_an_objective(host) -> None:
     info = host.plugins["pyxfer-example"]
     assert info.distribution == "pyxfer-example" and info.version == "0.1.0"
     assert info.registered == {
-        "backbones": ["example_tinynet"], "objectives": ["example_alignment"]
+        "backbones": ["example_tinynet"],
+        "objectives": ["example_alignment"],
     }
 
 
@@ -60,7 +61,7 @@ def test_example_backbone_and_objective_work(host) -> None:
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
 
 
-def _names_in_subprocess(env_update: dict[str, str]) -> dict[str, object]:
+def _names_in_subprocess(env_update: dict[str, str], cwd) -> dict[str, object]:
     code = (
         "import json, pyxfer; from pyxfer.pluginmanager import get_host; "
         "b = pyxfer.list_backbones(); o = pyxfer.list_objectives(); "
@@ -69,20 +70,26 @@ def _names_in_subprocess(env_update: dict[str, str]) -> dict[str, object]:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYXFER_DISABLE")}
     env.update(env_update)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
 
 @pytest.mark.parametrize(
     "env",
-    [{"PYXFER_DISABLE_PLUGIN_AUTOLOAD": "1"}, {"PYXFER_DISABLED_PLUGINS": "pyxfer-example"},
-     {"PYXFER_DISABLED_PLUGINS": "other, pyxfer_example"}],
+    [
+        {"PYXFER_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        {"PYXFER_DISABLED_PLUGINS": "pyxfer-example"},
+        {"PYXFER_DISABLED_PLUGINS": "other, pyxfer_example"},
+    ],
 )
-def test_blocked_example_disappears_and_builtins_stay(env: dict[str, str]) -> None:
-    seen = _names_in_subprocess({})
+def test_blocked_example_disappears_and_builtins_stay(env: dict[str, str], tmp_path) -> None:
+    # run outside the checkout so the installed package is imported, not the source tree
+    seen = _names_in_subprocess({}, tmp_path)
     assert "example_tinynet" in seen["backbones"] and seen["status"] == "loaded"
-    blocked = _names_in_subprocess(env)
+    blocked = _names_in_subprocess(env, tmp_path)
     assert blocked["status"] == "disabled"
     assert "example_tinynet" not in blocked["backbones"]
     assert "example_alignment" not in blocked["objectives"]

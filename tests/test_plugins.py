@@ -27,14 +27,14 @@ def _throwaway_plugin(**hooks):
     return types.SimpleNamespace(**{name: hookimpl(fn) for name, fn in hooks.items()})
 
 
-def test_import_pyxfer_loads_neither_torch_nor_plugins() -> None:
+def test_import_pyxfer_loads_neither_torch_nor_plugins(tmp_path) -> None:
     code = (
         "import sys, pyxfer; "
         "assert 'torch' not in sys.modules, 'torch imported'; "
         "assert not any(m.startswith('pyxfer.plugins.') for m in sys.modules), 'plugins loaded'; "
         "print('ok')"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
@@ -51,8 +51,9 @@ def test_throwaway_plugin_registers_and_unregisters(host) -> None:
     def pyxfer_register_class_encoders(register):
         register("toy_encoder", lambda: "encoder", description="a toy")
 
-    host.register(_throwaway_plugin(
-        pyxfer_register_class_encoders=pyxfer_register_class_encoders), name="toy")
+    host.register(
+        _throwaway_plugin(pyxfer_register_class_encoders=pyxfer_register_class_encoders), name="toy"
+    )
     reg = pyxfer.get_registry("class_encoders")
     assert reg.get("toy_encoder").plugin == "toy"
     assert reg.create("toy_encoder") == "encoder"

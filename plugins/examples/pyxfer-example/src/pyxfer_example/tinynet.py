@@ -23,10 +23,16 @@ class TinyNet(Backbone):
             raise ValueError(f"in_chans: expected 1 or 3, received {in_chans}")
         if width < 1:
             raise ValueError(f"width: expected a positive channel count, received {width}")
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, width, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True))
-        self.block = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1, bias=False),
-                                   nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
+        self.block = nn.Sequential(
+            nn.Conv2d(width, width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
         self.num_features = width
         self.input_spec = imagenet_spec(in_chans, 32)
         self.reset_classifier(num_classes)
