@@ -68,9 +68,7 @@ def packed(argument: str | None = None, *, mmap: bool = True) -> Any:
 @hookimpl
 def pyxfer_register_datasets(register: Register) -> None:
     register("digits", digits, description="scikit-learn 8x8 digits (1,797 images, embedded)")
-    register("folder", folder, description="folder:DIR of DIR/<class>/<image> files",
-             resizes=True)
-    register("tar", tar, description="tar:ARCHIVE of a class-per-folder image tree",
-             resizes=True)
+    register("folder", folder, description="folder:DIR of DIR/<class>/<image> files", resizes=True)
+    register("tar", tar, description="tar:ARCHIVE of a class-per-folder image tree", resizes=True)
     register("idx", idx, description="idx:DIR with MNIST-style IDX files (raw or .gz)")
     register("packed", packed, description="packed:DIR written by pyxfer pack (memory-mapped)")

@@ -106,7 +106,9 @@ def pil_to_array(img: Image.Image, channels: int | None) -> np.ndarray:
 
 def array_to_pil(arr: np.ndarray) -> Image.Image:
     """(H, W, C) uint8 -> Pillow image (mode L or RGB)."""
-    return Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr, "L" if arr.shape[2] == 1 else "RGB")
+    return Image.fromarray(
+        arr[:, :, 0] if arr.shape[2] == 1 else arr, "L" if arr.shape[2] == 1 else "RGB"
+    )
 
 
 def resize_array(
@@ -216,4 +218,3 @@ def source_name(path: str | os.PathLike[str]) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
-

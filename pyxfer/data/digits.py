@@ -19,6 +19,10 @@ def read_digits() -> ImageStore:
     images = np.rint(np.asarray(bunch.images, np.float64) * (255.0 / 16.0))
     images = np.clip(images, 0, 255).astype(np.uint8)[..., None]  # (1797, 8, 8, 1)
     return ImageStore(
-        images, np.asarray(bunch.target, np.int64), [str(i) for i in range(10)],
-        name="digits", source="digits", info={"reader": "digits", "origin": "sklearn.datasets"},
+        images,
+        np.asarray(bunch.target, np.int64),
+        [str(i) for i in range(10)],
+        name="digits",
+        source="digits",
+        info={"reader": "digits", "origin": "sklearn.datasets"},
     )

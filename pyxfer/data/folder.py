@@ -72,7 +72,8 @@ def scan_folder(
     if loose:
         log.warning(
             "folder %s: ignoring %d image(s) directly under the root (not in a class folder)",
-            root, len(loose),
+            root,
+            len(loose),
         )
     return paths, np.asarray(labels, np.int64), class_names
 
@@ -113,14 +114,29 @@ def read_folder(
             f"found under {str(root)!r}"
         )
     images, kept = decode_many(
-        [str(p) for p in paths], [str(p) for p in paths], hw=hw, channels=channels, fit=fit,
-        threads=threads, on_error=on_error, progress=progress, desc=f"reading {source_name(root)}",
+        [str(p) for p in paths],
+        [str(p) for p in paths],
+        hw=hw,
+        channels=channels,
+        fit=fit,
+        threads=threads,
+        on_error=on_error,
+        progress=progress,
+        desc=f"reading {source_name(root)}",
         draft=draft,
     )
-    info: dict[str, Any] = {"reader": "folder", "files": len(paths), "skipped": len(paths) - len(kept)}
+    info: dict[str, Any] = {
+        "reader": "folder",
+        "files": len(paths),
+        "skipped": len(paths) - len(kept),
+    }
     if hw is not None:
         info.update(size=list(hw), fit=fit)
     return ImageStore(
-        stack_if_uniform(images, channels), labels[kept], class_names,
-        name=source_name(root), source=f"folder:{root}", info=info,
+        stack_if_uniform(images, channels),
+        labels[kept],
+        class_names,
+        name=source_name(root),
+        source=f"folder:{root}",
+        info=info,
     )

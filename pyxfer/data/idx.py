@@ -22,8 +22,14 @@ import numpy as np
 from pyxfer.data.store import ImageStore
 
 _UBYTE = 0x08
-_TYPES = {0x08: "uint8", 0x09: "int8", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32",
-          0x0E: "float64"}
+_TYPES = {
+    0x08: "uint8",
+    0x09: "int8",
+    0x0B: "int16",
+    0x0C: "int32",
+    0x0D: "float32",
+    0x0E: "float64",
+}
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -158,7 +164,9 @@ def read_idx(
         class_names = [str(i) for i in range(max(top, 10))]
     name = re.sub(r"[.\-_]?images.*$", "", images_path.name) or images_path.parent.name
     return ImageStore(
-        images, np.asarray(lab, np.int64), class_names,
+        images,
+        np.asarray(lab, np.int64),
+        class_names,
         name=f"{path.name if path.is_dir() else images_path.parent.name}/{name}",
         source=f"idx:{path}",
         info={"reader": "idx", "images": str(images_path), "labels": str(labels_path)},

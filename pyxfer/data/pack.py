@@ -40,8 +40,13 @@ def _load_source(
     name, _ = parse_spec(os.fspath(src))
     options: dict[str, Any] = {}
     if registry("datasets").get(name).metadata.get("resizes"):
-        options = {"size": hw, "fit": fit, "on_error": on_error, "threads": threads,
-                   "progress": progress}
+        options = {
+            "size": hw,
+            "fit": fit,
+            "on_error": on_error,
+            "threads": threads,
+            "progress": progress,
+        }
         if channels is not None:
             options["channels"] = channels
     elif on_error != "raise":
@@ -104,12 +109,22 @@ def pack(
                 yield np.stack(list(pool.map(resize_one, rows)))
 
     info = dict(store.info)
-    info.update(packed_from=str(src) if not isinstance(src, ImageStore) else store.source,
-                size=list(hw), fit=fit)
+    info.update(
+        packed_from=str(src) if not isinstance(src, ImageStore) else store.source,
+        size=list(hw),
+        fit=fit,
+    )
     try:
         return write_packed(
-            dst, (n, hw[0], hw[1], out_c), chunks(), store.labels, store.class_names,
-            name=store.name, source=store.source, info=info, overwrite=overwrite,
+            dst,
+            (n, hw[0], hw[1], out_c),
+            chunks(),
+            store.labels,
+            store.class_names,
+            name=store.name,
+            source=store.source,
+            info=info,
+            overwrite=overwrite,
             on_chunk=bar.update,
         )
     finally:

@@ -46,7 +46,9 @@ def _check_image(img: Any, where: str) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3):
-        raise ValueError(f"{where}: expected shape (H, W, C) with C in {{1, 3}}, received {arr.shape}")
+        raise ValueError(
+            f"{where}: expected shape (H, W, C) with C in {{1, 3}}, received {arr.shape}"
+        )
     return arr
 
 
@@ -335,9 +337,17 @@ class ImageStore:
                 yield np.asarray(self.batch(np.arange(start, min(start + chunk, len(self)))))
 
         shape = (len(self), *(self.image_shape or ()))
-        return write_packed(path, shape, chunks(), self._labels, self.class_names,
-                            name=self.name, source=self.source, info=self.info,
-                            overwrite=overwrite)
+        return write_packed(
+            path,
+            shape,
+            chunks(),
+            self._labels,
+            self.class_names,
+            name=self.name,
+            source=self.source,
+            info=self.info,
+            overwrite=overwrite,
+        )
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, mmap: bool = True) -> ImageStore:
@@ -405,8 +415,9 @@ def write_packed(
     if lab.shape != (shape[0],):
         raise ValueError(f"labels: expected shape ({shape[0]},), received {lab.shape}")
     with atomic_directory(path, overwrite=overwrite) as tmp:
-        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
-                                           shape=tuple(int(s) for s in shape))
+        images = np.lib.format.open_memmap(
+            tmp / "images.npy", mode="w+", dtype=np.uint8, shape=tuple(int(s) for s in shape)
+        )
         pos = 0
         for chunk in chunks:
             b = chunk.shape[0]
@@ -467,5 +478,11 @@ def read_packed(path: str | os.PathLike[str], *, mmap: bool = True) -> ImageStor
     info = dict(meta.get("info") or {})
     info["packed_path"] = str(root)
     info["packed_created"] = meta.get("created", "")
-    return ImageStore(images, labels, meta["class_names"], name=meta.get("name", ""),
-                      source=meta.get("source", ""), info=info)
+    return ImageStore(
+        images,
+        labels,
+        meta["class_names"],
+        name=meta.get("name", ""),
+        source=meta.get("source", ""),
+        info=info,
+    )

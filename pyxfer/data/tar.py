@@ -78,8 +78,9 @@ def read_tar(
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ValueError(f"tar: cannot read archive {str(path)!r}: {exc}") from exc
     if not members:
-        raise ValueError(f"tar: no image members found in {str(path)!r}"
-                         + (f" below {root!r}" if root else ""))
+        raise ValueError(
+            f"tar: no image members found in {str(path)!r}" + (f" below {root!r}" if root else "")
+        )
     members.sort(key=lambda m: m[0])
     k = _common_prefix([p[:-1] for p, _ in members])
     if unlabelled or all(len(p) - 1 == k for p, _ in members):
@@ -95,15 +96,31 @@ def read_tar(
         labels = np.asarray([ids[p[k]] for p, _ in members], np.int64)
     names = [f"{path}/{'/'.join(p)}" for p, _ in members]
     images, kept = decode_many(
-        [b for _, b in members], names, hw=hw, channels=channels, fit=fit, threads=threads,
-        on_error=on_error, progress=progress, desc=f"reading {source_name(path)}", draft=draft,
+        [b for _, b in members],
+        names,
+        hw=hw,
+        channels=channels,
+        fit=fit,
+        threads=threads,
+        on_error=on_error,
+        progress=progress,
+        desc=f"reading {source_name(path)}",
+        draft=draft,
     )
-    info: dict[str, Any] = {"reader": "tar", "files": len(members), "skipped": len(members) - len(kept)}
+    info: dict[str, Any] = {
+        "reader": "tar",
+        "files": len(members),
+        "skipped": len(members) - len(kept),
+    }
     if hw is not None:
         info.update(size=list(hw), fit=fit)
     if root:
         info["root"] = root
     return ImageStore(
-        stack_if_uniform(images, channels), labels[kept], class_names,
-        name=source_name(path), source=f"tar:{path}", info=info,
+        stack_if_uniform(images, channels),
+        labels[kept],
+        class_names,
+        name=source_name(path),
+        source=f"tar:{path}",
+        info=info,
     )
