@@ -136,3 +136,12 @@ def test_grid_of_ragged_unlabelled_store() -> None:
     ]
     sheet = sample_grid(ImageStore(imgs), per_class=3)
     assert sheet.size[0] >= 3 * 96 and sheet.size[1] >= 2 * 96
+
+
+def test_grid_with_an_empty_class() -> None:
+    from pyxfer.data.grid import sample_grid
+
+    store = ImageStore(np.full((3, 4, 4, 1), 200, np.uint8), [0, 0, 2], ["a", "empty", "c"])
+    sheet = np.asarray(sample_grid(store, per_class=2))
+    assert sheet.shape[0] >= 3 * 64  # three rows, 4 px upscaled to 64
+    assert (sheet == 200).any()  # the pixels are drawn

@@ -197,3 +197,23 @@ def test_digits() -> None:
     np.testing.assert_array_equal(store.images[..., 0], np.rint(raw * 255 / 16).astype(np.uint8))
     assert store.class_names == [str(i) for i in range(10)]
     assert store.class_counts().sum() == 1797 and (store.class_counts() > 170).all()
+
+
+def test_sixteen_bit_grey_keeps_its_range(tmp_path) -> None:
+    from PIL import Image
+
+    deep = (np.arange(12).reshape(3, 4) * 5000).astype(np.uint16)
+    (tmp_path / "c").mkdir()
+    Image.fromarray(deep).save(tmp_path / "c" / "deep.png")
+    store = read_folder(tmp_path, channels=1)
+    np.testing.assert_array_equal(store.image(0)[..., 0], (deep >> 8).astype(np.uint8))
+
+
+def test_all_files_unreadable_is_an_error(tmp_path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(b"junk")
+    with (
+        pytest.warns(UserWarning, match=r"x\.png"),
+        pytest.raises(ValueError, match="none of the 1"),
+    ):
+        read_folder(tmp_path, on_error="skip")

@@ -173,3 +173,18 @@ def test_read_packed_errors(tmp_path) -> None:
     (tmp_path / "ok" / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"expected format 'pyxfer\.packed'"):
         read_packed(tmp_path / "ok")
+
+
+def test_packed_store_pickles_as_its_path(dense: ImageStore, tmp_path) -> None:
+    import pickle
+
+    big = ImageStore(np.zeros((64, 32, 32, 3), np.uint8), np.arange(64) % 4)
+    big.save(tmp_path / "big")
+    opened = ImageStore.open(tmp_path / "big").subset([5, 9])
+    blob = pickle.dumps(opened)
+    assert len(blob) < 10_000  # the 196 KB of pixels are not in the pickle
+    back = pickle.loads(blob)
+    assert isinstance(back._base, np.memmap)
+    assert back.labels.tolist() == [1, 1] and back.images.shape == (2, 32, 32, 3)
+    in_memory = pickle.loads(pickle.dumps(dense))  # an in-memory store pickles its pixels
+    np.testing.assert_array_equal(in_memory.images, dense.images)

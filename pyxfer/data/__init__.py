@@ -107,6 +107,8 @@ def load_dataset(spec: str | os.PathLike[str] | ImageStore, **options: Any) -> I
     entry = _registry().get(name)
     try:
         inspect.signature(entry.factory).bind(argument, **options)
+    except ValueError:  # no introspectable signature: let the call decide
+        pass
     except TypeError as exc:
         raise ValueError(
             f"dataset {name!r} (from plugin {entry.plugin!r}) does not accept options "

@@ -67,7 +67,7 @@ def resolve_threads(threads: int) -> int:
 
 def progress_bar(total: int, desc: str, progress: bool | None) -> Any:
     """A tqdm bar on stderr; ``progress=None`` shows it only when stderr is a terminal."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     enabled = sys.stderr.isatty() if progress is None else bool(progress)
     return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
@@ -93,10 +93,21 @@ def resize_pil(img: Image.Image, hw: tuple[int, int], fit: str = "crop") -> Imag
     return img.resize((tw, th), Image.Resampling.BILINEAR, box=box)
 
 
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16/32-bit grey (16-bit PNG, TIFF) -> 8-bit L by keeping the high byte (Pillow clips)."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        arr = np.clip(np.asarray(img).astype(np.int64), 0, 65535) >> 8
+        return Image.fromarray(arr.astype(np.uint8), "L")
+    if img.mode == "F":
+        arr = np.clip(np.rint(np.asarray(img, np.float64)), 0, 255)
+        return Image.fromarray(arr.astype(np.uint8), "L")
+    return img
+
+
 def pil_to_array(img: Image.Image, channels: int | None) -> np.ndarray:
     """Pillow image -> (H, W, C) uint8 with C = ``channels`` (None: 1 for grey, else 3)."""
     if channels is None:
-        channels = 1 if img.mode in ("1", "L", "I", "I;16", "F") else 3
+        channels = 1 if img.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     img = img.convert("L" if channels == 1 else "RGB")
@@ -141,6 +152,7 @@ def decode_image(
         if draft and hw is not None and img.format == "JPEG":
             img.draft("L" if channels == 1 else "RGB", (hw[1], hw[0]))
         img.load()
+        img = _to_8bit(img)
         if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
             img = ImageOps.exif_transpose(img)
         if hw is not None:

@@ -125,6 +125,8 @@ def read_folder(
         desc=f"reading {source_name(root)}",
         draft=draft,
     )
+    if not images:
+        raise ValueError(f"folder: none of the {len(paths)} image files could be read")
     info: dict[str, Any] = {
         "reader": "folder",
         "files": len(paths),

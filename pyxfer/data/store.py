@@ -286,6 +286,22 @@ class ImageStore:
             out._ragged = [self._ragged[j] for j in idx]
         return out
 
+    # -- pickling (worker processes) ----------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """A memory-mapped packed store pickles as its path, not its pixels."""
+        state = self.__dict__.copy()
+        path = self.info.get("packed_path")
+        if path and isinstance(self._base, np.memmap):
+            state["_base"] = None
+            state["_reopen"] = str(Path(path) / "images.npy")
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        reopen = state.pop("_reopen", None)
+        self.__dict__.update(state)
+        if reopen is not None:
+            self._base = np.load(reopen, mmap_mode="r")
+
     # -- description -------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """A JSON-serialisable summary: count, classes with counts, sizes, provenance."""

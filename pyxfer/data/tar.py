@@ -107,6 +107,8 @@ def read_tar(
         desc=f"reading {source_name(path)}",
         draft=draft,
     )
+    if not images:
+        raise ValueError(f"tar: none of the {len(members)} image files could be read")
     info: dict[str, Any] = {
         "reader": "tar",
         "files": len(members),
