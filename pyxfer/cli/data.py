@@ -53,7 +53,9 @@ def _size_text(d: dict) -> str:
         return f"ragged, C={d['channels']}"
     (h0, w0), (h1, w1) = d["size_min"], d["size_max"]
     common = ", ".join(f"{h}x{w} ({n})" for h, w, n in d["common_sizes"][:3])
-    return f"ragged, C={d['channels']}, from {h0}x{w0} to {h1}x{w1}; most common {common}"
+    return (
+        f"ragged, C={d['channels']}, heights {h0}-{h1}, widths {w0}-{w1}; most common HxW {common}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
