@@ -67,7 +67,9 @@ def pyxfer_register_datasets(register: Register) -> None:
     Called once, the first time the data-set registry is used. ``factory(argument, **kwargs)``
     receives the text after the first ``:`` (or ``None``) and must return a
     :class:`pyxfer.data.ImageStore`. ``--data folder:photos/`` calls the ``folder`` factory with
-    ``"photos/"``.
+    ``"photos/"``. Register with ``resizes=True`` when the factory also accepts ``size``,
+    ``channels``, ``fit``, ``threads``, ``on_error`` and ``progress`` (it decodes straight to a
+    size, as ``folder`` does); ``pyxfer pack`` then passes them instead of resizing afterwards.
     """
 
 

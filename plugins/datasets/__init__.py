@@ -1,11 +1,74 @@
-"""Built-in data-set sources, registered through the ``pyxfer`` entry points."""
+"""Built-in data-set sources, registered through the ``pyxfer`` entry points.
+
+========  =====================  ==========================================================
+name      argument               what it reads
+========  =====================  ==========================================================
+digits    (none)                 scikit-learn's 1,797 8×8 digits (embedded, no download)
+folder    a directory            ``DIR/<class>/<file>`` image files, or a flat folder
+tar       an archive             a ``.tar[.gz]`` of a class-per-folder tree, read in place
+idx       a directory or file    MNIST-style IDX files (raw or gzip)
+packed    a directory            a store written by ``pyxfer pack`` (memory-mapped)
+========  =====================  ==========================================================
+
+Sources marked ``resizes=True`` accept ``size``/``channels``/``fit``/``threads``/``on_error``
+and decode straight to the requested size (``pyxfer pack`` uses that).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from pyxfer import hookimpl
 from pyxfer.hookspecs import Register
 
 
+def _need(name: str, argument: str | None, what: str) -> str:
+    if not argument:
+        raise ValueError(f"{name}: expected {name}:{what}, received no argument")
+    return argument
+
+
+def digits(argument: str | None = None) -> Any:
+    """scikit-learn's bundled 8×8 digits."""
+    if argument:
+        raise ValueError(f"digits: takes no argument, received {argument!r}")
+    from pyxfer.data.digits import read_digits
+
+    return read_digits()
+
+
+def folder(argument: str | None = None, **options: Any) -> Any:
+    """``folder:DIR``, options of :func:`pyxfer.data.folder.read_folder`."""
+    from pyxfer.data.folder import read_folder
+
+    return read_folder(_need("folder", argument, "DIR"), **options)
+
+
+def tar(argument: str | None = None, **options: Any) -> Any:
+    """``tar:ARCHIVE``, options of :func:`pyxfer.data.tar.read_tar`."""
+    from pyxfer.data.tar import read_tar
+
+    return read_tar(_need("tar", argument, "ARCHIVE.tar.gz"), **options)
+
+
+def idx(argument: str | None = None, **options: Any) -> Any:
+    """``idx:DIR`` or ``idx:IMAGES-FILE``, options of :func:`pyxfer.data.idx.read_idx`."""
+    from pyxfer.data.idx import read_idx
+
+    return read_idx(_need("idx", argument, "DIR"), **options)
+
+
+def packed(argument: str | None = None, *, mmap: bool = True) -> Any:
+    """``packed:DIR``, a store written by ``pyxfer pack``."""
+    from pyxfer.data.store import read_packed
+
+    return read_packed(_need("packed", argument, "DIR"), mmap=mmap)
+
+
 @hookimpl
 def pyxfer_register_datasets(register: Register) -> None:
-    pass
+    register("digits", digits, description="scikit-learn 8x8 digits (1,797 images, embedded)")
+    register("folder", folder, description="folder:DIR of DIR/<class>/<image> files", resizes=True)
+    register("tar", tar, description="tar:ARCHIVE of a class-per-folder image tree", resizes=True)
+    register("idx", idx, description="idx:DIR with MNIST-style IDX files (raw or .gz)")
+    register("packed", packed, description="packed:DIR written by pyxfer pack (memory-mapped)")

@@ -15,6 +15,8 @@ from pyxfer import __version__
 COMMANDS: dict[str, str] = {
     "info": "info",
     "plugins": "plugins",
+    "data": "data",
+    "pack": "pack",
 }
 
 

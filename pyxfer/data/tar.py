@@ -1,0 +1,128 @@
+"""A tar archive (``.tar``, ``.tar.gz``, ``.tgz``, ...) of a class-per-folder image tree.
+
+Members are read straight from the archive (nothing is extracted to disk): the archive is
+streamed once, the image members' bytes are kept in memory and decoded in a thread pool.
+The directory prefix shared by all image members is dropped (``test/`` in CIFAR-10's
+``test/<class>/<nnnn>.jpg``); the next path component is the class. If nothing is left after
+the shared prefix (all images in one folder) the store is unlabelled. ``root`` restricts the
+read to the members below one directory of the archive. Decoding options are those of
+:func:`pyxfer.data.folder.read_folder`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tarfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from pyxfer.data.decode import (
+    check_options,
+    decode_many,
+    is_image_name,
+    source_name,
+    stack_if_uniform,
+)
+from pyxfer.data.store import ImageStore
+
+log = logging.getLogger("pyxfer.data")
+
+
+def _common_prefix(dirs: list[tuple[str, ...]]) -> int:
+    if not dirs:
+        return 0
+    k = min(len(d) for d in dirs)
+    first = dirs[0]
+    for d in dirs[1:]:
+        while k and d[:k] != first[:k]:
+            k -= 1
+    return k
+
+
+def read_tar(
+    path: str | os.PathLike[str],
+    *,
+    size: int | tuple[int, int] | None = None,
+    channels: int = 3,
+    fit: str = "crop",
+    threads: int = 0,
+    on_error: str = "raise",
+    unlabelled: bool = False,
+    root: str | None = None,
+    progress: bool | None = None,
+    draft: bool = True,
+) -> ImageStore:
+    """Read an archive of images into an :class:`ImageStore` (see the module docstring)."""
+    hw = check_options(size, channels, fit, on_error)
+    if channels is None:
+        channels = 3
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tar: no file at {str(path)!r}")
+    prefix = PurePosixPath(root.strip("/")).parts if root else ()
+    members: list[tuple[tuple[str, ...], bytes]] = []
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            for m in tf:
+                if not m.isfile() or not is_image_name(m.name):
+                    continue
+                parts = tuple(p for p in PurePosixPath(m.name).parts if p not in (".", "/"))
+                if any(p.startswith(".") for p in parts) or parts[: len(prefix)] != prefix:
+                    continue
+                fh = tf.extractfile(m)
+                if fh is not None:
+                    members.append((parts, fh.read()))
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ValueError(f"tar: cannot read archive {str(path)!r}: {exc}") from exc
+    if not members:
+        raise ValueError(
+            f"tar: no image members found in {str(path)!r}" + (f" below {root!r}" if root else "")
+        )
+    members.sort(key=lambda m: m[0])
+    k = _common_prefix([p[:-1] for p, _ in members])
+    if unlabelled or all(len(p) - 1 == k for p, _ in members):
+        labels = np.full(len(members), -1, np.int64)
+        class_names: list[str] = []
+    else:
+        loose = [p for p, _ in members if len(p) - 1 == k]
+        if loose:
+            log.warning("tar %s: ignoring %d image(s) not in a class folder", path, len(loose))
+            members = [m for m in members if len(m[0]) - 1 > k]
+        class_names = sorted({p[k] for p, _ in members})
+        ids = {c: i for i, c in enumerate(class_names)}
+        labels = np.asarray([ids[p[k]] for p, _ in members], np.int64)
+    names = [f"{path}/{'/'.join(p)}" for p, _ in members]
+    images, kept = decode_many(
+        [b for _, b in members],
+        names,
+        hw=hw,
+        channels=channels,
+        fit=fit,
+        threads=threads,
+        on_error=on_error,
+        progress=progress,
+        desc=f"reading {source_name(path)}",
+        draft=draft,
+    )
+    if not images:
+        raise ValueError(f"tar: none of the {len(members)} image files could be read")
+    info: dict[str, Any] = {
+        "reader": "tar",
+        "files": len(members),
+        "skipped": len(members) - len(kept),
+    }
+    if hw is not None:
+        info.update(size=list(hw), fit=fit)
+    if root:
+        info["root"] = root
+    return ImageStore(
+        stack_if_uniform(images, channels),
+        labels[kept],
+        class_names,
+        name=source_name(path),
+        source=f"tar:{path}",
+        info=info,
+    )
