@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pyxfer.data import ImageStore, read_packed
-from pyxfer.data.store import atomic_directory
+from pyxfer.fileio import atomic_directory
 
 
 @pytest.fixture

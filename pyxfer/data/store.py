@@ -20,17 +20,16 @@ destination and no temporary directory behind.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pyxfer.fileio import atomic_directory
 
 PACKED_FORMAT = "pyxfer.packed"
 PACKED_VERSION = 1
@@ -372,36 +371,6 @@ class ImageStore:
 
 
 # -- atomic directory writing ------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_directory(dst: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling directory that is renamed to ``dst`` on success.
-
-    On any exception (KeyboardInterrupt included) the temporary directory is removed and
-    ``dst`` is left as it was. With ``overwrite=True`` an existing ``dst`` is replaced only
-    once the new one is complete.
-    """
-    dst = Path(dst)
-    if dst.exists() and not overwrite:
-        raise ValueError(f"dst: {str(dst)!r} already exists; choose a new path or overwrite it")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if dst.exists():
-            if not overwrite:
-                raise ValueError(f"dst: {str(dst)!r} appeared while writing; not replacing it")
-            old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(dst, old)
-            os.replace(tmp, dst)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def write_packed(
     path: str | os.PathLike[str],
     shape: tuple[int, ...],
