@@ -6,6 +6,7 @@ CUDA tensors pass device pointers and the current stream).
 
 from __future__ import annotations
 
+from pyxfer.ops import augment
 from pyxfer.ops.normalize import normalize
 
-__all__ = ["normalize"]
+__all__ = ["augment", "normalize"]
