@@ -115,7 +115,7 @@ def gaussian_kernel1d(k: int, sigma: float) -> torch.Tensor:
 
 def gaussian_blur(x: torch.Tensor, k: int, sigma: float) -> torch.Tensor:
     """Reflect-padded 2-D gaussian (outer product of the 1-D kernels), rounded to uint8."""
-    c, h, w = x.shape
+    c = x.shape[0]
     k1 = gaussian_kernel1d(k, sigma)
     k2 = (k1[:, None] * k1[None, :]).expand(c, 1, k, k)
     pad = k // 2
@@ -191,8 +191,8 @@ def get_params_rrc(
         aspect = math.exp(
             torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=generator).item()
         )
-        w = int(round(math.sqrt(target_area * aspect)))
-        h = int(round(math.sqrt(target_area / aspect)))
+        w = round(math.sqrt(target_area * aspect))
+        h = round(math.sqrt(target_area / aspect))
         if 0 < w <= width and 0 < h <= height:
             i = int(torch.randint(0, height - h + 1, size=(1,), generator=generator).item())
             j = int(torch.randint(0, width - w + 1, size=(1,), generator=generator).item())
@@ -200,10 +200,10 @@ def get_params_rrc(
     in_ratio = float(width) / float(height)
     if in_ratio < min(ratio):
         w = width
-        h = int(round(w / min(ratio)))
+        h = round(w / min(ratio))
     elif in_ratio > max(ratio):
         h = height
-        w = int(round(h * max(ratio)))
+        w = round(h * max(ratio))
     else:
         w, h = width, height
     return (height - h) // 2, (width - w) // 2, h, w
@@ -222,7 +222,7 @@ def preprocess(x_hwc: torch.Tensor, resize_to: int, crop: int, mean, std) -> tor
     if ph or pw:
         x = F.pad(x, [pw // 2, (pw + 1) // 2, ph // 2, (ph + 1) // 2], value=0)
     hh, ww = x.shape[-2:]
-    top = int(round((hh - crop) / 2.0))
-    left = int(round((ww - crop) / 2.0))
+    top = round((hh - crop) / 2.0)
+    left = round((ww - crop) / 2.0)
     x = x[:, top : top + crop, left : left + crop]
     return normalize(x, mean, std)

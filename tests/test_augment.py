@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import reference_augment as ref
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import reference_augment as ref
 from pyxfer import _C
 from pyxfer.ops import augment as A
 from pyxfer.ops.augment import COL, PARAM_COLUMNS
@@ -49,8 +49,12 @@ def _philox_numpy(ctr: np.ndarray, key: tuple[int, int]) -> np.ndarray:
             k1 = (k1 + np.uint64(0xBB67AE85)) & mask
         p0, p1 = m0 * c[:, 0], m1 * c[:, 2]
         c = np.stack(
-            [(p1 >> np.uint64(32)) ^ c[:, 1] ^ k0, p1 & mask, (p0 >> np.uint64(32)) ^ c[:, 3] ^ k1,
-             p0 & mask],
+            [
+                (p1 >> np.uint64(32)) ^ c[:, 1] ^ k0,
+                p1 & mask,
+                (p0 >> np.uint64(32)) ^ c[:, 3] ^ k1,
+                p0 & mask,
+            ],
             axis=1,
         )
     return c.astype(np.uint32)
@@ -154,7 +158,7 @@ def test_probabilities_follow_the_preset():
     assert abs(p[:, COL["gray"]].mean() - 0.2) < 0.01
     assert abs(p[:, COL["flip"]].mean() - 0.5) < 0.015
     sig = v0[:, COL["blur_sigma"]]
-    assert 0.1 <= sig.min() and sig.max() <= 2.0
+    assert sig.min() >= 0.1 and sig.max() <= 2.0
 
 
 # ---- apply vs torchvision golden outputs ----------------------------------------------------
@@ -175,7 +179,7 @@ def _case_row(z, i: str, case: str, h: int, w: int):
     r = _identity_row(h, w)
     size = (h, w)
     if case.startswith("resized_crop") or case == "simclr_chain":
-        r[: 4] = z[k + "box"]
+        r[:4] = z[k + "box"]
         size = tuple(int(s) for s in z[k + "size"])
     if case in ("brightness", "contrast", "saturation", "hue"):
         r[COL["jitter"]], r[COL[case]] = 1, z[k + "factor"]
@@ -185,7 +189,9 @@ def _case_row(z, i: str, case: str, h: int, w: int):
         r[COL["solarize"]], r[COL["solarize_threshold"]] = 1, z[k + "threshold"]
     if case == "gaussian_blur":
         r[COL["blur"]], r[COL["blur_sigma"]], r[COL["blur_kernel"]] = (
-            1, z[k + "sigma"], z[k + "kernel"],
+            1,
+            z[k + "sigma"],
+            z[k + "kernel"],
         )
     if case == "hflip":
         r[COL["flip"]] = 1
@@ -195,14 +201,24 @@ def _case_row(z, i: str, case: str, h: int, w: int):
         r[COL["brightness"] : COL["hue"] + 1] = z[k + "jitter"]
         r[COL["order0"] : COL["order0"] + 4] = z[k + "jitter_order"]
         r[COL["blur"]], r[COL["blur_sigma"]], r[COL["blur_kernel"]] = (
-            1, z[k + "blur_sigma"], z[k + "blur_kernel"],
+            1,
+            z[k + "blur_sigma"],
+            z[k + "blur_kernel"],
         )
     return r, size, z[k + "output"]
 
 
 UINT8_CASES = [
-    "resized_crop_32", "resized_crop_96", "brightness", "contrast", "saturation", "hue",
-    "grayscale", "solarize", "gaussian_blur", "hflip",
+    "resized_crop_32",
+    "resized_crop_96",
+    "brightness",
+    "contrast",
+    "saturation",
+    "hue",
+    "grayscale",
+    "solarize",
+    "gaussian_blur",
+    "hflip",
 ]
 
 
@@ -225,8 +241,15 @@ def _check_golden(z):
                 got = (got * np.asarray(std) + np.asarray(mean)) * 255
                 want = (want * np.asarray(std) + np.asarray(mean)) * 255
             err = np.abs(got - want.astype(np.float64))
-            if case in ("resized_crop_32", "resized_crop_96", "hflip", "brightness", "contrast",
-                        "grayscale", "solarize"):
+            if case in (
+                "resized_crop_32",
+                "resized_crop_96",
+                "hflip",
+                "brightness",
+                "contrast",
+                "grayscale",
+                "solarize",
+            ):
                 assert err.max() < 1e-3, (i, case, err.max())  # bit-exact grey levels
             elif chain:
                 assert (err <= 2.001).mean() >= 0.999, (i, case)
@@ -260,8 +283,10 @@ def _random_images(rng, n, h, w, c=3):
 def test_apply_matches_reference_chain(preset):
     rng = np.random.default_rng(1)
     x = _random_images(rng, 3, 45, 61)
-    specs = [A.ViewSpec(**{**s.__dict__, "size": (24, 20), "blur_kernel": 5})
-             for s in A.preset(preset, size=24)]
+    specs = [
+        A.ViewSpec(**{**s.__dict__, "size": (24, 20), "blur_kernel": 5})
+        for s in A.preset(preset, size=24)
+    ]
     params = A.sample_params(specs, [(45, 61)] * 3, seed=7)
     got = A.apply(x, params, size=(24, 20), mean=MEAN, std=STD)
     for r in range(len(params)):
@@ -374,13 +399,21 @@ def _call(x, p, out, views=2, mean=MEAN, std=STD):
         (lambda x, p, o: (np.zeros((2, 0, 10, 3), np.uint8), p, o), "images"),
         (lambda x, p, o: (x, p.astype(np.float64), o), "params"),
         (lambda x, p, o: (x, p[:3], o), "params"),
-        (lambda x, p, o: (x, np.where(np.arange(p.size).reshape(p.shape) == 5, np.nan, p)
-                          .astype(np.float32), o), "params"),
+        (
+            lambda x, p, o: (
+                x,
+                np.where(np.arange(p.size).reshape(p.shape) == 5, np.nan, p).astype(np.float32),
+                o,
+            ),
+            "params",
+        ),
         (lambda x, p, o: (x, p, np.empty((4, 3, 8, 8), np.float64)), "out"),
         (lambda x, p, o: (x, p, np.empty((3, 3, 8, 8), np.float32)), "out"),
         (lambda x, p, o: (x, p, np.empty((4, 3, 0, 8), np.float32)), "out"),
-        (lambda x, p, o: ([np.zeros((5, 5, 3), np.uint8), np.zeros((5, 5, 1), np.uint8)], p, o),
-         "images"),
+        (
+            lambda x, p, o: ([np.zeros((5, 5, 3), np.uint8), np.zeros((5, 5, 1), np.uint8)], p, o),
+            "images",
+        ),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(mutate, match):
@@ -408,13 +441,23 @@ def test_bad_box_and_flags_and_empty_batch():
     with pytest.raises(ValueError, match="std"):
         _call(x, p, o, std=(1, 0, 1))
     # an empty batch is valid and writes nothing
-    _C.augment_apply(np.zeros((0, 4, 4, 3), np.uint8), np.zeros((0, 20), np.float32),
-                     np.zeros((0, 3, 8, 8), np.float32), 2, list(MEAN), list(STD), False, True, 1)
+    _C.augment_apply(
+        np.zeros((0, 4, 4, 3), np.uint8),
+        np.zeros((0, 20), np.float32),
+        np.zeros((0, 3, 8, 8), np.float32),
+        2,
+        list(MEAN),
+        list(STD),
+        False,
+        True,
+        1,
+    )
     with pytest.raises(ValueError, match="configs"):
         _C.augment_sample([{"blur_kernel": 4}], np.array([4]), np.array([4]), np.array([0]), 0, 0)
     with pytest.raises(ValueError, match="configs"):
-        _C.augment_sample([{"scale_min": float("nan")}], np.array([4]), np.array([4]),
-                          np.array([0]), 0, 0)
+        _C.augment_sample(
+            [{"scale_min": float("nan")}], np.array([4]), np.array([4]), np.array([0]), 0, 0
+        )
     with pytest.raises(ValueError, match="heights"):
         _C.augment_sample([{}], np.array([0]), np.array([4]), np.array([0]), 0, 0)
     with pytest.raises(ValueError, match="name"):
@@ -424,9 +467,13 @@ def test_bad_box_and_flags_and_empty_batch():
 @settings(max_examples=60, deadline=None)
 @given(
     col=st.integers(0, len(PARAM_COLUMNS) - 1),
-    value=st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32),
-                    st.integers(-5, 40).map(float)),
-    h=st.integers(1, 12), w=st.integers(1, 12), oh=st.integers(1, 9), ow=st.integers(1, 9),
+    value=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-5, 40).map(float)
+    ),
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    oh=st.integers(1, 9),
+    ow=st.integers(1, 9),
 )
 def test_fuzzed_params_raise_or_run(col, value, h, w, oh, ow):
     """Any single corrupted parameter is either valid (runs) or a ValueError naming params."""

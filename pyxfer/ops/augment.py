@@ -175,7 +175,10 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
     if name == "dino":
         g = dict(size=s, scale=(0.4, 1.0), saturation=0.2, blur_kernel=_blur_kernel(size))
         local = ViewSpec(
-            size=_square(local_size), scale=(0.05, 0.4), saturation=0.2, blur_p=0.5,
+            size=_square(local_size),
+            scale=(0.05, 0.4),
+            saturation=0.2,
+            blur_p=0.5,
             blur_kernel=_blur_kernel(local_size),
         )
         return [ViewSpec(blur_p=1.0, **g), ViewSpec(blur_p=0.1, solarize_p=0.2, **g)] + [
@@ -186,8 +189,12 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
     if name == "fixmatch_strong":
         return [
             ViewSpec(
-                size=s, scale=(0.8, 1.0), jitter_p=1.0, blur_p=0.5,
-                blur_kernel=_blur_kernel(size), solarize_p=0.2,
+                size=s,
+                scale=(0.8, 1.0),
+                jitter_p=1.0,
+                blur_p=0.5,
+                blur_kernel=_blur_kernel(size),
+                solarize_p=0.2,
             )
         ]
     if name == "eval":
@@ -196,7 +203,13 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
 
 
 PRESETS: tuple[str, ...] = (
-    "simclr", "byol", "moco_v2", "dino", "fixmatch_weak", "fixmatch_strong", "eval",
+    "simclr",
+    "byol",
+    "moco_v2",
+    "dino",
+    "fixmatch_weak",
+    "fixmatch_strong",
+    "eval",
 )
 
 
@@ -260,8 +273,13 @@ def sample_params(
     if not 0 <= int(seed) < 2**64:
         raise ValueError(f"seed: expected an integer in [0, 2^64), received {seed}")
     return _C.augment_sample(
-        [v.to_config() for v in specs], hw[:, 0].copy(), hw[:, 1].copy(),
-        idx.astype(np.int64), int(seed), int(epoch), threads,
+        [v.to_config() for v in specs],
+        hw[:, 0].copy(),
+        hw[:, 1].copy(),
+        idx.astype(np.int64),
+        int(seed),
+        int(epoch),
+        threads,
     )
 
 
@@ -315,8 +333,10 @@ def apply(
         if size is None:
             raise ValueError("size: expected an output size when out is not given")
         h, w = (size, size) if isinstance(size, int) else tuple(size)
-        c = src[0].shape[-1] if isinstance(src, list) and src else (
-            src.shape[-1] if not isinstance(src, list) else 3
+        c = (
+            src[0].shape[-1]
+            if isinstance(src, list) and src
+            else (src.shape[-1] if not isinstance(src, list) else 3)
         )
         if dtype not in ("float32", "float16"):
             raise ValueError(f"dtype: expected 'float32' or 'float16', received {dtype!r}")
@@ -363,7 +383,7 @@ def augment(
         [(8, 3, 32, 32)]
     """
     specs = _specs(views, size)
-    src, hw, _ = _image_list(images)
+    _, hw, _ = _image_list(images)
     params = sample_params(specs, hw, indices, seed=seed, epoch=epoch, threads=threads)
     v = len(specs)
     outs = []
@@ -372,9 +392,16 @@ def augment(
         rows = (np.arange(len(hw))[:, None] * v + np.asarray(cols)[None, :]).reshape(-1)
         outs.append(
             apply(
-                images, np.ascontiguousarray(params[rows]), size=out_size, views=len(cols),
-                mean=mean, std=std, dtype=dtype, channels_last=channels_last,
-                quantize=quantize, threads=threads,
+                images,
+                np.ascontiguousarray(params[rows]),
+                size=out_size,
+                views=len(cols),
+                mean=mean,
+                std=std,
+                dtype=dtype,
+                channels_last=channels_last,
+                quantize=quantize,
+                threads=threads,
             )
         )
     return outs
