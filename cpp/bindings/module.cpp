@@ -9,6 +9,7 @@ namespace py = pybind11;
 namespace pyxfer::bind {
 void bind_normalize(py::module_& m);
 void bind_augment(py::module_& m);
+void bind_preprocess(py::module_& m);
 }  // namespace pyxfer::bind
 
 PYBIND11_MODULE(_C, m) {
@@ -39,4 +40,5 @@ PYBIND11_MODULE(_C, m) {
 
   pyxfer::bind::bind_normalize(m);
   pyxfer::bind::bind_augment(m);
+  pyxfer::bind::bind_preprocess(m);
 }

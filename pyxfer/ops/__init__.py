@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from pyxfer.ops import augment
 from pyxfer.ops.normalize import normalize
+from pyxfer.ops.preprocess import preprocess
 
-__all__ = ["augment", "normalize"]
+__all__ = ["augment", "normalize", "preprocess"]
