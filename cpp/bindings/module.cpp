@@ -8,6 +8,8 @@ namespace py = pybind11;
 
 namespace pyxfer::bind {
 void bind_normalize(py::module_& m);
+void bind_augment(py::module_& m);
+void bind_preprocess(py::module_& m);
 }  // namespace pyxfer::bind
 
 PYBIND11_MODULE(_C, m) {
@@ -37,4 +39,6 @@ PYBIND11_MODULE(_C, m) {
   m.def("hardware_threads", &pyxfer::hardware_threads, "Number of hardware threads.");
 
   pyxfer::bind::bind_normalize(m);
+  pyxfer::bind::bind_augment(m);
+  pyxfer::bind::bind_preprocess(m);
 }

@@ -6,6 +6,8 @@ CUDA tensors pass device pointers and the current stream).
 
 from __future__ import annotations
 
+from pyxfer.ops import augment
 from pyxfer.ops.normalize import normalize
+from pyxfer.ops.preprocess import preprocess
 
-__all__ = ["normalize"]
+__all__ = ["augment", "normalize", "preprocess"]

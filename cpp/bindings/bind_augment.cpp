@@ -1,0 +1,235 @@
+#include <limits>
+#include <string>
+
+#include "checks.h"
+#include "images.h"
+#include "pyxfer/augment.h"
+#include "pyxfer/philox.h"
+
+namespace pyxfer::bind {
+
+namespace {
+
+double cfg_number(const py::dict& d, const char* key, double fallback, double lo, double hi,
+                  const std::string& where) {
+  if (!d.contains(key)) return fallback;
+  const double v = py::cast<double>(d[key]);
+  if (!std::isfinite(v) || v < lo || v > hi) {
+    fail(where + "['" + key + "']: expected a finite value in [" + std::to_string(lo) + ", " +
+         std::to_string(hi) + "], received " + std::to_string(v));
+  }
+  return v;
+}
+
+ViewConfig parse_config(const py::handle& h, size_t i) {
+  const std::string where = "configs[" + std::to_string(i) + "]";
+  if (!py::isinstance<py::dict>(h)) fail(where + ": expected a dict of view settings");
+  const auto d = py::reinterpret_borrow<py::dict>(h);
+  static const char* known[] = {"crop_mode", "scale_min", "scale_max", "ratio_min", "ratio_max",
+                                "flip_p", "jitter_p", "brightness", "contrast", "saturation",
+                                "hue", "gray_p", "blur_p", "sigma_min", "sigma_max",
+                                "blur_kernel", "solarize_p", "solarize_threshold"};
+  for (auto item : d) {
+    const std::string k = py::cast<std::string>(item.first);
+    bool ok = false;
+    for (const char* name : known) ok = ok || k == name;
+    if (!ok) fail(where + ": unknown setting '" + k + "'");
+  }
+  const double inf = std::numeric_limits<double>::max();
+  ViewConfig c;
+  c.crop_mode = static_cast<int>(cfg_number(d, "crop_mode", 0, 0, 1, where));
+  c.scale_min = cfg_number(d, "scale_min", c.scale_min, 0, 1, where);
+  c.scale_max = cfg_number(d, "scale_max", c.scale_max, c.scale_min, 1, where);
+  c.ratio_min = cfg_number(d, "ratio_min", c.ratio_min, 1e-6, 1e6, where);
+  c.ratio_max = cfg_number(d, "ratio_max", c.ratio_max, c.ratio_min, 1e6, where);
+  if (c.scale_max <= 0) fail(where + "['scale_max']: expected a positive value");
+  c.flip_p = cfg_number(d, "flip_p", c.flip_p, 0, 1, where);
+  c.jitter_p = cfg_number(d, "jitter_p", c.jitter_p, 0, 1, where);
+  c.brightness = cfg_number(d, "brightness", c.brightness, 0, inf, where);
+  c.contrast = cfg_number(d, "contrast", c.contrast, 0, inf, where);
+  c.saturation = cfg_number(d, "saturation", c.saturation, 0, inf, where);
+  c.hue = cfg_number(d, "hue", c.hue, 0, 0.5, where);
+  c.gray_p = cfg_number(d, "gray_p", c.gray_p, 0, 1, where);
+  c.blur_p = cfg_number(d, "blur_p", c.blur_p, 0, 1, where);
+  c.sigma_min = cfg_number(d, "sigma_min", c.sigma_min, 1e-6, inf, where);
+  c.sigma_max = cfg_number(d, "sigma_max", c.sigma_max, c.sigma_min, inf, where);
+  c.blur_kernel = static_cast<int>(cfg_number(d, "blur_kernel", c.blur_kernel, 1, 1001, where));
+  if (c.blur_kernel % 2 == 0) {
+    fail(where + "['blur_kernel']: expected an odd size, received " +
+         std::to_string(c.blur_kernel));
+  }
+  c.solarize_p = cfg_number(d, "solarize_p", c.solarize_p, 0, 1, where);
+  c.solarize_threshold = cfg_number(d, "solarize_threshold", c.solarize_threshold, 0, 256, where);
+  return c;
+}
+
+std::vector<int64_t> int_vector(const py::array& a, const char* name, int64_t n) {
+  if (a.dtype().kind() != 'i' && a.dtype().kind() != 'u') {
+    fail(std::string(name) + ": expected an integer array, received " + dtype_str(a));
+  }
+  check_ndim(a, name, 1, "(N,)");
+  if (a.shape(0) != n) {
+    fail(std::string(name) + ": expected " + std::to_string(n) + " values, received " +
+         std::to_string(a.shape(0)));
+  }
+  auto c = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  return std::vector<int64_t>(c.data(), c.data() + n);
+}
+
+py::array_t<float> sample(const py::list& configs, const py::array& heights,
+                          const py::array& widths, const py::array& indices, uint64_t seed,
+                          int64_t epoch, int threads) {
+  check_threads(threads);
+  if (configs.empty()) fail("configs: expected at least one view configuration, received none");
+  std::vector<ViewConfig> cfg;
+  for (size_t i = 0; i < configs.size(); ++i) cfg.push_back(parse_config(configs[i], i));
+  const int64_t n = heights.ndim() == 1 ? heights.shape(0) : -1;
+  const auto hs = int_vector(heights, "heights", n);
+  const auto ws = int_vector(widths, "widths", n);
+  const auto idx = int_vector(indices, "indices", n);
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t k = static_cast<size_t>(i);
+    if (hs[k] <= 0 || ws[k] <= 0 || hs[k] > (1 << 24) || ws[k] > (1 << 24)) {
+      fail("heights/widths: expected image sizes in [1, 2^24], received " +
+           std::to_string(hs[k]) + "x" + std::to_string(ws[k]) + " at " + std::to_string(i));
+    }
+    if (idx[k] < 0 || idx[k] > 0xffffffffLL) {
+      fail("indices: expected sample indices in [0, 2^32), received " + std::to_string(idx[k]));
+    }
+  }
+  if (epoch < 0 || epoch > 0xffffffffLL) {
+    fail("epoch: expected a value in [0, 2^32), received " + std::to_string(epoch));
+  }
+  const auto views = static_cast<int64_t>(cfg.size());
+  py::array_t<float> out({n * views, static_cast<int64_t>(kParamCount)});
+  float* dst = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    sample_params_cpu(cfg.data(), views, hs.data(), ws.data(), idx.data(), n, seed,
+                      static_cast<uint32_t>(epoch), dst, threads);
+  }
+  return out;
+}
+
+// Validates every parameter row against its image and the output size.
+void check_params(const float* prm, int64_t rows, const std::vector<ImageRef>& ims,
+                  int64_t views) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* p = prm + r * kParamCount;
+    const ImageRef& im = ims[static_cast<size_t>(r / views)];
+    const std::string where = "params[" + std::to_string(r) + "]";
+    for (int k = 0; k < kParamCount; ++k) {
+      if (!std::isfinite(p[k])) {
+        fail(where + ": expected finite values, received " + std::to_string(p[k]) +
+             " in column " + std::to_string(k));
+      }
+    }
+    const float top = p[kTop], left = p[kLeft], h = p[kCropH], w = p[kCropW];
+    if (top != std::floor(top) || left != std::floor(left) || h != std::floor(h) ||
+        w != std::floor(w) || top < 0 || left < 0 || h < 1 || w < 1 ||
+        top + h > static_cast<float>(im.h) || left + w > static_cast<float>(im.w)) {
+      fail(where + ": expected an integer crop box inside the " + std::to_string(im.h) + "x" +
+           std::to_string(im.w) + " image, received top=" + std::to_string(top) + " left=" +
+           std::to_string(left) + " h=" + std::to_string(h) + " w=" + std::to_string(w));
+    }
+    for (int k : {kFlip, kJitter, kGray, kBlur, kSolarize}) {
+      if (p[k] != 0.f && p[k] != 1.f) {
+        fail(where + ": expected 0 or 1 in flag column " + std::to_string(k) + ", received " +
+             std::to_string(p[k]));
+      }
+    }
+    if (p[kBrightness] < 0 || p[kContrast] < 0 || p[kSaturation] < 0 || p[kHue] < -0.5f ||
+        p[kHue] > 0.5f) {
+      fail(where + ": expected jitter factors >= 0 and hue in [-0.5, 0.5]");
+    }
+    int seen = 0;
+    for (int i = 0; i < 4; ++i) {
+      const float o = p[kOrder0 + i];
+      if (o != std::floor(o) || o < 0 || o > 3) fail(where + ": expected an order of 0..3");
+      seen |= 1 << static_cast<int>(o);
+    }
+    if (seen != 15) fail(where + ": expected the jitter order to be a permutation of 0..3");
+    if (p[kBlur] != 0.f) {
+      const float k = p[kBlurKernel];
+      if (k != std::floor(k) || k < 1 || k > 1001 || static_cast<int>(k) % 2 == 0 ||
+          p[kBlurSigma] <= 0) {
+        fail(where + ": expected an odd blur kernel in [1, 1001] and a positive sigma");
+      }
+    }
+  }
+}
+
+void apply(const py::object& images, const py::array& params, py::array out, int64_t views,
+           const std::vector<double>& mean, const std::vector<double>& std, bool channels_last,
+           bool quantize, int threads) {
+  check_threads(threads);
+  if (views <= 0) fail("views: expected a positive count, received " + std::to_string(views));
+  int64_t c = 3;
+  std::vector<py::array> keep;
+  const std::vector<ImageRef> ims = image_refs(images, c, keep);
+  const auto n = static_cast<int64_t>(ims.size());
+  check_dtype(params, "params", is_float32(params), "float32");
+  check_c_contiguous(params, "params");
+  check_shape(params, "params", {n * views, static_cast<py::ssize_t>(kParamCount)});
+  check_dtype(out, "out", is_float32(out) || is_float16(out), "float32 or float16");
+  check_c_contiguous(out, "out");
+  check_writeable(out, "out");
+  check_ndim(out, "out", 4, channels_last ? "(N*V, h, w, C)" : "(N*V, C, h, w)");
+  const int64_t oh = channels_last ? out.shape(1) : out.shape(2);
+  const int64_t ow = channels_last ? out.shape(2) : out.shape(3);
+  if (oh <= 0 || ow <= 0) fail("out: expected a positive output size, received " + shape_str(out));
+  if (channels_last) {
+    check_shape(out, "out", {n * views, oh, ow, c});
+  } else {
+    check_shape(out, "out", {n * views, c, oh, ow});
+  }
+  const auto* prm = static_cast<const float*>(params.data());
+  check_params(prm, n * views, ims, views);
+  ApplyParams p;
+  p.c = c, p.views = views, p.out_h = oh, p.out_w = ow;
+  const auto m = channel_vector(mean, c, "mean", false);
+  const auto s = channel_vector(std, c, "std", true);
+  for (int64_t i = 0; i < c; ++i) {
+    p.mean[i] = m[static_cast<size_t>(i)];
+    p.inv_std[i] = 1.0f / s[static_cast<size_t>(i)];
+  }
+  p.dtype = is_float16(out) ? OutDType::Float16 : OutDType::Float32;
+  p.layout = channels_last ? Layout::NHWC : Layout::NCHW;
+  p.quantize = quantize;
+  void* dst = out.mutable_data();
+  py::gil_scoped_release release;
+  augment_apply_cpu(ims.data(), n, prm, n * views, dst, p, threads);
+}
+
+py::array_t<uint32_t> philox(const py::array& counters, uint64_t key0, uint64_t key1) {
+  if (counters.dtype().kind() != 'u' || counters.itemsize() != 4) {
+    fail("counters: expected dtype uint32, received " + dtype_str(counters));
+  }
+  check_ndim(counters, "counters", 2, "(N, 4)");
+  if (counters.shape(1) != 4) fail("counters: expected shape (N, 4), received " + shape_str(counters));
+  if (key0 > 0xffffffffULL || key1 > 0xffffffffULL) fail("key: expected two 32-bit words");
+  auto c = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>::ensure(counters);
+  const int64_t n = c.shape(0);
+  py::array_t<uint32_t> out({n, static_cast<int64_t>(4)});
+  const uint32_t key[2] = {static_cast<uint32_t>(key0), static_cast<uint32_t>(key1)};
+  for (int64_t i = 0; i < n; ++i) philox4x32_10(c.data() + 4 * i, key, out.mutable_data() + 4 * i);
+  return out;
+}
+
+}  // namespace
+
+void bind_augment(py::module_& m) {
+  m.attr("AUGMENT_PARAM_COUNT") = static_cast<int>(kParamCount);
+  m.def("philox4x32_10", &philox, py::arg("counters"), py::arg("key0"), py::arg("key1"),
+        "Philox4x32-10 of each uint32 counter row (N, 4) under key (key0, key1) -> (N, 4).");
+  m.def("augment_sample", &sample, py::arg("configs"), py::arg("heights"), py::arg("widths"),
+        py::arg("indices"), py::arg("seed"), py::arg("epoch"), py::arg("threads") = 0,
+        "Sample float32 (N * V, P) view parameters; row n * V + v is view v of image n.");
+  m.def("augment_apply", &apply, py::arg("images"), py::arg("params"), py::arg("out"),
+        py::arg("views"), py::arg("mean"), py::arg("std"), py::arg("channels_last") = false,
+        py::arg("quantize") = true, py::arg("threads") = 0,
+        "Apply parameter rows to uint8 images (dense (N, H, W, C) or a list of (H, W, C)), "
+        "writing float32/float16 views into `out`.");
+}
+
+}  // namespace pyxfer::bind

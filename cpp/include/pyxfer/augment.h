@@ -1,0 +1,265 @@
+// Fused augmentation: parameter sampling (Philox, torchvision.transforms.v2 semantics) and the
+// per-view pipeline random resized crop -> flip -> colour jitter (random order) -> grayscale ->
+// gaussian blur -> solarize -> normalize. The maths here is shared by the CPU and CUDA kernels.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "pyxfer/common.h"
+#include "pyxfer/philox.h"
+
+namespace pyxfer {
+
+// Columns of one row of sampled parameters (float32). Keep in sync with
+// pyxfer.ops.augment.PARAM_COLUMNS.
+enum ParamColumn : int {
+  kTop = 0,         // crop box, integer pixels
+  kLeft = 1,
+  kCropH = 2,
+  kCropW = 3,
+  kFlip = 4,        // 0 / 1
+  kJitter = 5,      // colour jitter applied (0 / 1)
+  kBrightness = 6,  // factors; identity (1, 1, 1, 0) when the op is off
+  kContrast = 7,
+  kSaturation = 8,
+  kHue = 9,
+  kOrder0 = 10,     // 10..13: jitter op at each position (0 b, 1 c, 2 s, 3 h)
+  kGray = 14,       // 0 / 1
+  kBlur = 15,       // 0 / 1
+  kBlurSigma = 16,
+  kBlurKernel = 17,  // odd kernel size
+  kSolarize = 18,    // 0 / 1
+  kSolarizeThreshold = 19,  // on the 0..255 scale
+  kParamCount = 20
+};
+
+// Sampling configuration of one view (torchvision transform arguments).
+struct ViewConfig {
+  int crop_mode = 0;  // 0 random resized crop, 1 whole image
+  double scale_min = 0.08, scale_max = 1.0;
+  double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;
+  double flip_p = 0.5;
+  double jitter_p = 0.8;
+  double brightness = 0.4, contrast = 0.4, saturation = 0.4, hue = 0.1;
+  double gray_p = 0.2;
+  double blur_p = 0.0;
+  double sigma_min = 0.1, sigma_max = 2.0;
+  int blur_kernel = 23;
+  double solarize_p = 0.0;
+  double solarize_threshold = 128.0;
+};
+
+// Python's round() (half to even), as torchvision's int(round(x)).
+PYXFER_HD int64_t round_half_even(double x) { return static_cast<int64_t>(rint(x)); }
+
+// RandomResizedCrop.get_params: 10 tries (one Philox block each: scale, log-ratio, top, left),
+// then the central crop with the ratio clamped.
+PYXFER_HD void sample_crop(const ViewConfig& c, const ViewRng& rng, int64_t H, int64_t W,
+                           float* row) {
+  if (c.crop_mode == 1) {
+    row[kTop] = 0.f, row[kLeft] = 0.f;
+    row[kCropH] = static_cast<float>(H), row[kCropW] = static_cast<float>(W);
+    return;
+  }
+  const double area = static_cast<double>(H) * static_cast<double>(W);
+  const double lr0 = log(c.ratio_min), lr1 = log(c.ratio_max);
+  for (uint32_t t = 0; t < 10; ++t) {
+    uint32_t u[4];
+    rng.block(t, u);
+    const double target = area * (c.scale_min + (c.scale_max - c.scale_min) * philox_unit(u[0]));
+    const double ar = exp(lr0 + (lr1 - lr0) * philox_unit(u[1]));
+    const int64_t w = round_half_even(sqrt(target * ar));
+    const int64_t h = round_half_even(sqrt(target / ar));
+    if (0 < w && w <= W && 0 < h && h <= H) {
+      row[kTop] = static_cast<float>(philox_below(u[2], H - h + 1));
+      row[kLeft] = static_cast<float>(philox_below(u[3], W - w + 1));
+      row[kCropH] = static_cast<float>(h), row[kCropW] = static_cast<float>(w);
+      return;
+    }
+  }
+  const double in_ratio = static_cast<double>(W) / static_cast<double>(H);
+  int64_t w = W, h = H;
+  if (in_ratio < c.ratio_min) {
+    h = round_half_even(static_cast<double>(w) / c.ratio_min);
+  } else if (in_ratio > c.ratio_max) {
+    w = round_half_even(static_cast<double>(h) * c.ratio_max);
+  }
+  row[kTop] = static_cast<float>((H - h) / 2);
+  row[kLeft] = static_cast<float>((W - w) / 2);
+  row[kCropH] = static_cast<float>(h), row[kCropW] = static_cast<float>(w);
+}
+
+// uniform in [max(0, 1 - x), 1 + x] (ColorJitter's factor range), identity when x == 0.
+PYXFER_HD float jitter_factor(double x, uint32_t bits) {
+  if (x <= 0.0) return 1.f;
+  const double lo = 1.0 - x > 0.0 ? 1.0 - x : 0.0;
+  return static_cast<float>(lo + (1.0 + x - lo) * philox_unit(bits));
+}
+
+// All parameters of one view. Blocks: 0..9 crop tries, 10 coin flips, 11 jitter factors,
+// 12 permutation + sigma, 13 solarize; fixed so one op's settings never shift another's draws.
+PYXFER_HD void sample_view(const ViewConfig& c, int64_t H, int64_t W, uint64_t seed,
+                           uint32_t epoch, uint32_t sample, uint32_t view, float* row) {
+  const ViewRng rng = make_view_rng(seed, epoch, sample, view);
+  for (int k = 0; k < kParamCount; ++k) row[k] = 0.f;
+  sample_crop(c, rng, H, W, row);
+  uint32_t coins[4], fac[4], perm[4], sol[4];
+  rng.block(10, coins);
+  rng.block(11, fac);
+  rng.block(12, perm);
+  rng.block(13, sol);
+  row[kFlip] = philox_unit(coins[0]) < c.flip_p ? 1.f : 0.f;
+  const bool jitter = philox_unit(coins[1]) < c.jitter_p &&
+                      (c.brightness > 0 || c.contrast > 0 || c.saturation > 0 || c.hue > 0);
+  row[kJitter] = jitter ? 1.f : 0.f;
+  row[kBrightness] = jitter ? jitter_factor(c.brightness, fac[0]) : 1.f;
+  row[kContrast] = jitter ? jitter_factor(c.contrast, fac[1]) : 1.f;
+  row[kSaturation] = jitter ? jitter_factor(c.saturation, fac[2]) : 1.f;
+  row[kHue] = jitter && c.hue > 0
+                  ? static_cast<float>(-c.hue + 2.0 * c.hue * philox_unit(fac[3]))
+                  : 0.f;
+  int order[4] = {0, 1, 2, 3};
+  for (int i = 3; i >= 1; --i) {  // Fisher-Yates: uniform over the 24 orders
+    const int j = static_cast<int>(philox_below(perm[3 - i], i + 1));
+    const int tmp = order[i];
+    order[i] = order[j];
+    order[j] = tmp;
+  }
+  for (int i = 0; i < 4; ++i) row[kOrder0 + i] = static_cast<float>(order[i]);
+  row[kGray] = philox_unit(coins[2]) < c.gray_p ? 1.f : 0.f;
+  const bool blur = philox_unit(coins[3]) < c.blur_p;
+  row[kBlur] = blur ? 1.f : 0.f;
+  row[kBlurSigma] =
+      static_cast<float>(c.sigma_min + (c.sigma_max - c.sigma_min) * philox_unit(perm[3]));
+  row[kBlurKernel] = static_cast<float>(c.blur_kernel);
+  row[kSolarize] = philox_unit(sol[0]) < c.solarize_p ? 1.f : 0.f;
+  row[kSolarizeThreshold] = static_cast<float>(c.solarize_threshold);
+}
+
+// ---- per-pixel colour maths on the 0..255 scale (torchvision v2 formulas) -------------------
+// `q` (quantize) reproduces torchvision's casts back to uint8 between ops: truncation after the
+// blend-based ops and hue, rounding after blur and resize.
+
+PYXFER_HD float clamp255(float v) { return v < 0.f ? 0.f : (v > 255.f ? 255.f : v); }
+PYXFER_HD float quant_trunc(float v, bool q) { return q ? floorf(v) : v; }
+
+PYXFER_HD float gray_of(float r, float g, float b) {
+  return (r * 0.2989f + g * 0.587f) + b * 0.114f;
+}
+
+PYXFER_HD float blend(float x, float other, float ratio, float one_minus_ratio, bool q) {
+  const float a = x * ratio;
+  const float b = other * one_minus_ratio;
+  return quant_trunc(clamp255(a + b), q);
+}
+
+// Hue shift of one RGB pixel (values 0..255) through HSV, as torchvision's _rgb_to_hsv /
+// _hsv_to_rgb on x / 255.
+PYXFER_HD void hue_shift(float& r8, float& g8, float& b8, float hue, bool q) {
+  const float r = r8 / 255.f, g = g8 / 255.f, b = b8 / 255.f;
+  const float maxc = fmaxf(r, fmaxf(g, b));
+  const float minc = fminf(r, fminf(g, b));
+  const bool eqc = maxc == minc;
+  const float cr = maxc - minc;
+  const float s = cr / (eqc ? 1.f : maxc);
+  const float div = eqc ? 1.f : cr;
+  const float rc = (maxc - r) / div, gc = (maxc - g) / div, bc = (maxc - b) / div;
+  float h;
+  if (maxc == r) {
+    h = bc - gc;
+  } else if (maxc == g) {
+    h = (rc + 2.f) - bc;
+  } else {
+    h = (gc + 4.f) - rc;
+  }
+  h = fmodf(h * (1.f / 6.f) + 1.f, 1.f);
+  h = h + hue;
+  h = h - floorf(h);  // remainder(., 1.0)
+  const float v = maxc;
+  const float h6 = h * 6.f;
+  const float fi = floorf(h6);
+  const float f = h6 - fi;
+  int i = static_cast<int>(fi) % 6;
+  if (i < 0) i += 6;
+  const float sxf = s * f;
+  const float oms = 1.f - s;
+  const float pq = fminf(fmaxf((1.f - sxf) * v, 0.f), 1.f);
+  const float pt = fminf(fmaxf((sxf + oms) * v, 0.f), 1.f);
+  const float pp = fminf(fmaxf(oms * v, 0.f), 1.f);
+  float ro, go, bo;
+  switch (i) {
+    case 0: ro = v, go = pt, bo = pp; break;
+    case 1: ro = pq, go = v, bo = pp; break;
+    case 2: ro = pp, go = v, bo = pt; break;
+    case 3: ro = pp, go = pq, bo = v; break;
+    case 4: ro = pt, go = pp, bo = v; break;
+    default: ro = v, go = pp, bo = pq; break;
+  }
+  if (q) {
+    r8 = floorf(ro * 255.999f), g8 = floorf(go * 255.999f), b8 = floorf(bo * 255.999f);
+  } else {
+    r8 = ro * 255.f, g8 = go * 255.f, b8 = bo * 255.f;
+  }
+}
+
+// Gaussian kernel of odd size k (torchvision: softmax of -(x / sigma)^2 over
+// x = linspace(-(k-1)/(2 sqrt 2), +(k-1)/(2 sqrt 2), k)). Writes k weights.
+PYXFER_HD void gaussian_kernel1d(int k, float sigma, float* w) {
+  const double lim = (k - 1) / (2.0 * sqrt(2.0));
+  double total = 0.0;
+  for (int i = 0; i < k; ++i) {
+    const double x = k == 1 ? 0.0 : -lim + 2.0 * lim * i / (k - 1);
+    const double z = x / sigma;
+    w[i] = static_cast<float>(exp(-z * z));
+    total += w[i];
+  }
+  for (int i = 0; i < k; ++i) w[i] = static_cast<float>(w[i] / total);
+}
+
+// Reflect index (no edge repeat) into [0, n); works for any offset.
+PYXFER_HD int64_t reflect_index(int64_t i, int64_t n) {
+  if (n == 1) return 0;
+  const int64_t period = 2 * (n - 1);
+  i %= period;
+  if (i < 0) i += period;
+  return i < n ? i : period - i;
+}
+
+// ---- kernels ----------------------------------------------------------------------------------
+
+// One input image, HWC uint8 with `c` channels (shared by the batch).
+struct ImageRef {
+  const uint8_t* data;
+  int64_t h, w;
+};
+
+struct ApplyParams {
+  int64_t c = 3;
+  int64_t views = 1;        // rows of params per image: row r belongs to image r / views
+  int64_t out_h = 0, out_w = 0;
+  float mean[4] = {0.f, 0.f, 0.f, 0.f};
+  float inv_std[4] = {1.f, 1.f, 1.f, 1.f};
+  OutDType dtype = OutDType::Float32;
+  Layout layout = Layout::NCHW;
+  bool quantize = true;     // round to uint8 levels between ops, as torchvision does
+};
+
+// Sample `rows` = n * views parameter rows (row n * views + v) for images of sizes (hs[n], ws[n])
+// with sample indices idx[n]; `configs` has one entry per view.
+void sample_params_cpu(const ViewConfig* configs, int64_t views, const int64_t* hs,
+                       const int64_t* ws, const int64_t* idx, int64_t n, uint64_t seed,
+                       uint32_t epoch, float* out, int threads);
+
+// Apply parameter rows to images; out is (rows, C, out_h, out_w) or (rows, out_h, out_w, C).
+void augment_apply_cpu(const ImageRef* images, int64_t n_images, const float* params,
+                       int64_t rows, void* out, const ApplyParams& p, int threads);
+
+#if defined(PYXFER_WITH_CUDA)
+// CUDA: images packed in one device buffer (offsets[n] bytes from `base`), params on device.
+void augment_apply_cuda(const uint8_t* base, const int64_t* offsets_host, const int64_t* hs,
+                        const int64_t* ws, int64_t n_images, const float* params_host,
+                        int64_t rows, void* out, const ApplyParams& p, void* stream);
+#endif
+
+}  // namespace pyxfer

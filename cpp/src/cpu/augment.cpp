@@ -1,0 +1,192 @@
+#include "pyxfer/augment.h"
+
+#include <cmath>
+#include <vector>
+
+#include "pyxfer/half.h"
+#include "pyxfer/parallel.h"
+#include "resample_cpu.h"
+
+namespace pyxfer {
+namespace {
+
+// Colour pipeline on one view held as planar float (c, n) on the 0..255 scale.
+struct ViewBuffers {
+  std::vector<float> img, tmp, acc, blur;
+  cpu::Axis ax, ay;
+};
+
+void adjust_brightness(float* img, int64_t total, float f, bool q) {
+  for (int64_t i = 0; i < total; ++i) img[i] = quant_trunc(clamp255(img[i] * f), q);
+}
+
+void adjust_contrast(float* img, int64_t c, int64_t n, float f, bool q) {
+  double sum = 0.0;
+  if (c == 3) {
+    const float *r = img, *g = img + n, *b = img + 2 * n;
+    for (int64_t i = 0; i < n; ++i) {
+      const float gr = gray_of(r[i], g[i], b[i]);
+      sum += q ? floorf(gr) : gr;
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) sum += img[i];
+  }
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float other = mean * static_cast<float>(1.0 - static_cast<double>(f));
+  for (int64_t i = 0; i < c * n; ++i) img[i] = quant_trunc(clamp255(img[i] * f + other), q);
+}
+
+void adjust_saturation(float* img, int64_t n, float f, bool q) {
+  float *r = img, *g = img + n, *b = img + 2 * n;
+  const float omf = static_cast<float>(1.0 - static_cast<double>(f));
+  for (int64_t i = 0; i < n; ++i) {
+    float gr = gray_of(r[i], g[i], b[i]);
+    if (q) gr = floorf(gr);
+    r[i] = blend(r[i], gr, f, omf, q);
+    g[i] = blend(g[i], gr, f, omf, q);
+    b[i] = blend(b[i], gr, f, omf, q);
+  }
+}
+
+void adjust_hue(float* img, int64_t n, float h, bool q) {
+  float *r = img, *g = img + n, *b = img + 2 * n;
+  for (int64_t i = 0; i < n; ++i) hue_shift(r[i], g[i], b[i], h, q);
+}
+
+void to_grayscale(float* img, int64_t n, bool q) {
+  float *r = img, *g = img + n, *b = img + 2 * n;
+  for (int64_t i = 0; i < n; ++i) {
+    const float gr = quant_trunc(gray_of(r[i], g[i], b[i]), q);
+    r[i] = gr, g[i] = gr, b[i] = gr;
+  }
+}
+
+// Separable gaussian blur with reflect padding, per channel plane (h, w).
+void gaussian_blur(float* img, int64_t c, int64_t h, int64_t w, int k, float sigma, bool q,
+                   std::vector<float>& tmp) {
+  std::vector<float> kw(static_cast<size_t>(k));
+  gaussian_kernel1d(k, sigma, kw.data());
+  const int half = k / 2;
+  const int64_t n = h * w;
+  tmp.resize(static_cast<size_t>(n));
+  std::vector<int64_t> xi(static_cast<size_t>(w + 2 * half)), yi(static_cast<size_t>(h + 2 * half));
+  for (int64_t i = 0; i < w + 2 * half; ++i) xi[static_cast<size_t>(i)] = reflect_index(i - half, w);
+  for (int64_t i = 0; i < h + 2 * half; ++i) yi[static_cast<size_t>(i)] = reflect_index(i - half, h);
+  std::vector<float> row(static_cast<size_t>(w + 2 * half));
+  for (int64_t ch = 0; ch < c; ++ch) {
+    float* p = img + ch * n;
+    for (int64_t y = 0; y < h; ++y) {  // horizontal into tmp
+      const float* src = p + y * w;
+      for (int64_t i = 0; i < w + 2 * half; ++i) row[static_cast<size_t>(i)] = src[xi[static_cast<size_t>(i)]];
+      float* t = tmp.data() + y * w;
+      for (int64_t x = 0; x < w; ++x) t[x] = 0.f;
+      for (int j = 0; j < k; ++j) {
+        const float wj = kw[static_cast<size_t>(j)];
+        const float* rj = row.data() + j;
+        for (int64_t x = 0; x < w; ++x) t[x] += wj * rj[x];
+      }
+    }
+    for (int64_t y = 0; y < h; ++y) {  // vertical back into p
+      float* o = p + y * w;
+      for (int64_t x = 0; x < w; ++x) o[x] = 0.f;
+      for (int j = 0; j < k; ++j) {
+        const float wj = kw[static_cast<size_t>(j)];
+        const float* t = tmp.data() + yi[static_cast<size_t>(y + j)] * w;
+        for (int64_t x = 0; x < w; ++x) o[x] += wj * t[x];
+      }
+      if (q) {
+        for (int64_t x = 0; x < w; ++x) o[x] = clamp255(nearbyintf(o[x]));
+      }
+    }
+  }
+}
+
+template <typename T, typename Cast>
+void store_view(const float* img, const ApplyParams& p, int64_t row, T* out, Cast cast) {
+  const int64_t n = p.out_h * p.out_w, c = p.c;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const float scale = p.inv_std[ch] / 255.0f;
+    const float shift = -p.mean[ch] * p.inv_std[ch];
+    const float* src = img + ch * n;
+    if (p.layout == Layout::NCHW) {
+      T* dst = out + (row * c + ch) * n;
+      for (int64_t i = 0; i < n; ++i) dst[i] = cast(src[i] * scale + shift);
+    } else {
+      T* dst = out + row * n * c + ch;
+      for (int64_t i = 0; i < n; ++i) dst[i * c] = cast(src[i] * scale + shift);
+    }
+  }
+}
+
+void apply_view(const ImageRef& im, const float* prm, const ApplyParams& p, int64_t row,
+                void* out, ViewBuffers& b) {
+  const int64_t c = p.c, oh = p.out_h, ow = p.out_w, n = oh * ow;
+  const bool q = p.quantize;
+  const auto top = static_cast<int64_t>(prm[kTop]), left = static_cast<int64_t>(prm[kLeft]);
+  const auto ch = static_cast<int64_t>(prm[kCropH]), cw = static_cast<int64_t>(prm[kCropW]);
+  cpu::build_axis(cw, ow, b.ax);
+  cpu::build_axis(ch, oh, b.ay);
+  b.img.resize(static_cast<size_t>(c * n));
+  float* img = b.img.data();
+  cpu::resample_crop(im.data, im.w, c, top, left, ch, cw, b.ax, b.ay, 0, oh, 0, ow,
+                     prm[kFlip] != 0.f, q, img, b.tmp, b.acc);
+  if (prm[kJitter] != 0.f) {
+    for (int pos = 0; pos < 4; ++pos) {
+      switch (static_cast<int>(prm[kOrder0 + pos])) {
+        case 0:
+          if (prm[kBrightness] != 1.f) adjust_brightness(img, c * n, prm[kBrightness], q);
+          break;
+        case 1:
+          if (prm[kContrast] != 1.f) adjust_contrast(img, c, n, prm[kContrast], q);
+          break;
+        case 2:
+          if (c == 3 && prm[kSaturation] != 1.f) adjust_saturation(img, n, prm[kSaturation], q);
+          break;
+        default:
+          if (c == 3 && prm[kHue] != 0.f) adjust_hue(img, n, prm[kHue], q);
+          break;
+      }
+    }
+  }
+  if (prm[kGray] != 0.f && c == 3) to_grayscale(img, n, q);
+  if (prm[kBlur] != 0.f) {
+    gaussian_blur(img, c, oh, ow, static_cast<int>(prm[kBlurKernel]), prm[kBlurSigma], q, b.blur);
+  }
+  if (prm[kSolarize] != 0.f) {
+    const float thr = prm[kSolarizeThreshold];
+    for (int64_t i = 0; i < c * n; ++i) img[i] = img[i] >= thr ? 255.f - img[i] : img[i];
+  }
+  if (p.dtype == OutDType::Float32) {
+    store_view(img, p, row, static_cast<float*>(out), [](float v) { return v; });
+  } else {
+    store_view(img, p, row, static_cast<uint16_t*>(out),
+               [](float v) { return float_to_half_bits(v); });
+  }
+}
+
+}  // namespace
+
+void sample_params_cpu(const ViewConfig* configs, int64_t views, const int64_t* hs,
+                       const int64_t* ws, const int64_t* idx, int64_t n, uint64_t seed,
+                       uint32_t epoch, float* out, int threads) {
+  parallel_for(n * views, threads, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t i = r / views, v = r % views;
+      sample_view(configs[v], hs[i], ws[i], seed, epoch, static_cast<uint32_t>(idx[i]),
+                  static_cast<uint32_t>(v), out + r * kParamCount);
+    }
+  });
+}
+
+void augment_apply_cpu(const ImageRef* images, int64_t n_images, const float* params,
+                       int64_t rows, void* out, const ApplyParams& p, int threads) {
+  (void)n_images;
+  parallel_for(rows, threads, 1, [&](int64_t begin, int64_t end) {
+    ViewBuffers b;
+    for (int64_t r = begin; r < end; ++r) {
+      apply_view(images[r / p.views], params + r * kParamCount, p, r, out, b);
+    }
+  });
+}
+
+}  // namespace pyxfer

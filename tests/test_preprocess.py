@@ -1,0 +1,119 @@
+"""Fused inference preprocessing vs torchvision Resize + CenterCrop + Normalize."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import reference_augment as ref
+import torch
+
+from pyxfer import _C
+from pyxfer.ops import preprocess
+
+DATA = Path(__file__).parent / "data" / "aug_golden_subset.npz"
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _check_golden(z):
+    ids = sorted(k.split("/")[1] for k in z.files if k.startswith("inputs/"))
+    checked = 0
+    for i in ids:
+        k = f"{i}/eval/"
+        if k + "output" not in z.files:
+            continue
+        mean, std = tuple(z[k + "mean"]), tuple(z[k + "std"])
+        got = preprocess(
+            z[f"inputs/{i}"],
+            int(z[k + "resize"]),
+            int(z[k + "crop"]),
+            mean,
+            std,
+            channels_last=True,
+        )
+        err = np.abs(got - z[k + "output"]) * 255 * np.asarray(std)
+        assert err.max() < 1e-3, (i, err.max())  # the same grey levels as torchvision
+        checked += 1
+    assert checked
+
+
+def test_matches_torchvision_golden_subset():
+    _check_golden(np.load(DATA))
+
+
+def test_matches_torchvision_golden_full(shared_data):
+    _check_golden(np.load(shared_data / "torchvision-golden" / "aug_golden.npz"))
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "resize", "crop"),
+    [
+        (50, 70, 32, 28),
+        (71, 40, 36, 32),
+        (33, 33, 33, 33),
+        (20, 90, 16, 24),
+        (64, 48, 0, 40),
+        (30, 31, 40, 36),
+        (17, 9, 8, 12),
+    ],
+)
+def test_matches_reference(h, w, resize, crop):
+    rng = np.random.default_rng(h * w)
+    x = rng.integers(0, 256, size=(2, h, w, 3), dtype=np.uint8)
+    got = preprocess(x, resize, crop, MEAN, STD)
+    for i in range(2):
+        want = ref.preprocess(torch.from_numpy(x[i]), resize or min(h, w), crop, MEAN, STD)
+        if resize == 0:  # no resize: crop only
+            want = ref.preprocess(torch.from_numpy(x[i]), min(h, w), crop, MEAN, STD)
+        np.testing.assert_allclose(got[i], want.numpy(), atol=1e-5)
+
+
+def test_ragged_dense_threads_fp16_channels_last():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(5, 40, 52, 3), dtype=np.uint8)
+    a = preprocess(x, 36, 32, threads=1)
+    np.testing.assert_array_equal(a, preprocess(x, 36, 32, threads=2))
+    np.testing.assert_array_equal(a, preprocess(x, 36, 32, threads=8))
+    np.testing.assert_array_equal(a, preprocess(list(x), 36, 32))
+    np.testing.assert_array_equal(a[2:], preprocess(x[2:], 36, 32))
+    np.testing.assert_array_equal(
+        a.transpose(0, 2, 3, 1), preprocess(x, 36, 32, channels_last=True)
+    )
+    np.testing.assert_array_equal(a.astype(np.float16), preprocess(x, 36, 32, dtype="float16"))
+    ims = [rng.integers(0, 256, size=(h, w, 1), dtype=np.uint8) for h, w in ((30, 50), (61, 20))]
+    out = preprocess([torch.from_numpy(im) for im in ims], 24, 20, (0.5,), (0.5,))
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 1, 20, 20)
+    for i, im in enumerate(ims):
+        want = ref.preprocess(torch.from_numpy(im), 24, 20, (0.5,), (0.5,))
+        torch.testing.assert_close(out[i], want, atol=1e-5, rtol=0)
+    assert preprocess(x[0], 36, 32).shape == (3, 32, 32)
+
+
+def test_bad_input():
+    x = np.zeros((2, 10, 12, 3), np.uint8)
+    out = np.empty((2, 3, 8, 8), np.float32)
+    args = (8, list(MEAN), list(STD), False, True, 1)
+    with pytest.raises(ValueError, match="images"):
+        _C.preprocess(x.astype(np.int16), out, *args)
+    with pytest.raises(ValueError, match="images"):
+        _C.preprocess(np.zeros((2, 10, 12, 4), np.uint8), out, *args)
+    with pytest.raises(ValueError, match="images"):
+        _C.preprocess(np.zeros((2, 10, 0, 3), np.uint8), out, *args)
+    with pytest.raises(ValueError, match="out"):
+        _C.preprocess(x, np.empty((3, 3, 8, 8), np.float32), *args)
+    with pytest.raises(ValueError, match="out"):
+        _C.preprocess(x, np.empty((2, 3, 8, 8), np.int32), *args)
+    with pytest.raises(ValueError, match="resize"):
+        _C.preprocess(x, out, -1, list(MEAN), list(STD), False, True, 1)
+    with pytest.raises(ValueError, match="mean"):
+        _C.preprocess(x, out, 8, [0.5], list(STD), False, True, 1)
+    with pytest.raises(ValueError, match="std"):
+        _C.preprocess(x, out, 8, list(MEAN), [1, float("nan"), 1], False, True, 1)
+    with pytest.raises(ValueError, match="dtype"):
+        preprocess(x, 8, 8, dtype="int8")
+    # empty batch is fine
+    empty = _C.preprocess(
+        np.zeros((0, 4, 4, 3), np.uint8), np.empty((0, 3, 8, 8), np.float32), *args
+    )
+    assert empty is None
