@@ -8,6 +8,9 @@ namespace py = pybind11;
 
 namespace pyxfer::bind {
 void bind_normalize(py::module_& m);
+void bind_pool(py::module_& m);
+void bind_topk(py::module_& m);
+void bind_knn(py::module_& m);
 }  // namespace pyxfer::bind
 
 PYBIND11_MODULE(_C, m) {
@@ -37,4 +40,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("hardware_threads", &pyxfer::hardware_threads, "Number of hardware threads.");
 
   pyxfer::bind::bind_normalize(m);
+  pyxfer::bind::bind_pool(m);
+  pyxfer::bind::bind_topk(m);
+  pyxfer::bind::bind_knn(m);
 }
