@@ -6,6 +6,9 @@ CUDA tensors pass device pointers and the current stream).
 
 from __future__ import annotations
 
+from pyxfer.ops.knn import knn_classify
 from pyxfer.ops.normalize import normalize
+from pyxfer.ops.pool import pool_normalize
+from pyxfer.ops.topk import cosine_topk
 
-__all__ = ["normalize"]
+__all__ = ["cosine_topk", "knn_classify", "normalize", "pool_normalize"]
