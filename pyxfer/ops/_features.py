@@ -89,3 +89,11 @@ def check_topk_shapes(qd: int, n: int, d: int, k: int) -> None:
         raise ValueError(f"k: expected k >= 1, received {k}")
     if k > n:
         raise ValueError(f"k: expected k <= N = {n} (bank rows), received {k}")
+
+
+def check_same_cuda_device(queries: Any, bank: Any) -> None:
+    """Raise ValueError unless queries and bank are tensors on the same CUDA device."""
+    if is_cuda(queries):
+        same_device("bank", bank, queries.device)
+    else:
+        same_device("queries", queries, bank.device)

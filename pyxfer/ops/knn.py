@@ -10,6 +10,7 @@ from pyxfer import _C
 from pyxfer._tensors import as_numpy, is_torch_tensor
 from pyxfer.ops._features import (
     check_cuda_features,
+    check_same_cuda_device,
     check_topk_shapes,
     cuda_stream,
     features_numpy,
@@ -102,7 +103,7 @@ def _knn_cuda(
 ) -> Any:
     import torch
 
-    same_device("queries", queries, getattr(bank, "device", None))
+    check_same_cuda_device(queries, bank)
     same_device("bank_labels", labels, queries.device)
     q = check_cuda_features(queries, "queries", 2, "(M, D)", False)
     b = check_cuda_features(bank, "bank", 2, "(N, D)", True)

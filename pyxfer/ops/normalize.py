@@ -95,7 +95,16 @@ def _normalize_cuda(images: Any, mean: Any, std: Any, dtype: str, channels_last:
     stream = torch.cuda.current_stream(images.device).cuda_stream
     with torch.cuda.device(images.device):
         _C.normalize_cuda(
-            images.data_ptr(), out.data_ptr(), n, h, w, c, list(mean), list(std),
-            dtype == "float16", channels_last, stream,
+            images.data_ptr(),
+            out.data_ptr(),
+            n,
+            h,
+            w,
+            c,
+            list(mean),
+            list(std),
+            dtype == "float16",
+            channels_last,
+            stream,
         )
     return out

@@ -8,12 +8,12 @@ from pyxfer import _C
 from pyxfer._tensors import is_torch_tensor
 from pyxfer.ops._features import (
     check_cuda_features,
+    check_same_cuda_device,
     check_topk_shapes,
     cuda_stream,
     features_numpy,
     is_cuda,
     l2_normalize_rows,
-    same_device,
 )
 
 SIMD_PATHS = ("auto", "scalar", "avx2", "avx512")
@@ -76,7 +76,7 @@ def cosine_topk(
 def _topk_cuda(queries: Any, bank: Any, k: int) -> tuple[Any, Any]:
     import torch
 
-    same_device("queries", queries, getattr(bank, "device", None))
+    check_same_cuda_device(queries, bank)
     q = check_cuda_features(queries, "queries", 2, "(M, D)", False)
     b = check_cuda_features(bank, "bank", 2, "(N, D)", True)
     m, d = q.shape
