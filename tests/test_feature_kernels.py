@@ -123,6 +123,22 @@ def test_topk_independent_of_threads_and_block(simd):
             assert np.array_equal(v, base_v) and np.array_equal(i, base_i), (threads, block)
 
 
+def test_topk_few_queries_split_bank_same_result():
+    # Fewer query blocks than threads: the bank is split across threads and merged.
+    rng = np.random.default_rng(12)
+    distinct = _unit(rng, 50, 16)
+    b = distinct[rng.integers(0, 50, size=7000)]  # exact ties straddle the shard boundaries
+    q = _unit(rng, 2, 16)
+    base_v, base_i = cosine_topk(q, b, 40, threads=1)
+    _check_topk(q, b, base_v, base_i, 40, tol=1e-5)
+    labels = rng.integers(0, 3, size=7000)
+    base_s = knn_classify(q, b, labels, k=40, threads=1)
+    for threads in (2, 3, 4):
+        v, i = cosine_topk(q, b, 40, threads=threads, block=33)
+        assert np.array_equal(v, base_v) and np.array_equal(i, base_i), threads
+        assert np.array_equal(knn_classify(q, b, labels, k=40, threads=threads), base_s)
+
+
 @pytest.mark.parametrize("simd", SIMD)
 def test_topk_ties_go_to_the_lower_index(simd):
     rng = np.random.default_rng(3)

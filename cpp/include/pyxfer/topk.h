@@ -45,6 +45,9 @@ void cosine_topk_rows_cpu(const float* queries, const void* bank, const TopkPara
 
 // Queries per parallel work item for `threads` threads (independent of the result).
 int64_t topk_query_block(const TopkParams& p, int threads);
+// Bank shards cosine_topk_cpu splits into when there are fewer query blocks than threads (1 = no
+// split; a split never changes the result).
+int64_t topk_bank_shards(const TopkParams& p, int threads);
 
 #if defined(PYXFER_WITH_CUDA)
 // CUDA variants on device pointers, enqueued on `stream` (a cudaStream_t cast to void*).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <stdexcept>
 #include <vector>
 
@@ -223,6 +224,7 @@ void fold_block(const float* sim, int64_t ld, int64_t qrows, int64_t nb, int64_t
 }
 
 constexpr int64_t kQueryPanelBytes = 256 * 1024;  // query rows kept hot in L2 per block
+constexpr int64_t kMinShardRows = 2048;            // smallest bank split worth a thread
 
 int64_t bank_block_rows(const TopkParams& p) {
   const int64_t rows = p.block > 0 ? p.block : 240;
@@ -305,14 +307,70 @@ void cosine_topk_rows_cpu(const float* queries, const void* bank, const TopkPara
   }
 }
 
-void cosine_topk_cpu(const float* queries, const void* bank, const TopkParams& p, float* values,
-                     int64_t* indices, int threads) {
+int64_t topk_bank_shards(const TopkParams& p, int threads) {
+  const int64_t workers = resolve_threads(threads);
   const int64_t qb = topk_query_block(p, threads);
   const int64_t blocks = (p.m + qb - 1) / qb;
-  parallel_for(blocks, threads, 1, [&](int64_t b, int64_t e) {
-    for (int64_t blk = b; blk < e; ++blk) {
+  if (blocks == 0 || blocks >= workers) return 1;
+  const int64_t wanted = (workers + blocks - 1) / blocks;
+  return std::max<int64_t>(1, std::min(wanted, p.n / kMinShardRows));
+}
+
+void cosine_topk_cpu(const float* queries, const void* bank, const TopkParams& p, float* values,
+                     int64_t* indices, int threads) {
+  if (p.m <= 0) return;
+  const int64_t qb = topk_query_block(p, threads);
+  const int64_t blocks = (p.m + qb - 1) / qb;
+  const int64_t shards = topk_bank_shards(p, threads);
+  if (shards == 1) {
+    parallel_for(blocks, threads, 1, [&](int64_t b, int64_t e) {
+      for (int64_t blk = b; blk < e; ++blk) {
+        const int64_t q0 = blk * qb, q1 = std::min(p.m, q0 + qb);
+        cosine_topk_rows_cpu(queries, bank, p, q0, q1, values + q0 * p.k, indices + q0 * p.k);
+      }
+    });
+    return;
+  }
+  // Few queries, many threads: split the bank into contiguous shards, take each shard's top-k,
+  // then merge by (value descending, index ascending). That order is total, so the merged list is
+  // exactly the unsplit result.
+  const int64_t shard_rows = (p.n + shards - 1) / shards;
+  const size_t row_bytes = static_cast<size_t>(p.d) * (p.bank_half ? 2u : 4u);
+  const size_t slot = static_cast<size_t>(qb * p.k);
+  std::vector<float> part_v(static_cast<size_t>(blocks * shards) * slot);
+  std::vector<int64_t> part_i(part_v.size());
+  parallel_for(blocks * shards, threads, 1, [&](int64_t b, int64_t e) {
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t blk = item / shards, j0 = (item % shards) * shard_rows;
       const int64_t q0 = blk * qb, q1 = std::min(p.m, q0 + qb);
-      cosine_topk_rows_cpu(queries, bank, p, q0, q1, values + q0 * p.k, indices + q0 * p.k);
+      TopkParams ps = p;
+      ps.n = std::min(shard_rows, p.n - j0);
+      ps.k = std::min(p.k, ps.n);
+      int64_t* idx = part_i.data() + static_cast<size_t>(item) * slot;
+      cosine_topk_rows_cpu(queries, static_cast<const char*>(bank) + static_cast<size_t>(j0) * row_bytes,
+                           ps, q0, q1, part_v.data() + static_cast<size_t>(item) * slot, idx);
+      for (int64_t t = 0; t < (q1 - q0) * ps.k; ++t) idx[t] += j0;
+    }
+  });
+  parallel_for(p.m, threads, 16, [&](int64_t b, int64_t e) {
+    std::vector<std::pair<float, int64_t>> cand;
+    for (int64_t row = b; row < e; ++row) {
+      const int64_t blk = row / qb, r = row - blk * qb;
+      cand.clear();
+      for (int64_t s = 0; s < shards; ++s) {
+        const int64_t j0 = s * shard_rows;
+        const int64_t ks = std::min(p.k, std::min(shard_rows, p.n - j0));
+        const size_t base = static_cast<size_t>(blk * shards + s) * slot + static_cast<size_t>(r * ks);
+        for (int64_t t = 0; t < ks; ++t) cand.emplace_back(part_v[base + t], part_i[base + t]);
+      }
+      std::partial_sort(cand.begin(), cand.begin() + p.k, cand.end(),
+                        [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& c) {
+                          return a.first > c.first || (a.first == c.first && a.second < c.second);
+                        });
+      for (int64_t t = 0; t < p.k; ++t) {
+        values[row * p.k + t] = cand[static_cast<size_t>(t)].first;
+        indices[row * p.k + t] = cand[static_cast<size_t>(t)].second;
+      }
     }
   });
 }
