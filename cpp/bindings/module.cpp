@@ -10,6 +10,9 @@ namespace pyxfer::bind {
 void bind_normalize(py::module_& m);
 void bind_augment(py::module_& m);
 void bind_preprocess(py::module_& m);
+void bind_pool(py::module_& m);
+void bind_topk(py::module_& m);
+void bind_knn(py::module_& m);
 }  // namespace pyxfer::bind
 
 PYBIND11_MODULE(_C, m) {
@@ -41,4 +44,7 @@ PYBIND11_MODULE(_C, m) {
   pyxfer::bind::bind_normalize(m);
   pyxfer::bind::bind_augment(m);
   pyxfer::bind::bind_preprocess(m);
+  pyxfer::bind::bind_pool(m);
+  pyxfer::bind::bind_topk(m);
+  pyxfer::bind::bind_knn(m);
 }

@@ -43,3 +43,36 @@ PYXFER_HD uint16_t float_to_half_bits(float value) {
 }
 
 }  // namespace pyxfer
+
+namespace pyxfer {
+
+// binary16 bits -> float (exact: every half is representable as a float).
+PYXFER_HD float half_bits_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0x1fu) {  // inf or nan
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else if (exp != 0) {  // normal
+    bits = sign | ((exp + 112u) << 23) | (mant << 13);
+  } else if (mant == 0) {  // signed zero
+    bits = sign;
+  } else {  // subnormal: renormalise
+    uint32_t e = 113u;
+    while ((mant & 0x400u) == 0) {
+      mant <<= 1;
+      --e;
+    }
+    bits = sign | (e << 23) | ((mant & 0x3ffu) << 13);
+  }
+  float out;
+#if defined(__CUDA_ARCH__)
+  out = __uint_as_float(bits);
+#else
+  std::memcpy(&out, &bits, sizeof out);
+#endif
+  return out;
+}
+
+}  // namespace pyxfer

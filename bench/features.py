@@ -1,0 +1,206 @@
+"""Benchmark: kNN classification (top-k + weighted vote) against torch and faiss, time and memory.
+
+Each method runs in its own child process (``--method NAME``) so its peak memory can be read from
+the kernel (``VmHWM``, reset after the data is built); the parent prints the table with ratios.
+
+    python bench/features.py                 # M=10000 queries, N=50000 bank, D=512, k=200
+    python bench/features.py --small         # quick run
+    python bench/features.py --threads 1
+
+Methods:
+    pyxfer        pyxfer.ops.knn_classify (blocked top-k fused with the vote), float32 bank
+    pyxfer-fp16   the same with a float16 bank
+    torch         queries @ bank.T, topk, scatter_add vote: what a user writes without blocking
+    faiss         faiss.IndexFlatIP exact inner-product search + the same vote (if installed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+METHODS = ("pyxfer", "pyxfer-fp16", "torch", "faiss")
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def make_data(m: int, n: int, d: int, classes: int, seed: int, noise: float = 0.2):
+    """Clustered unit features: class centres plus noise (so the kNN vote means something)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, d), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+
+    def sample(count: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, classes, count)
+        x = np.empty((count, d), np.float32)
+        for s in range(0, count, 4096):  # in chunks: no large temporaries
+            e = min(count, s + 4096)
+            x[s:e] = centres[labels[s:e]] + noise * rng.standard_normal((e - s, d), np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        return x, labels
+
+    bank, bank_labels = sample(n)
+    queries, query_labels = sample(m)
+    return queries, bank, bank_labels, query_labels
+
+
+def _vote_numpy(sims: np.ndarray, idx: np.ndarray, labels: np.ndarray, t: float, c: int):
+    scores = np.zeros((sims.shape[0], c), np.float32)
+    np.add.at(scores, (np.arange(sims.shape[0])[:, None], labels[idx]), np.exp(sims / t))
+    return scores
+
+
+def run_method(args: argparse.Namespace) -> dict:
+    q, b, bl, ql = make_data(args.m, args.n, args.d, args.classes, args.seed)
+    t, k, c = args.temperature, args.k, args.classes
+    if args.method.startswith("pyxfer"):
+        from pyxfer import _C
+        from pyxfer.ops import knn_classify
+
+        if args.method == "pyxfer-fp16":
+            b = b.astype(np.float16)
+
+        def run():
+            return knn_classify(q, b, bl, k, t, c, threads=args.threads, simd=args.simd)
+
+        warm = (q[:8], b[:300], bl[:300])
+        knn_classify(*warm, k=min(k, 300), temperature=t, num_classes=c, threads=args.threads)
+        detail = f"simd={_C.simd_best() if args.simd == 'auto' else args.simd}"
+    elif args.method == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        qt, bt, blt = torch.from_numpy(q), torch.from_numpy(b), torch.from_numpy(bl)
+
+        def run():
+            sims = qt @ bt.T  # (M, N)
+            top_v, top_i = sims.topk(k, dim=1)  # (M, k)
+            scores = torch.zeros(qt.shape[0], c)
+            return scores.scatter_add_(1, blt[top_i], (top_v / t).exp()).numpy()
+
+        (qt[:8] @ bt[:300].T).topk(5, dim=1)
+        detail = f"torch {torch.__version__}"
+    elif args.method == "faiss":
+        import faiss
+
+        faiss.omp_set_num_threads(args.threads)
+
+        def run():
+            index = faiss.IndexFlatIP(args.d)
+            index.add(b)
+            sims, idx = index.search(q, k)
+            return _vote_numpy(sims, idx, bl, t, c)
+
+        detail = f"faiss {faiss.__version__} IndexFlatIP"
+    else:
+        raise ValueError(f"method: expected one of {METHODS}, received {args.method!r}")
+    reset = _reset_peak()
+    rss0 = _status_kib("VmRSS")
+    start = time.perf_counter()
+    scores = run()
+    seconds = time.perf_counter() - start
+    peak = _status_kib("VmHWM") - rss0
+    pred = np.asarray(scores).argmax(1)
+    if args.out:
+        np.save(args.out, pred)
+    return {
+        "method": args.method,
+        "seconds": seconds,
+        "peak_mib": peak / 1024 if reset else float("nan"),
+        "total_peak_mib": _status_kib("VmHWM") / 1024,
+        "accuracy": float((pred == ql).mean()),
+        "detail": detail,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--method", choices=METHODS, help="run one method here (child process)")
+    p.add_argument("--methods", default=",".join(METHODS), help="methods to compare")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--small", action="store_true", help="M=2000, N=10000, D=256, k=50")
+    p.add_argument("--m", type=int, default=10_000)
+    p.add_argument("--n", type=int, default=50_000)
+    p.add_argument("--d", type=int, default=512)
+    p.add_argument("--k", type=int, default=200)
+    p.add_argument("--classes", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=0.07)
+    p.add_argument("--simd", default="auto", help="pyxfer micro-kernel (auto|scalar|avx2|avx512)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.small:
+        args.m, args.n, args.d, args.k = 2_000, 10_000, 256, 50
+
+    if args.method:
+        print(json.dumps(run_method(args)))
+        return
+
+    print(
+        f"kNN classify: M={args.m} queries, N={args.n} bank, D={args.d}, k={args.k}, "
+        f"{args.classes} classes, T={args.temperature}, threads={args.threads}"
+    )
+    results, preds = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for method in args.methods.split(","):
+            out = Path(tmp) / f"{method}.npy"
+            cmd = [sys.executable, __file__, "--method", method, "--out", str(out)]
+            for name in ("threads", "m", "n", "d", "k", "classes", "temperature", "simd", "seed"):
+                cmd += [f"--{name}", str(getattr(args, name))]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+                print(f"  {method}: skipped ({last})")
+                continue
+            results[method] = json.loads(proc.stdout.strip().splitlines()[-1])
+            preds[method] = np.load(out)
+    if "pyxfer" not in results:
+        raise SystemExit("pyxfer run failed")
+    ours = results["pyxfer"]
+    ref = preds.get("torch", preds["pyxfer"])
+    header = (
+        f"{'method':<12} {'time s':>8} {'time/pyxfer':>12} {'peak MiB':>10} "
+        f"{'peak/pyxfer':>12} {'total MiB':>10} {'accuracy':>9} {'agree':>7}  detail"
+    )
+    print(header)
+    print("-" * len(header))
+    for method, r in results.items():
+        agree = float((preds[method] == ref).mean())
+        print(
+            f"{method:<12} {r['seconds']:>8.2f} {r['seconds'] / ours['seconds']:>12.2f} "
+            f"{r['peak_mib']:>10.1f} {r['peak_mib'] / max(ours['peak_mib'], 1e-9):>12.1f} "
+            f"{r['total_peak_mib']:>10.1f} "
+            f"{r['accuracy']:>9.4f} {agree:>7.4f}  {r['detail']}"
+        )
+    print(
+        "(time/pyxfer > 1: pyxfer is faster; peak = VmHWM growth during the call; "
+        "agree = predictions equal to torch's)"
+    )
+
+
+if __name__ == "__main__":
+    main()
