@@ -12,8 +12,15 @@ from pyxfer.cli import main
 
 def test_build_info_reports_what_was_compiled() -> None:
     info = _C.build_info()
-    for key in ("version", "compiler", "simd", "threading", "hardware_threads",
-                "cuda_compiled", "cuda_devices"):
+    for key in (
+        "version",
+        "compiler",
+        "simd",
+        "threading",
+        "hardware_threads",
+        "cuda_compiled",
+        "cuda_devices",
+    ):
         assert key in info
     import pyxfer
 
@@ -43,8 +50,7 @@ def test_plugins_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_python_dash_m_and_help() -> None:
-    out = subprocess.run([sys.executable, "-m", "pyxfer", "--help"], capture_output=True,
-                         text=True)
+    out = subprocess.run([sys.executable, "-m", "pyxfer", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     for command in ("info", "plugins"):
         assert command in out.stdout

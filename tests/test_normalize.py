@@ -66,8 +66,10 @@ def test_torch_in_torch_out_zero_copy() -> None:
     assert got is out
     assert isinstance(normalize(x), torch.Tensor)
     np.testing.assert_allclose(
-        out.numpy(), reference(x.numpy(), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-        rtol=1e-5, atol=1e-5,
+        out.numpy(),
+        reference(x.numpy(), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 
@@ -84,14 +86,44 @@ def _out(shape=(1, 3, 2, 2), dtype=np.float32):
 @pytest.mark.parametrize(
     ("images", "out", "mean", "std", "match"),
     [
-        (np.zeros((1, 2, 2, 3), np.float32), _out(), [0] * 3, [1] * 3, "images: expected dtype uint8"),
+        (
+            np.zeros((1, 2, 2, 3), np.float32),
+            _out(),
+            [0] * 3,
+            [1] * 3,
+            "images: expected dtype uint8",
+        ),
         (np.zeros((2, 2, 3), np.uint8), _out(), [0] * 3, [1] * 3, "images: expected a 4-d"),
         (np.zeros((1, 2, 2, 2), np.uint8), _out((1, 2, 2, 2)), [0] * 2, [1] * 2, "1 or 3 channels"),
         (np.zeros((1, 2, 2, 3), np.uint8), _out(), [0] * 2, [1] * 3, "mean: expected 3 values"),
-        (np.zeros((1, 2, 2, 3), np.uint8), _out(), [0] * 3, [1, 0, 1], "std: expected finite non-zero"),
-        (np.zeros((1, 2, 2, 3), np.uint8), _out(), [0, np.nan, 0], [1] * 3, "mean: expected finite"),
-        (np.zeros((1, 2, 2, 3), np.uint8), _out((1, 3, 2, 3)), [0] * 3, [1] * 3, "out: expected shape"),
-        (np.zeros((1, 2, 2, 3), np.uint8), _out(dtype=np.float64), [0] * 3, [1] * 3, "out: expected dtype"),
+        (
+            np.zeros((1, 2, 2, 3), np.uint8),
+            _out(),
+            [0] * 3,
+            [1, 0, 1],
+            "std: expected finite non-zero",
+        ),
+        (
+            np.zeros((1, 2, 2, 3), np.uint8),
+            _out(),
+            [0, np.nan, 0],
+            [1] * 3,
+            "mean: expected finite",
+        ),
+        (
+            np.zeros((1, 2, 2, 3), np.uint8),
+            _out((1, 3, 2, 3)),
+            [0] * 3,
+            [1] * 3,
+            "out: expected shape",
+        ),
+        (
+            np.zeros((1, 2, 2, 3), np.uint8),
+            _out(dtype=np.float64),
+            [0] * 3,
+            [1] * 3,
+            "out: expected dtype",
+        ),
         (np.zeros((1, 2, 4, 3), np.uint8)[:, :, ::2], _out(), [0] * 3, [1] * 3, "C-contiguous"),
     ],
 )

@@ -51,8 +51,9 @@ def test_throwaway_plugin_registers_and_unregisters(host) -> None:
     def pyxfer_register_class_encoders(register):
         register("toy_encoder", lambda: "encoder", description="a toy")
 
-    host.register(_throwaway_plugin(
-        pyxfer_register_class_encoders=pyxfer_register_class_encoders), name="toy")
+    host.register(
+        _throwaway_plugin(pyxfer_register_class_encoders=pyxfer_register_class_encoders), name="toy"
+    )
     reg = pyxfer.get_registry("class_encoders")
     assert reg.get("toy_encoder").plugin == "toy"
     assert reg.create("toy_encoder") == "encoder"
