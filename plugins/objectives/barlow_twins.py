@@ -86,7 +86,14 @@ class BarlowTwins(Objective):
         )
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Args: views: two (N, C, H, W) views. Returns: ``loss``, ``on_diag``, ``off_diag``."""
+        """Compute the loss of one batch.
+
+        Args:
+            views: two (N, C, H, W) views.
+
+        Returns:
+            ``loss``, ``on_diag``, ``off_diag``.
+        """
         v1, v2 = self.check_views(views)[:2]
         if v1.shape[0] < 2 and distributed.world_size() == 1:
             raise ValueError(f"views: expected a batch of >= 2 images, received {v1.shape[0]}")

@@ -84,7 +84,14 @@ class BYOL(Objective):
         self.projector_target = frozen_copy(self.projector)
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Args: views: two (N, C, H, W) views. Returns: ``loss``."""
+        """Compute the loss of one batch.
+
+        Args:
+            views: two (N, C, H, W) views.
+
+        Returns:
+            ``loss``.
+        """
         v1, v2 = self.check_views(views)[:2]
         n = v1.shape[0]
         both = torch.cat([v1, v2])  # (2N, C, H, W)

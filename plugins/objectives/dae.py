@@ -89,7 +89,14 @@ class DenoisingAutoencoder(Objective):
         )
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Args: views: one (N, C, H, W) view. Returns: ``loss`` (the reconstruction MSE)."""
+        """Compute the loss of one batch.
+
+        Args:
+            views: one (N, C, H, W) view.
+
+        Returns:
+            ``loss`` (the reconstruction MSE).
+        """
         clean = self.check_views(views)[0]
         check_image_shape(clean, self.image_shape, type(self).__name__)
         recon = self.decoder(self.backbone(corrupt(clean, self.noise, self.noise_level)))

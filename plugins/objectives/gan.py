@@ -113,11 +113,16 @@ class DCGAN(Objective):
     def forward(
         self, views: list[torch.Tensor], player: str | None = None
     ) -> dict[str, torch.Tensor]:
-        """Args: views: one (N, C, H, W) view of real images; player: ``"discriminator"``,
-        ``"generator"`` or ``None`` (both, for monitoring without gradient).
+        """Compute one player's loss (or both, for monitoring).
 
-        Returns: ``loss`` (the player's), ``loss_discriminator`` / ``loss_generator``,
-        ``d_real`` / ``d_fake`` (mean probability of "real").
+        Args:
+            views: one (N, C, H, W) view of real images.
+            player: ``"discriminator"``, ``"generator"`` or ``None`` (both, allowed only
+                without gradient or in eval mode).
+
+        Returns:
+            ``loss`` (the player's; their sum without player), ``loss_discriminator`` /
+            ``loss_generator``, ``d_real`` / ``d_fake`` (mean probability of "real").
         """
         real = self.check_views(views)[0]
         check_image_shape(real, self.image_shape, type(self).__name__)

@@ -102,7 +102,14 @@ class MoCoV2(Objective):
         self._pending: torch.Tensor | None = None
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Args: views: query and key views (N, C, H, W). Returns: ``loss``, ``accuracy``."""
+        """Compute the loss of one batch.
+
+        Args:
+            views: query and key views (N, C, H, W).
+
+        Returns:
+            ``loss``, ``accuracy``.
+        """
         vq, vk = self.check_views(views)[:2]
         q = F.normalize(self.projector(self.backbone(vq)), dim=1)  # (N, D)
         with torch.no_grad():

@@ -60,7 +60,14 @@ class RotationPrediction(Objective):
         self.classifier = nn.Linear(int(backbone.num_features), 4)
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Args: views: one (N, C, S, S) view. Returns: ``loss``, ``accuracy``."""
+        """Compute the loss of one batch.
+
+        Args:
+            views: one (N, C, S, S) view.
+
+        Returns:
+            ``loss``, ``accuracy``.
+        """
         images, labels = rotate_batch(self.check_views(views)[0])
         logits = self.classifier(self.backbone(images))  # (4N, 4)
         loss = F.cross_entropy(logits, labels)

@@ -101,7 +101,14 @@ class SimCLR(Objective):
         self.projector = ProjectionHead(nf, hidden_dim or nf, proj_dim, num_layers=2)
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Args: views: two (N, C, H, W) views. Returns: ``loss``."""
+        """Compute the loss of one batch.
+
+        Args:
+            views: two (N, C, H, W) views.
+
+        Returns:
+            ``loss``.
+        """
         v1, v2 = self.check_views(views)[:2]
         n = v1.shape[0]
         z = self.projector(self.backbone(torch.cat([v1, v2])))  # (2N, proj_dim)

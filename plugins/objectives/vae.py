@@ -110,7 +110,14 @@ class VAE(Objective):
         return self.decode(torch.randn(n, self.latent_dim, device=self.mean.device))
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Args: views: one (N, C, H, W) view. Returns: ``loss``, ``reconstruction``, ``kl``."""
+        """Compute the loss of one batch.
+
+        Args:
+            views: one (N, C, H, W) view.
+
+        Returns:
+            ``loss``, ``reconstruction``, ``kl``.
+        """
         x = self.check_views(views)[0]
         check_image_shape(x, self.image_shape, type(self).__name__)
         mu, logvar = self.encode(x)  # (N, L) each

@@ -106,7 +106,14 @@ class VICReg(Objective):
         self.projector = ProjectionHead(int(backbone.num_features), hidden_dim, proj_dim, 3)
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Args: views: two (N, C, H, W) views. Returns: ``loss`` and its three terms."""
+        """Compute the loss of one batch.
+
+        Args:
+            views: two (N, C, H, W) views.
+
+        Returns:
+            ``loss`` and its three terms.
+        """
         v1, v2 = self.check_views(views)[:2]
         if v1.shape[0] < 2 and distributed.world_size() == 1:
             raise ValueError(f"views: expected a batch of >= 2 images, received {v1.shape[0]}")
