@@ -61,10 +61,12 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
 class SimCLR(Objective):
     """SimCLR (Chen et al. 2020): NT-Xent between two augmented views.
 
-    Backbone features go through a projection MLP (``Linear -> BN -> ReLU -> Linear``, hidden
-    width = ``num_features`` and 128 outputs as in the paper for ResNet-50); the loss is
-    :func:`nt_xent` with the other images of the (gathered) batch as negatives. The
-    representation is the backbone's pooled features (before the projector).
+    Backbone features go through the paper's projection MLP ``g(h) = W2 ReLU(W1 h)`` (hidden
+    width = ``num_features``, 128 outputs as for ResNet-50), with batch norm on the hidden
+    layer as in the authors' code; the loss is :func:`nt_xent` with the other images of the
+    (gathered) batch as negatives. Both views go through the backbone as one batch (shared
+    batch-norm statistics). The representation is the backbone's pooled features (before the
+    projector).
 
     Temperature: the paper uses 0.1 with LARS and batches of 4096 on ImageNet and 0.5 for
     CIFAR-10 (appendix B.9); the default 0.5 suits the small batches this library usually
