@@ -30,11 +30,27 @@ class Objective(nn.Module):
             ``"source_target"`` (``forward(source, source_labels, target)``).
         augmentation: name of the augmentation preset the views come from (``"simclr"``...).
         num_views: views per image the objective needs.
+        players: names of the parameter sets optimised in turn. One player (``("main",)``,
+            the default) means one optimiser over :meth:`param_groups` ``["main"]`` and
+            ``forward(*batch)``. Several players (a GAN's ``("discriminator", "generator")``)
+            means the *alternating protocol*: each iteration, for each player in order, the
+            engine zeroes all gradients, calls ``forward(*batch, player=name)``, backpropagates
+            that ``loss`` and steps only that player's optimiser (over
+            ``param_groups()[name]``). Under DDP such objectives need
+            ``find_unused_parameters=True`` (each player's pass leaves the other's unused).
+
+    Examples:
+        >>> class Mean(Objective):  # doctest: +SKIP
+        ...     consumes, augmentation, num_views = "views", "simclr", 1
+        ...     def forward(self, views):
+        ...         loss = self.backbone(views[0]).pow(2).mean()
+        ...         return {"loss": loss}
     """
 
     consumes: ClassVar[str] = "views"
     augmentation: ClassVar[str] = "simclr"
     num_views: ClassVar[int] = 2
+    players: ClassVar[tuple[str, ...]] = ("main",)
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
@@ -49,7 +65,47 @@ class Objective(nn.Module):
         raise NotImplementedError
 
     def on_step_end(self, step: int, max_steps: int) -> None:
-        """Called after each optimiser step (momentum encoders, queues). Default: nothing."""
+        """Called after each optimiser step (momentum encoders, queues). Default: nothing.
+
+        Args:
+            step: optimiser steps completed so far (1 after the first step).
+            max_steps: steps the run will make in total (for schedules such as BYOL's EMA).
+        """
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by player (see ``players``), each parameter once.
+
+        The default puts every parameter that requires a gradient under ``"main"``; targets
+        updated without gradients (EMA encoders) set ``requires_grad=False`` and stay out.
+        """
+        return {"main": [p for p in self.parameters() if p.requires_grad]}
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The learned representation, for kNN / linear monitoring.
+
+        Args:
+            images: (N, C, H, W) normalised images.
+
+        Returns:
+            (N, num_features) the backbone's pooled features.
+        """
+        return self.backbone(images)
+
+    def check_views(self, views: Any) -> list[torch.Tensor]:
+        """``views`` as a list of ``num_views`` tensors (N, C, H, W) of equal shape."""
+        if isinstance(views, torch.Tensor):
+            views = [views] if views.dim() == 4 else list(views)
+        views = list(views)
+        if len(views) < self.num_views or any(
+            not isinstance(v, torch.Tensor) or v.dim() != 4 or v.shape != views[0].shape
+            for v in views
+        ):
+            shapes = [tuple(v.shape) if isinstance(v, torch.Tensor) else type(v) for v in views]
+            raise ValueError(
+                f"views: expected {self.num_views} tensors (N, C, H, W) of equal shape for "
+                f"{type(self).__name__}, received {shapes}"
+            )
+        return views
 
 
 def create_objective(name: str, backbone: nn.Module, **kwargs: Any) -> Objective:

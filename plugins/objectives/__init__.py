@@ -1,1 +1,52 @@
-"""Built-in training objectives (one module per objective), registered through the entry points."""
+"""Built-in training objectives (one module per objective), registered through the entry points.
+
+===============  ===========================  =========  ===========  =====
+name             paper                        consumes   views        num
+===============  ===========================  =========  ===========  =====
+simclr           Chen et al. 2020             views      simclr       2
+moco_v2          He et al. 2020 / Chen 2020   views      moco_v2      2
+byol             Grill et al. 2020            views      byol         2
+barlow_twins     Zbontar et al. 2021          views      byol         2
+vicreg           Bardes et al. 2022           views      byol         2
+rotation         Gidaris et al. 2018          views      rotation     1
+dae              Vincent et al. 2008          views      none         1
+vae              Kingma & Welling 2014        views      none         1
+gan              Radford et al. 2016          views      none         1
+===============  ===========================  =========  ===========  =====
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pyxfer import hookimpl
+from pyxfer.hookspecs import Register
+
+#: registry name -> (module, class)
+BUILTIN: dict[str, tuple[str, str]] = {
+    "simclr": ("simclr", "SimCLR"),
+    "moco_v2": ("moco_v2", "MoCoV2"),
+    "byol": ("byol", "BYOL"),
+    "barlow_twins": ("barlow_twins", "BarlowTwins"),
+    "vicreg": ("vicreg", "VICReg"),
+    "rotation": ("rotation", "RotationPrediction"),
+    "dae": ("dae", "DenoisingAutoencoder"),
+    "vae": ("vae", "VAE"),
+    "gan": ("gan", "DCGAN"),
+}
+
+
+@hookimpl
+def pyxfer_register_objectives(register: Register) -> None:
+    for name, (module, cls_name) in BUILTIN.items():
+        cls: Any = getattr(importlib.import_module(f"{__name__}.{module}"), cls_name)
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        register(
+            name,
+            cls,
+            description=summary,
+            consumes=cls.consumes,
+            augmentation=cls.augmentation,
+            num_views=cls.num_views,
+        )
