@@ -267,10 +267,11 @@ void augment_apply_cpu(const ImageRef* images, int64_t n_images, const float* pa
                        int64_t rows, void* out, const ApplyParams& p, int threads);
 
 #if defined(PYXFER_WITH_CUDA)
-// CUDA: images packed in one device buffer (offsets[n] bytes from `base`), params on device.
-void augment_apply_cuda(const uint8_t* base, const int64_t* offsets_host, const int64_t* hs,
-                        const int64_t* ws, int64_t n_images, const float* params_host,
-                        int64_t rows, void* out, const ApplyParams& p, void* stream);
+// CUDA: image_ptrs / hs / ws / params on the host (device pointers to HWC uint8 images), out on
+// the device; enqueued on `stream` (a cudaStream_t cast to void*).
+void augment_apply_cuda(const uint8_t* const* image_ptrs, const int64_t* hs, const int64_t* ws,
+                        int64_t n_images, const float* params_host, int64_t rows, void* out,
+                        const ApplyParams& p, void* stream);
 #endif
 
 }  // namespace pyxfer
