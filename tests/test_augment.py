@@ -487,3 +487,38 @@ def test_fuzzed_params_raise_or_run(col, value, h, w, oh, ow):
         assert "params" in str(e)
     else:
         assert np.isfinite(out).all()
+
+
+def test_float16_store_rounds_like_numpy():
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [
+            rng.standard_normal(20000).astype(np.float32) * 10.0 ** rng.integers(-9, 6, 20000),
+            np.array(
+                [
+                    0.0,
+                    -0.0,
+                    65504,
+                    65519.99,
+                    65520,
+                    1e9,
+                    -1e9,
+                    np.inf,
+                    -np.inf,
+                    6e-8,
+                    3e-8,
+                    2.98e-8,
+                    5.96e-8,
+                    6.1e-5,
+                    6.104e-5,
+                ],
+                np.float32,
+            ),
+            (np.arange(-70000, 70000, 0.5)).astype(np.float32),
+        ]
+    )
+    with np.errstate(over="ignore"):
+        want = x.astype(np.float16).view(np.uint16)
+    np.testing.assert_array_equal(_C.half_bits(x), want)
+    nan = _C.half_bits(np.array([np.nan], np.float32))[0]
+    assert nan & 0x7C00 == 0x7C00 and nan & 0x3FF

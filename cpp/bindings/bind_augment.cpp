@@ -4,6 +4,7 @@
 #include "checks.h"
 #include "images.h"
 #include "pyxfer/augment.h"
+#include "pyxfer/half.h"
 #include "pyxfer/philox.h"
 
 namespace pyxfer::bind {
@@ -265,12 +266,24 @@ py::array_t<uint32_t> philox(const py::array& counters, uint64_t key0, uint64_t 
   return out;
 }
 
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+py::array_t<uint16_t> half_bits(const FloatArray& x) {
+  py::array_t<uint16_t> out(x.size());
+  for (py::ssize_t i = 0; i < x.size(); ++i) {
+    out.mutable_data()[i] = float_to_half_bits_branchless(x.data()[i]);
+  }
+  return out;
+}
+
 }  // namespace
 
 void bind_augment(py::module_& m) {
   m.attr("AUGMENT_PARAM_COUNT") = static_cast<int>(kParamCount);
   m.def("philox4x32_10", &philox, py::arg("counters"), py::arg("key0"), py::arg("key1"),
         "Philox4x32-10 of each uint32 counter row (N, 4) under key (key0, key1) -> (N, 4).");
+  m.def("half_bits", &half_bits, py::arg("values"),
+        "float32 values -> IEEE binary16 bit patterns (the kernels' float16 store).");
   m.def("augment_sample", &sample, py::arg("configs"), py::arg("heights"), py::arg("widths"),
         py::arg("indices"), py::arg("seed"), py::arg("epoch"), py::arg("threads") = 0,
         "Sample float32 (N * V, P) view parameters; row n * V + v is view v of image n.");

@@ -174,7 +174,7 @@ void apply_view(const ImageRef& im, const float* prm, const ApplyParams& p, int6
     store_view(img, p, row, static_cast<float*>(out), [](float v) { return v; });
   } else {
     store_view(img, p, row, static_cast<uint16_t*>(out),
-               [](float v) { return float_to_half_bits(v); });
+               [](float v) { return float_to_half_bits_branchless(v); });
   }
 }
 

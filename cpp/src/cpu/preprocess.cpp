@@ -53,7 +53,7 @@ void one_image(const ImageRef& im, const PreprocessParams& p, int64_t i, void* o
     store(b.img.data(), y0, ny, x0, nx, p, i, static_cast<float*>(out), [](float v) { return v; });
   } else {
     store(b.img.data(), y0, ny, x0, nx, p, i, static_cast<uint16_t*>(out),
-          [](float v) { return float_to_half_bits(v); });
+          [](float v) { return float_to_half_bits_branchless(v); });
   }
 }
 
