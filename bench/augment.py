@@ -62,7 +62,8 @@ def _hue(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 
 def torch_pipeline(images: torch.Tensor, params: np.ndarray, size: int, v: int) -> torch.Tensor:
     """Batched float pipeline, per-view parameters (crop + resize per view, rest batched)."""
-    p = torch.from_numpy(params)
+    dev = images.device
+    p = torch.from_numpy(params).to(dev)
     x = images.permute(0, 3, 1, 2)  # (N, C, H, W) uint8
     crops = []
     for r in range(len(params)):
@@ -89,7 +90,7 @@ def torch_pipeline(images: torch.Tensor, params: np.ndarray, size: int, v: int) 
     y = torch.where(gray, _gray(y).expand_as(y), y)
     k = int(params[0, COL["blur_kernel"]])
     lim = (k - 1) / (2.0 * math.sqrt(2.0))
-    xs = torch.linspace(-lim, lim, k)
+    xs = torch.linspace(-lim, lim, k, device=dev)
     sig = p[:, COL["blur_sigma"]].view(-1, 1)
     k1 = torch.softmax(-((xs[None] / sig) ** 2), dim=1)  # (B, k)
     bsz = y.shape[0]
@@ -98,8 +99,8 @@ def torch_pipeline(images: torch.Tensor, params: np.ndarray, size: int, v: int) 
     kv = k1.repeat_interleave(3, 0).view(bsz * 3, 1, k, 1)
     z = F.conv2d(F.conv2d(z, kh, groups=bsz * 3), kv, groups=bsz * 3).view_as(y)
     y = torch.where(p[:, COL["blur"]].bool().view(-1, 1, 1, 1), z, y)
-    m = torch.tensor(MEAN).view(1, 3, 1, 1)
-    sd = torch.tensor(STD).view(1, 3, 1, 1)
+    m = torch.tensor(MEAN, device=dev).view(1, 3, 1, 1)
+    sd = torch.tensor(STD, device=dev).view(1, 3, 1, 1)
     return (y - m) / sd
 
 
@@ -114,6 +115,8 @@ def _fused_cuda(x, params, size, dtype):
 
 def _torch_ref(x, params, size, v, td):
     torch_pipeline(x, params, size, v).to(td)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def bench(fn, repeats: int) -> float:
@@ -153,7 +156,7 @@ def main() -> None:
                 else:
                     fused = functools.partial(_fused_cpu, x, params, size, dtype, t)
                 td = torch.float16 if dtype == "float16" else torch.float32
-                xt = torch.from_numpy(x)
+                xt = torch.from_numpy(x).to(args.device)
                 ref = functools.partial(_torch_ref, xt, params, size, len(specs), td)
                 tf = bench(fused, args.repeats)
                 tr = bench(ref, max(1, args.repeats - 1))

@@ -14,18 +14,16 @@ PYXFER_WITH_CUDA=ON PYXFER_WERROR=ON PYXFER_CUDA_ARCHITECTURES="${arch}" \
   CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-8}" \
   python -m pip install --no-build-isolation --no-deps -q .
 
-# Run from outside the source tree so the installed package (with _C) is imported.
-cd tests
-python - <<'PY'
+# Import check from outside the source tree so the installed package (with _C) is used.
+(cd /tmp && python - <<'PY'
 from pyxfer import _C
 info = _C.build_info()
 print(f"== pyxfer._C: cuda_compiled={info['cuda_compiled']} devices={info['cuda_devices']} "
       f"cuda={info['cuda_version']} {info['cuda_error']}")
 assert info["cuda_compiled"] and info["cuda_devices"] > 0, "no usable CUDA device"
 PY
-echo "== CUDA tests"
-python -m pytest -q -p no:cacheprovider --rootdir=.. -c ../pyproject.toml \
-  test_augment_cuda.py test_augment.py test_preprocess.py
-cd ..
+)
+echo "== CUDA tests (plain pytest runs against the installed package)"
+pytest -q tests/test_augment_cuda.py tests/test_augment.py tests/test_preprocess.py
 echo "== GPU benchmark (views/s; ratio = fused / batched torch on the same device)"
 python bench/augment.py --device cuda --repeats 5
