@@ -133,9 +133,10 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
     """The view specs of a named recipe (one entry per view).
 
     - ``simclr`` — Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual
-      Representations", App. A: crop (0.08, 1), flip, jitter (0.4, 0.4, 0.4, 0.1) p 0.8,
-      grayscale p 0.2, blur p 0.5 (kernel 10 % of the side); two views. Blur is dropped for
-      images of 32 pixels or less, as the paper does for CIFAR-10.
+      Representations", App. A: crop (0.08, 1), flip, colour distortion of strength s
+      (jitter (0.8s, 0.8s, 0.8s, 0.2s) p 0.8, grayscale p 0.2), blur p 0.5 (kernel 10 % of the
+      side, sigma (0.1, 2)); two views. ImageNet-size views use s = 1; views of 32 pixels or
+      less use s = 0.5 and no blur, as the paper does for CIFAR-10.
     - ``byol`` — Grill et al. 2020, "Bootstrap Your Own Latent", Table 6: two asymmetric views,
       jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grayscale p 0.2, blur p 1.0 / 0.1, solarize p 0 / 0.2.
     - ``moco_v2`` — Chen et al. 2020, "Improved Baselines with Momentum Contrastive Learning":
@@ -163,8 +164,17 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
     """
     s = _square(size)
     if name == "simclr":
-        blur_p = 0.5 if size > 32 else 0.0
-        v = ViewSpec(size=s, blur_p=blur_p, blur_kernel=_blur_kernel(size))
+        small = size <= 32
+        strength = 0.5 if small else 1.0
+        v = ViewSpec(
+            size=s,
+            brightness=0.8 * strength,
+            contrast=0.8 * strength,
+            saturation=0.8 * strength,
+            hue=0.2 * strength,
+            blur_p=0.0 if small else 0.5,
+            blur_kernel=_blur_kernel(size),
+        )
         return [v, v]
     if name == "byol":
         common = dict(size=s, saturation=0.2, blur_kernel=_blur_kernel(size))
