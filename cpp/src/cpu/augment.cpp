@@ -196,7 +196,7 @@ void augment_apply_cpu(const ImageRef* images, int64_t n_images, const float* pa
                        int64_t rows, void* out, const ApplyParams& p, int threads) {
   (void)n_images;
   parallel_for(rows, threads, 1, [&](int64_t begin, int64_t end) {
-    ViewBuffers b;
+    thread_local ViewBuffers b;  // reused across views and calls: no per-view allocation
     for (int64_t r = begin; r < end; ++r) {
       apply_view(images[r / p.views], params + r * kParamCount, p, r, out, b);
     }
