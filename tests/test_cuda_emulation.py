@@ -1,4 +1,4 @@
-"""The CUDA kernels, compiled for the host with one thread per block, match the CPU kernels.
+"""The CUDA kernels, compiled for the host (3 threads per block), match the CPU kernels.
 
 There is no GPU here, so this checks the device code's indexing, scratch layout and maths (the
 parts a single thread exercises) with a C++ compiler; the real device run is
@@ -19,11 +19,11 @@ HERE = Path(__file__).parent / "cuda_emulation"
 
 
 def _host_source(stem: str, kernel: str, dst: Path) -> Path:
-    """The .cu file with each <<<grid, block, 0, stream>>> launch turned into a loop over blocks."""
+    """The .cu file with each <<<grid, block, 0, stream>>> launch turned into emu_launch."""
     src = (ROOT / "cpp" / "src" / "cuda" / f"{stem}.cu").read_text()
     src, count = re.subn(
         kernel + r"<(\w+)><<<blocks, cuda::kThreads, 0, s>>>\(",
-        lambda m: f"for (blockIdx.x = 0; blockIdx.x < blocks; ++blockIdx.x) {kernel}<{m[1]}>(",
+        lambda m: f"emu_launch(blocks, {kernel}<{m[1]}>, ",
         src,
     )
     assert count == 2, f"{stem}.cu: expected two launches to rewrite, found {count}"

@@ -1,11 +1,20 @@
 // Host stand-in for the CUDA runtime, used only by tests/test_cuda_emulation.py: it compiles the
-// .cu kernels as plain C++ with one thread per block, so their indexing and scratch layout can
-// be checked against the CPU kernels on machines without a GPU. Not a real CUDA runtime.
+// .cu kernels as plain C++ and runs each block on EMU_THREADS std::threads (blocks one after
+// another) with a real barrier for __syncthreads, so the kernels' indexing, scratch layout and
+// synchronisation can be checked against the CPU kernels without a GPU. Not a CUDA runtime.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#ifndef EMU_THREADS
+#define EMU_THREADS 3
+#endif
 
 #define __global__
 #define __device__
@@ -16,17 +25,58 @@
 struct EmuDim {
   unsigned x = 0;
 };
-inline EmuDim threadIdx, blockIdx, blockDim{1}, gridDim{1};
-inline void __syncthreads() {}
+inline thread_local EmuDim threadIdx;
+inline EmuDim blockIdx, blockDim{1}, gridDim{1};
+
+struct EmuBarrier {
+  std::mutex m;
+  std::condition_variable cv;
+  unsigned count = 0, generation = 0, n = 1;
+  void wait() {
+    std::unique_lock<std::mutex> lock(m);
+    const unsigned g = generation;
+    if (++count == n) {
+      count = 0;
+      ++generation;
+      cv.notify_all();
+    } else {
+      cv.wait(lock, [&] { return g != generation; });
+    }
+  }
+};
+inline EmuBarrier emu_barrier;
+inline std::mutex emu_atomic;
+
+inline void __syncthreads() { emu_barrier.wait(); }
 inline unsigned long long atomicMax(unsigned long long* a, unsigned long long v) {
+  std::lock_guard<std::mutex> lock(emu_atomic);
   const unsigned long long old = *a;
   if (v > old) *a = v;
   return old;
 }
 inline double atomicAdd(double* a, double v) {
+  std::lock_guard<std::mutex> lock(emu_atomic);
   const double old = *a;
   *a += v;
   return old;
+}
+
+// kernel<<<blocks, threads, 0, stream>>>(args...) becomes emu_launch(blocks, kernel, args...).
+template <class F, class... Args>
+void emu_launch(unsigned blocks, F fn, Args... args) {
+  blockDim.x = EMU_THREADS;
+  emu_barrier.n = EMU_THREADS;
+  for (unsigned b = 0; b < blocks; ++b) {
+    blockIdx.x = b;
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < EMU_THREADS; ++t) {
+      pool.emplace_back([=] {
+        threadIdx.x = t;
+        fn(args...);
+      });
+    }
+    for (auto& th : pool) th.join();
+  }
 }
 inline long long __double_as_longlong(double d) {
   long long r;

@@ -1,4 +1,4 @@
-// Compares the CPU kernels with the CUDA kernels compiled for the host (one thread per block)
+// Compares the CPU kernels with the CUDA kernels compiled for the host (cuda_runtime.h here)
 // on random images, parameters, sizes, channel counts, layouts and rounding modes.
 // Prints "mismatches N"; used by tests/test_cuda_emulation.py.
 #include <cmath>
