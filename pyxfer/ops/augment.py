@@ -14,7 +14,13 @@ columns :data:`PARAM_COLUMNS` so they can be inspected, edited or replayed throu
 By default (``quantize=True``) values are rounded back to uint8 levels between ops exactly where
 torchvision casts (truncation after the blend ops and hue, round-to-nearest after resize and
 blur), so outputs match torchvision on uint8 input to a grey level; ``quantize=False`` keeps
-everything in float (slightly smoother, differs from torchvision by a grey level or two).
+everything in float (slightly smoother; torchvision's truncations bias its output down by up to
+about two grey levels after a full jitter chain, float mode does not).
+
+CUDA tensors in give CUDA tensors out: parameters are always sampled on the CPU (they are tiny)
+and uploaded with the launch; the device kernels share the maths headers with the CPU kernels
+and are compiled without FMA contraction, so both give the same grey levels. (In float mode the
+device sums the contrast mean in a different order, which can move a value by a float ulp.)
 """
 
 from __future__ import annotations
