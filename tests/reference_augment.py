@@ -19,6 +19,9 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Antialiased bilinear resize of uint8 (C, H, W), skipped when the size is unchanged."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
+    if tuple(size) == (1, 1) and x.shape[0] > 1:
+        # torch's uint8 kernel asserts on a (1, C, 1, 1) output; channels are independent
+        return torch.cat([resize(x[i : i + 1], size) for i in range(x.shape[0])])
     return F.interpolate(
         x[None], size=list(size), mode="bilinear", align_corners=False, antialias=True
     )[0]

@@ -487,3 +487,62 @@ def test_fuzzed_params_raise_or_run(col, value, h, w, oh, ow):
         assert "params" in str(e)
     else:
         assert np.isfinite(out).all()
+
+
+def test_float16_store_rounds_like_numpy():
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [
+            rng.standard_normal(20000).astype(np.float32) * 10.0 ** rng.integers(-9, 6, 20000),
+            np.array(
+                [
+                    0.0,
+                    -0.0,
+                    65504,
+                    65519.99,
+                    65520,
+                    1e9,
+                    -1e9,
+                    np.inf,
+                    -np.inf,
+                    6e-8,
+                    3e-8,
+                    2.98e-8,
+                    5.96e-8,
+                    6.1e-5,
+                    6.104e-5,
+                ],
+                np.float32,
+            ),
+            (np.arange(-70000, 70000, 0.5)).astype(np.float32),
+        ]
+    )
+    with np.errstate(over="ignore"):
+        want = x.astype(np.float16).view(np.uint16)
+    np.testing.assert_array_equal(_C.half_bits(x), want)
+    nan = _C.half_bits(np.array([np.nan], np.float32))[0]
+    assert nan & 0x7C00 == 0x7C00 and nan & 0x3FF
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    h=st.integers(1, 24),
+    w=st.integers(1, 24),
+    oh=st.integers(1, 20),
+    ow=st.integers(1, 20),
+    c=st.sampled_from([1, 3]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fuzzed_shapes_match_reference(h, w, oh, ow, c, seed):
+    """Tiny and odd sizes (1-pixel images, upscaling, kernels wider than the view)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=(1, h, w, c), dtype=np.uint8)
+    spec = A.ViewSpec(
+        size=(oh, ow), jitter_p=1.0, gray_p=0.5, blur_p=0.7, blur_kernel=5, solarize_p=0.5
+    )
+    params = A.sample_params(spec, [(h, w)], seed=seed)
+    mean, std = (0.5,) * c, (0.25,) * c
+    got = A.apply(x, params, size=(oh, ow), mean=mean, std=std)
+    want = ref.apply_row(torch.from_numpy(x[0]), params[0], (oh, ow), mean, std).numpy()
+    err = np.abs(got[0] - want) * 255 * 0.25
+    assert err.max() <= 2.001

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import reference_augment as ref
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyxfer import _C
 from pyxfer.ops import preprocess
@@ -117,3 +119,20 @@ def test_bad_input():
         np.zeros((0, 4, 4, 3), np.uint8), np.empty((0, 3, 8, 8), np.float32), *args
     )
     assert empty is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    resize=st.integers(1, 40),
+    crop=st.integers(1, 40),
+    c=st.sampled_from([1, 3]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fuzzed_sizes_match_reference(h, w, resize, crop, c, seed):
+    x = np.random.default_rng(seed).integers(0, 256, size=(h, w, c), dtype=np.uint8)
+    mean, std = (0.5,) * c, (0.25,) * c
+    got = preprocess(x, resize, crop, mean, std)
+    want = ref.preprocess(torch.from_numpy(x), resize, crop, mean, std)
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5)

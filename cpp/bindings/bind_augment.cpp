@@ -4,6 +4,7 @@
 #include "checks.h"
 #include "images.h"
 #include "pyxfer/augment.h"
+#include "pyxfer/half.h"
 #include "pyxfer/philox.h"
 
 namespace pyxfer::bind {
@@ -201,6 +202,55 @@ void apply(const py::object& images, const py::array& params, py::array out, int
   augment_apply_cpu(ims.data(), n, prm, n * views, dst, p, threads);
 }
 
+// CUDA variant: device pointers of the images (HWC uint8), params validated on the host.
+void apply_cuda(const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& hs,
+                const std::vector<int64_t>& ws, int64_t c, const py::array& params, uintptr_t out,
+                int64_t views, int64_t out_h, int64_t out_w, const std::vector<double>& mean,
+                const std::vector<double>& std, bool half, bool channels_last, bool quantize,
+                uintptr_t stream) {
+  check_channels(c, "images");
+  if (views <= 0) fail("views: expected a positive count, received " + std::to_string(views));
+  if (ptrs.size() != hs.size() || ptrs.size() != ws.size()) {
+    fail("images: expected one height and width per image pointer");
+  }
+  std::vector<ImageRef> ims;
+  for (size_t i = 0; i < ptrs.size(); ++i) {
+    if (ptrs[i] == 0 || hs[i] <= 0 || ws[i] <= 0) {
+      fail("images[" + std::to_string(i) + "]: expected a non-empty image on the device");
+    }
+    ims.push_back({nullptr, hs[i], ws[i]});
+  }
+  const auto n = static_cast<int64_t>(ims.size());
+  check_dtype(params, "params", is_float32(params), "float32");
+  check_c_contiguous(params, "params");
+  check_shape(params, "params", {n * views, static_cast<py::ssize_t>(kParamCount)});
+  if (out == 0 && n > 0) fail("out: expected a device pointer");
+  if (out_h <= 0 || out_w <= 0) fail("out: expected a positive output size");
+  const auto* prm = static_cast<const float*>(params.data());
+  check_params(prm, n * views, ims, views);
+  ApplyParams p;
+  p.c = c, p.views = views, p.out_h = out_h, p.out_w = out_w;
+  const auto m = channel_vector(mean, c, "mean", false);
+  const auto s = channel_vector(std, c, "std", true);
+  for (int64_t i = 0; i < c; ++i) {
+    p.mean[i] = m[static_cast<size_t>(i)];
+    p.inv_std[i] = 1.0f / s[static_cast<size_t>(i)];
+  }
+  p.dtype = half ? OutDType::Float16 : OutDType::Float32;
+  p.layout = channels_last ? Layout::NHWC : Layout::NCHW;
+  p.quantize = quantize;
+#if defined(PYXFER_WITH_CUDA)
+  std::vector<const uint8_t*> dev(ptrs.size());
+  for (size_t i = 0; i < ptrs.size(); ++i) dev[i] = reinterpret_cast<const uint8_t*>(ptrs[i]);
+  py::gil_scoped_release release;
+  augment_apply_cuda(dev.data(), hs.data(), ws.data(), n, prm, n * views,
+                     reinterpret_cast<void*>(out), p, reinterpret_cast<void*>(stream));
+#else
+  (void)stream;
+  throw std::runtime_error("pyxfer._C was built without CUDA: rebuild with PYXFER_WITH_CUDA=ON");
+#endif
+}
+
 py::array_t<uint32_t> philox(const py::array& counters, uint64_t key0, uint64_t key1) {
   if (counters.dtype().kind() != 'u' || counters.itemsize() != 4) {
     fail("counters: expected dtype uint32, received " + dtype_str(counters));
@@ -216,12 +266,24 @@ py::array_t<uint32_t> philox(const py::array& counters, uint64_t key0, uint64_t 
   return out;
 }
 
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+py::array_t<uint16_t> half_bits(const FloatArray& x) {
+  py::array_t<uint16_t> out(x.size());
+  for (py::ssize_t i = 0; i < x.size(); ++i) {
+    out.mutable_data()[i] = float_to_half_bits_branchless(x.data()[i]);
+  }
+  return out;
+}
+
 }  // namespace
 
 void bind_augment(py::module_& m) {
   m.attr("AUGMENT_PARAM_COUNT") = static_cast<int>(kParamCount);
   m.def("philox4x32_10", &philox, py::arg("counters"), py::arg("key0"), py::arg("key1"),
         "Philox4x32-10 of each uint32 counter row (N, 4) under key (key0, key1) -> (N, 4).");
+  m.def("half_bits", &half_bits, py::arg("values"),
+        "float32 values -> IEEE binary16 bit patterns (the kernels' float16 store).");
   m.def("augment_sample", &sample, py::arg("configs"), py::arg("heights"), py::arg("widths"),
         py::arg("indices"), py::arg("seed"), py::arg("epoch"), py::arg("threads") = 0,
         "Sample float32 (N * V, P) view parameters; row n * V + v is view v of image n.");
@@ -230,6 +292,11 @@ void bind_augment(py::module_& m) {
         py::arg("quantize") = true, py::arg("threads") = 0,
         "Apply parameter rows to uint8 images (dense (N, H, W, C) or a list of (H, W, C)), "
         "writing float32/float16 views into `out`.");
+  m.def("augment_apply_cuda", &apply_cuda, py::arg("ptrs"), py::arg("heights"),
+        py::arg("widths"), py::arg("channels"), py::arg("params"), py::arg("out"),
+        py::arg("views"), py::arg("out_h"), py::arg("out_w"), py::arg("mean"), py::arg("std"),
+        py::arg("half"), py::arg("channels_last"), py::arg("quantize"), py::arg("stream"),
+        "CUDA variant of augment_apply on raw device pointers (used by pyxfer.ops.augment).");
 }
 
 }  // namespace pyxfer::bind

@@ -14,7 +14,13 @@ columns :data:`PARAM_COLUMNS` so they can be inspected, edited or replayed throu
 By default (``quantize=True``) values are rounded back to uint8 levels between ops exactly where
 torchvision casts (truncation after the blend ops and hue, round-to-nearest after resize and
 blur), so outputs match torchvision on uint8 input to a grey level; ``quantize=False`` keeps
-everything in float (slightly smoother, differs from torchvision by a grey level or two).
+everything in float (slightly smoother; torchvision's truncations bias its output down by up to
+about two grey levels after a full jitter chain, float mode does not).
+
+CUDA tensors in give CUDA tensors out: parameters are always sampled on the CPU (they are tiny)
+and uploaded with the launch; the device kernels share the maths headers with the CPU kernels
+and are compiled without FMA contraction, so both give the same grey levels. (In float mode the
+device sums the contrast mean in a different order, which can move a value by a float ulp.)
 """
 
 from __future__ import annotations
@@ -133,9 +139,10 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
     """The view specs of a named recipe (one entry per view).
 
     - ``simclr`` — Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual
-      Representations", App. A: crop (0.08, 1), flip, jitter (0.4, 0.4, 0.4, 0.1) p 0.8,
-      grayscale p 0.2, blur p 0.5 (kernel 10 % of the side); two views. Blur is dropped for
-      images of 32 pixels or less, as the paper does for CIFAR-10.
+      Representations", App. A: crop (0.08, 1), flip, colour distortion of strength s
+      (jitter (0.8s, 0.8s, 0.8s, 0.2s) p 0.8, grayscale p 0.2), blur p 0.5 (kernel 10 % of the
+      side, sigma (0.1, 2)); two views. ImageNet-size views use s = 1; views of 32 pixels or
+      less use s = 0.5 and no blur, as the paper does for CIFAR-10.
     - ``byol`` — Grill et al. 2020, "Bootstrap Your Own Latent", Table 6: two asymmetric views,
       jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grayscale p 0.2, blur p 1.0 / 0.1, solarize p 0 / 0.2.
     - ``moco_v2`` — Chen et al. 2020, "Improved Baselines with Momentum Contrastive Learning":
@@ -163,8 +170,17 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
     """
     s = _square(size)
     if name == "simclr":
-        blur_p = 0.5 if size > 32 else 0.0
-        v = ViewSpec(size=s, blur_p=blur_p, blur_kernel=_blur_kernel(size))
+        small = size <= 32
+        strength = 0.5 if small else 1.0
+        v = ViewSpec(
+            size=s,
+            brightness=0.8 * strength,
+            contrast=0.8 * strength,
+            saturation=0.8 * strength,
+            hue=0.2 * strength,
+            blur_p=0.0 if small else 0.5,
+            blur_kernel=_blur_kernel(size),
+        )
         return [v, v]
     if name == "byol":
         common = dict(size=s, saturation=0.2, blur_kernel=_blur_kernel(size))
@@ -316,6 +332,10 @@ def apply(
     Returns:
         ``out`` (numpy array, or a torch tensor when ``images`` is a tensor or list of them).
     """
+    if _is_cuda(images):
+        return _apply_cuda(
+            images, params, out, size, views, mean, std, dtype, channels_last, quantize
+        )
     src, hw, _ = _image_list(images)
     n = len(hw)
     params = np.ascontiguousarray(params) if isinstance(params, np.ndarray) else params
@@ -356,6 +376,83 @@ def apply(
     return result
 
 
+def _is_cuda(images: Any) -> bool:
+    first = images[0] if isinstance(images, (list, tuple)) and images else images
+    return is_torch_tensor(first) and first.device.type == "cuda"
+
+
+def cuda_image_pointers(images: Any) -> tuple[list[Any], list[int], list[int], int]:
+    """(contiguous tensors kept alive, heights, widths, channels) of CUDA uint8 HWC images."""
+    import torch
+
+    if isinstance(images, (list, tuple)):
+        tensors = [im.contiguous() for im in images]
+    else:
+        if images.ndim != 4:
+            raise ValueError(f"images: expected (N, H, W, C), received {tuple(images.shape)}")
+        tensors = list(images.contiguous().unbind(0))
+    for i, t in enumerate(tensors):
+        if t.dtype != torch.uint8 or t.ndim != 3 or t.device != tensors[0].device:
+            raise ValueError(
+                f"images[{i}]: expected a uint8 (H, W, C) tensor on {tensors[0].device}, "
+                f"received {t.dtype} {tuple(t.shape)} on {t.device}"
+            )
+    c = int(tensors[0].shape[-1]) if tensors else 3
+    if any(int(t.shape[-1]) != c for t in tensors):
+        raise ValueError("images: expected the same channel count for every image")
+    return tensors, [int(t.shape[0]) for t in tensors], [int(t.shape[1]) for t in tensors], c
+
+
+def _apply_cuda(images, params, out, size, views, mean, std, dtype, channels_last, quantize):
+    import torch
+
+    tensors, hs, ws, c = cuda_image_pointers(images)
+    n = len(tensors)
+    params = np.ascontiguousarray(np.asarray(params, dtype=np.float32))
+    if views is None:
+        if n == 0 or params.shape[0] % n:
+            raise ValueError(
+                f"params: expected a multiple of {n} rows (N * V), received {params.shape[0]}"
+            )
+        views = params.shape[0] // n
+    device = tensors[0].device
+    if out is None:
+        if size is None:
+            raise ValueError("size: expected an output size when out is not given")
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        tdtype = torch.float16 if dtype == "float16" else torch.float32
+        shape = (n * views, h, w, c) if channels_last else (n * views, c, h, w)
+        out = torch.empty(shape, dtype=tdtype, device=device)
+    if not (is_torch_tensor(out) and out.device == device and out.is_contiguous()):
+        raise ValueError(f"out: expected a contiguous tensor on {device}")
+    if out.dtype not in (torch.float32, torch.float16) or out.ndim != 4:
+        raise ValueError(f"out: expected float32/float16 (N*V, C, h, w), received {out.dtype}")
+    h, w = (out.shape[1], out.shape[2]) if channels_last else (out.shape[2], out.shape[3])
+    want = (n * views, h, w, c) if channels_last else (n * views, c, h, w)
+    if tuple(out.shape) != want:
+        raise ValueError(f"out: expected shape {want}, received {tuple(out.shape)}")
+    stream = torch.cuda.current_stream(device).cuda_stream
+    with torch.cuda.device(device):
+        _C.augment_apply_cuda(
+            [t.data_ptr() for t in tensors],
+            hs,
+            ws,
+            c,
+            params,
+            out.data_ptr(),
+            views,
+            h,
+            w,
+            list(mean),
+            list(std),
+            out.dtype == torch.float16,
+            channels_last,
+            quantize,
+            stream,
+        )
+    return out
+
+
 def augment(
     images: Any,
     views: str | ViewSpec | Sequence[ViewSpec] = "simclr",
@@ -383,7 +480,10 @@ def augment(
         [(8, 3, 32, 32)]
     """
     specs = _specs(views, size)
-    _, hw, _ = _image_list(images)
+    if _is_cuda(images):
+        hw = list(zip(*cuda_image_pointers(images)[1:3], strict=True))
+    else:
+        _, hw, _ = _image_list(images)
     params = sample_params(specs, hw, indices, seed=seed, epoch=epoch, threads=threads)
     v = len(specs)
     outs = []

@@ -59,6 +59,21 @@ def preprocess(
         raise ValueError(f"dtype: expected 'float32' or 'float16', received {dtype!r}")
     ch, cw = (crop, crop) if isinstance(crop, int) else tuple(crop)
     single = getattr(images, "ndim", None) == 3
+    first_any = images[0] if isinstance(images, (list, tuple)) and images else images
+    if is_torch_tensor(first_any) and first_any.device.type == "cuda":
+        res = _preprocess_cuda(
+            images[None] if single else images,
+            resize,
+            ch,
+            cw,
+            mean,
+            std,
+            dtype,
+            channels_last,
+            quantize,
+            out,
+        )
+        return res[0] if single else res
     if isinstance(images, (list, tuple)):
         src: Any = [as_numpy(im, f"images[{i}]") for i, im in enumerate(images)]
         first = images[0] if images else None
@@ -83,3 +98,41 @@ def preprocess(
         result = out
     _C.preprocess(src, out_np, resize, list(mean), list(std), channels_last, quantize, threads)
     return result[0] if single else result
+
+
+def _preprocess_cuda(images, resize, ch, cw, mean, std, dtype, channels_last, quantize, out):
+    import torch
+
+    from pyxfer.ops.augment import cuda_image_pointers
+
+    tensors, hs, ws, c = cuda_image_pointers(images)
+    n = len(tensors)
+    device = tensors[0].device
+    tdtype = torch.float16 if dtype == "float16" else torch.float32
+    shape = (n, ch, cw, c) if channels_last else (n, c, ch, cw)
+    if out is None:
+        out = torch.empty(shape, dtype=tdtype, device=device)
+    elif tuple(out.shape) != shape or out.dtype != tdtype or out.device != device:
+        raise ValueError(
+            f"out: expected {tdtype} {shape} on {device}, received {out.dtype} "
+            f"{tuple(out.shape)} on {out.device}"
+        )
+    stream = torch.cuda.current_stream(device).cuda_stream
+    with torch.cuda.device(device):
+        _C.preprocess_cuda(
+            [t.data_ptr() for t in tensors],
+            hs,
+            ws,
+            c,
+            out.data_ptr(),
+            resize,
+            ch,
+            cw,
+            list(mean),
+            list(std),
+            tdtype == torch.float16,
+            channels_last,
+            quantize,
+            stream,
+        )
+    return out

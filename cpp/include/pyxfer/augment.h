@@ -141,8 +141,26 @@ PYXFER_HD void sample_view(const ViewConfig& c, int64_t H, int64_t W, uint64_t s
 // `q` (quantize) reproduces torchvision's casts back to uint8 between ops: truncation after the
 // blend-based ops and hue, rounding after blur and resize.
 
-PYXFER_HD float clamp255(float v) { return v < 0.f ? 0.f : (v > 255.f ? 255.f : v); }
-PYXFER_HD float quant_trunc(float v, bool q) { return q ? floorf(v) : v; }
+PYXFER_HD float max_f(float a, float b) { return a > b ? a : b; }
+PYXFER_HD float min_f(float a, float b) { return a < b ? a : b; }
+PYXFER_HD float clamp255(float v) { return min_f(max_f(v, 0.f), 255.f); }
+
+// floor for values >= 0 (truncation toward zero); plain conversions keep loops vectorisable.
+PYXFER_HD float floor_pos(float v) { return static_cast<float>(static_cast<int32_t>(v)); }
+
+// floor for any |v| < 2^31.
+PYXFER_HD float floor_any(float v) {
+  const float t = static_cast<float>(static_cast<int32_t>(v));
+  return t > v ? t - 1.f : t;
+}
+
+// Round half to even for |v| < 2^22 (torch.round), without libm.
+PYXFER_HD float round_even(float v) {
+  const float magic = 12582912.f;  // 1.5 * 2^23
+  return (v + magic) - magic;
+}
+
+PYXFER_HD float quant_trunc(float v, bool q) { return q ? floor_pos(v) : v; }
 
 PYXFER_HD float gray_of(float r, float g, float b) {
   return (r * 0.2989f + g * 0.587f) + b * 0.114f;
@@ -155,49 +173,42 @@ PYXFER_HD float blend(float x, float other, float ratio, float one_minus_ratio, 
 }
 
 // Hue shift of one RGB pixel (values 0..255) through HSV, as torchvision's _rgb_to_hsv /
-// _hsv_to_rgb on x / 255.
+// _hsv_to_rgb on x / 255 (same float32 operations; written branch-free so CPU loops vectorise).
 PYXFER_HD void hue_shift(float& r8, float& g8, float& b8, float hue, bool q) {
   const float r = r8 / 255.f, g = g8 / 255.f, b = b8 / 255.f;
-  const float maxc = fmaxf(r, fmaxf(g, b));
-  const float minc = fminf(r, fminf(g, b));
+  const float maxc = max_f(r, max_f(g, b));
+  const float minc = min_f(r, min_f(g, b));
   const bool eqc = maxc == minc;
   const float cr = maxc - minc;
   const float s = cr / (eqc ? 1.f : maxc);
   const float div = eqc ? 1.f : cr;
   const float rc = (maxc - r) / div, gc = (maxc - g) / div, bc = (maxc - b) / div;
-  float h;
-  if (maxc == r) {
-    h = bc - gc;
-  } else if (maxc == g) {
-    h = (rc + 2.f) - bc;
-  } else {
-    h = (gc + 4.f) - rc;
-  }
-  h = fmodf(h * (1.f / 6.f) + 1.f, 1.f);
+  const float hr = bc - gc, hg = (rc + 2.f) - bc, hb = (gc + 4.f) - rc;
+  const float mr = maxc == r ? 1.f : 0.f;
+  const float mg = maxc == g ? 1.f - mr : 0.f;
+  float h = hr * mr + hg * mg + hb * (1.f - mr - mg);
+  h = h * (1.f / 6.f) + 1.f;         // in [5/6, 11/6]
+  h = h - floor_pos(h);              // fmod(., 1.0), exact for positive values
   h = h + hue;
-  h = h - floorf(h);  // remainder(., 1.0)
+  h = h - floor_any(h);              // remainder(., 1.0)
   const float v = maxc;
   const float h6 = h * 6.f;
-  const float fi = floorf(h6);
+  const float fi = floor_pos(h6);
   const float f = h6 - fi;
-  int i = static_cast<int>(fi) % 6;
-  if (i < 0) i += 6;
+  const float i = fi >= 6.f ? fi - 6.f : fi;  // remainder(i, 6); h6 <= 6
   const float sxf = s * f;
   const float oms = 1.f - s;
-  const float pq = fminf(fmaxf((1.f - sxf) * v, 0.f), 1.f);
-  const float pt = fminf(fmaxf((sxf + oms) * v, 0.f), 1.f);
-  const float pp = fminf(fmaxf(oms * v, 0.f), 1.f);
-  float ro, go, bo;
-  switch (i) {
-    case 0: ro = v, go = pt, bo = pp; break;
-    case 1: ro = pq, go = v, bo = pp; break;
-    case 2: ro = pp, go = v, bo = pt; break;
-    case 3: ro = pp, go = pq, bo = v; break;
-    case 4: ro = pt, go = pp, bo = v; break;
-    default: ro = v, go = pp, bo = pq; break;
-  }
+  const float pq = min_f(max_f((1.f - sxf) * v, 0.f), 1.f);
+  const float pt = min_f(max_f((sxf + oms) * v, 0.f), 1.f);
+  const float pp = min_f(max_f(oms * v, 0.f), 1.f);
+  // i: 0 (v,t,p) 1 (q,v,p) 2 (p,v,t) 3 (p,q,v) 4 (t,p,v) 5 (v,p,q)
+  const float m0 = i == 0.f ? 1.f : 0.f, m1 = i == 1.f ? 1.f : 0.f, m2 = i == 2.f ? 1.f : 0.f;
+  const float m3 = i == 3.f ? 1.f : 0.f, m4 = i == 4.f ? 1.f : 0.f, m5 = i == 5.f ? 1.f : 0.f;
+  const float ro = v * (m0 + m5) + pq * m1 + pp * (m2 + m3) + pt * m4;
+  const float go = pt * m0 + v * (m1 + m2) + pq * m3 + pp * (m4 + m5);
+  const float bo = pp * (m0 + m1) + pt * m2 + v * (m3 + m4) + pq * m5;
   if (q) {
-    r8 = floorf(ro * 255.999f), g8 = floorf(go * 255.999f), b8 = floorf(bo * 255.999f);
+    r8 = floor_pos(ro * 255.999f), g8 = floor_pos(go * 255.999f), b8 = floor_pos(bo * 255.999f);
   } else {
     r8 = ro * 255.f, g8 = go * 255.f, b8 = bo * 255.f;
   }
@@ -256,10 +267,11 @@ void augment_apply_cpu(const ImageRef* images, int64_t n_images, const float* pa
                        int64_t rows, void* out, const ApplyParams& p, int threads);
 
 #if defined(PYXFER_WITH_CUDA)
-// CUDA: images packed in one device buffer (offsets[n] bytes from `base`), params on device.
-void augment_apply_cuda(const uint8_t* base, const int64_t* offsets_host, const int64_t* hs,
-                        const int64_t* ws, int64_t n_images, const float* params_host,
-                        int64_t rows, void* out, const ApplyParams& p, void* stream);
+// CUDA: image_ptrs / hs / ws / params on the host (device pointers to HWC uint8 images), out on
+// the device; enqueued on `stream` (a cudaStream_t cast to void*).
+void augment_apply_cuda(const uint8_t* const* image_ptrs, const int64_t* hs, const int64_t* ws,
+                        int64_t n_images, const float* params_host, int64_t rows, void* out,
+                        const ApplyParams& p, void* stream);
 #endif
 
 }  // namespace pyxfer

@@ -75,4 +75,37 @@ PYXFER_HD float half_bits_to_float(uint16_t h) {
   return out;
 }
 
+// Same result as float_to_half_bits (round to nearest even, overflow -> inf, NaN -> quiet NaN),
+// written with selects only so that loops over it vectorise.
+PYXFER_HD uint16_t float_to_half_bits_branchless(float value) {
+  uint32_t x;
+#if defined(__CUDA_ARCH__)
+  x = __float_as_uint(value);
+#else
+  std::memcpy(&x, &value, sizeof x);
+#endif
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const uint32_t mag = x & 0x7fffffffu;
+  // Subnormal halves: add 0.5 (as float) so the FPU rounds the mantissa to nearest even.
+  const uint32_t magic_bits = 0x3f000000u;  // 0.5f: its ulp is 2^-24, a half subnormal step
+#if defined(__CUDA_ARCH__)
+  uint32_t sub = __float_as_uint(__uint_as_float(mag) + 0.5f);
+#else
+  float mf;
+  std::memcpy(&mf, &mag, sizeof mf);
+  const float sum = mf + 0.5f;
+  uint32_t sub;
+  std::memcpy(&sub, &sum, sizeof sub);
+#endif
+  sub -= magic_bits;
+  // Normal halves: rebias the exponent and round the mantissa to 10 bits.
+  const uint32_t odd = (mag >> 13) & 1u;
+  const uint32_t norm = (mag + 0xc8000fffu + odd) >> 13;  // + ((15 - 127) << 23) + 0xfff
+  const uint32_t nan = 0x7e00u, inf = 0x7c00u;
+  uint32_t h = mag < 0x38800000u ? sub : norm;
+  h = mag >= 0x477ff000u ? inf : h;
+  h = mag > 0x7f800000u ? nan : h;
+  return static_cast<uint16_t>(h | sign);
+}
+
 }  // namespace pyxfer

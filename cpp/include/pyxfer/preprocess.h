@@ -52,9 +52,9 @@ void preprocess_cpu(const ImageRef* images, int64_t n, void* out, const Preproce
                     int threads);
 
 #if defined(PYXFER_WITH_CUDA)
-void preprocess_cuda(const uint8_t* base, const int64_t* offsets_host, const int64_t* hs,
-                     const int64_t* ws, int64_t n, void* out, const PreprocessParams& p,
-                     void* stream);
+// CUDA: image_ptrs / hs / ws on the host (device pointers to HWC uint8 images), out on device.
+void preprocess_cuda(const uint8_t* const* image_ptrs, const int64_t* hs, const int64_t* ws,
+                     int64_t n, void* out, const PreprocessParams& p, void* stream);
 #endif
 
 }  // namespace pyxfer

@@ -26,7 +26,7 @@ void adjust_contrast(float* img, int64_t c, int64_t n, float f, bool q) {
     const float *r = img, *g = img + n, *b = img + 2 * n;
     for (int64_t i = 0; i < n; ++i) {
       const float gr = gray_of(r[i], g[i], b[i]);
-      sum += q ? floorf(gr) : gr;
+      sum += q ? floor_pos(gr) : gr;
     }
   } else {
     for (int64_t i = 0; i < n; ++i) sum += img[i];
@@ -36,21 +36,35 @@ void adjust_contrast(float* img, int64_t c, int64_t n, float f, bool q) {
   for (int64_t i = 0; i < c * n; ++i) img[i] = quant_trunc(clamp255(img[i] * f + other), q);
 }
 
-void adjust_saturation(float* img, int64_t n, float f, bool q) {
+template <bool q>
+void saturation_loop(float* img, int64_t n, float f) {
   float *r = img, *g = img + n, *b = img + 2 * n;
   const float omf = static_cast<float>(1.0 - static_cast<double>(f));
   for (int64_t i = 0; i < n; ++i) {
     float gr = gray_of(r[i], g[i], b[i]);
-    if (q) gr = floorf(gr);
+    if (q) gr = floor_pos(gr);
     r[i] = blend(r[i], gr, f, omf, q);
     g[i] = blend(g[i], gr, f, omf, q);
     b[i] = blend(b[i], gr, f, omf, q);
   }
 }
 
+void adjust_saturation(float* img, int64_t n, float f, bool q) {
+  q ? saturation_loop<true>(img, n, f) : saturation_loop<false>(img, n, f);
+}
+
+template <bool q>
+void hue_loop(float* __restrict r, float* __restrict g, float* __restrict b, int64_t n, float h) {
+  for (int64_t i = 0; i < n; ++i) {
+    float rr = r[i], gg = g[i], bb = b[i];
+    hue_shift(rr, gg, bb, h, q);
+    r[i] = rr, g[i] = gg, b[i] = bb;
+  }
+}
+
 void adjust_hue(float* img, int64_t n, float h, bool q) {
-  float *r = img, *g = img + n, *b = img + 2 * n;
-  for (int64_t i = 0; i < n; ++i) hue_shift(r[i], g[i], b[i], h, q);
+  q ? hue_loop<true>(img, img + n, img + 2 * n, n, h)
+    : hue_loop<false>(img, img + n, img + 2 * n, n, h);
 }
 
 void to_grayscale(float* img, int64_t n, bool q) {
@@ -95,7 +109,7 @@ void gaussian_blur(float* img, int64_t c, int64_t h, int64_t w, int k, float sig
         for (int64_t x = 0; x < w; ++x) o[x] += wj * t[x];
       }
       if (q) {
-        for (int64_t x = 0; x < w; ++x) o[x] = clamp255(nearbyintf(o[x]));
+        for (int64_t x = 0; x < w; ++x) o[x] = round_even(clamp255(o[x]));
       }
     }
   }
@@ -160,7 +174,7 @@ void apply_view(const ImageRef& im, const float* prm, const ApplyParams& p, int6
     store_view(img, p, row, static_cast<float*>(out), [](float v) { return v; });
   } else {
     store_view(img, p, row, static_cast<uint16_t*>(out),
-               [](float v) { return float_to_half_bits(v); });
+               [](float v) { return float_to_half_bits_branchless(v); });
   }
 }
 
@@ -182,7 +196,7 @@ void augment_apply_cpu(const ImageRef* images, int64_t n_images, const float* pa
                        int64_t rows, void* out, const ApplyParams& p, int threads) {
   (void)n_images;
   parallel_for(rows, threads, 1, [&](int64_t begin, int64_t end) {
-    ViewBuffers b;
+    thread_local ViewBuffers b;  // reused across views and calls: no per-view allocation
     for (int64_t r = begin; r < end; ++r) {
       apply_view(images[r / p.views], params + r * kParamCount, p, r, out, b);
     }

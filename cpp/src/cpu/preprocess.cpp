@@ -53,7 +53,7 @@ void one_image(const ImageRef& im, const PreprocessParams& p, int64_t i, void* o
     store(b.img.data(), y0, ny, x0, nx, p, i, static_cast<float*>(out), [](float v) { return v; });
   } else {
     store(b.img.data(), y0, ny, x0, nx, p, i, static_cast<uint16_t*>(out),
-          [](float v) { return float_to_half_bits(v); });
+          [](float v) { return float_to_half_bits_branchless(v); });
   }
 }
 
@@ -62,7 +62,7 @@ void one_image(const ImageRef& im, const PreprocessParams& p, int64_t i, void* o
 void preprocess_cpu(const ImageRef* images, int64_t n, void* out, const PreprocessParams& p,
                     int threads) {
   parallel_for(n, threads, 1, [&](int64_t begin, int64_t end) {
-    Buffers b;
+    thread_local Buffers b;  // reused across images and calls
     for (int64_t i = begin; i < end; ++i) one_image(images[i], p, i, out, b);
   });
 }

@@ -83,7 +83,17 @@ inline void resample_crop(const uint8_t* src, int64_t src_w, int64_t c, int64_t 
       const int64_t xmin = ax.xmin[static_cast<size_t>(x)];
       const int n = ax.xsize[static_cast<size_t>(x)];
       const uint8_t* p = in + xmin * c;
-      if (quantize) {
+      if (quantize && c == 3) {  // the common case: three independent accumulators
+        const int16_t* w = ax.wi.data() + wo;
+        int32_t s0 = 1 << (ax.precision - 1), s1 = s0, s2 = s0;
+        for (int j = 0; j < n; ++j) {
+          const int32_t wj = w[j];
+          s0 += wj * p[j * 3], s1 += wj * p[j * 3 + 1], s2 += wj * p[j * 3 + 2];
+        }
+        t[xo * 3] = static_cast<float>(aa_finish(s0, ax.precision));
+        t[xo * 3 + 1] = static_cast<float>(aa_finish(s1, ax.precision));
+        t[xo * 3 + 2] = static_cast<float>(aa_finish(s2, ax.precision));
+      } else if (quantize) {
         const int16_t* w = ax.wi.data() + wo;
         for (int64_t k = 0; k < c; ++k) {
           int32_t sum = 1 << (ax.precision - 1);
