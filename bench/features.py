@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -120,9 +121,12 @@ def run_method(args: argparse.Namespace) -> dict:
         raise ValueError(f"method: expected one of {METHODS}, received {args.method!r}")
     reset = _reset_peak()
     rss0 = _status_kib("VmRSS")
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     scores = run()
     seconds = time.perf_counter() - start
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
     peak = _status_kib("VmHWM") - rss0
     pred = np.asarray(scores).argmax(1)
     if args.out:
@@ -130,6 +134,7 @@ def run_method(args: argparse.Namespace) -> dict:
     return {
         "method": args.method,
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "peak_mib": peak / 1024 if reset else float("nan"),
         "total_peak_mib": _status_kib("VmHWM") / 1024,
         "accuracy": float((pred == ql).mean()),
@@ -196,7 +201,8 @@ def main() -> None:
     ours = results["pyxfer"]
     ref = preds.get("torch", preds["pyxfer"])
     header = (
-        f"{'method':<12} {'time s':>8} {'time/pyxfer':>12} {'peak MiB':>10} "
+        f"{'method':<12} {'time s':>8} {'time/pyxfer':>12} {'cpu s':>8} {'cpu/pyxfer':>11} "
+        f"{'peak MiB':>10} "
         f"{'peak/pyxfer':>12} {'total MiB':>10} {'accuracy':>9} {'agree':>7}  detail"
     )
     print(header)
@@ -205,12 +211,14 @@ def main() -> None:
         agree = float((preds[method] == ref).mean())
         print(
             f"{method:<12} {r['seconds']:>8.2f} {r['seconds'] / ours['seconds']:>12.2f} "
+            f"{r['cpu_seconds']:>8.2f} {r['cpu_seconds'] / ours['cpu_seconds']:>11.2f} "
             f"{r['peak_mib']:>10.1f} {r['peak_mib'] / max(ours['peak_mib'], 1e-9):>12.1f} "
             f"{r['total_peak_mib']:>10.1f} "
             f"{r['accuracy']:>9.4f} {agree:>7.4f}  {r['detail']}"
         )
     print(
-        "(time/pyxfer > 1: pyxfer is faster; peak = VmHWM growth during the call; total = "
+        "(time = wall clock of the best run, cpu = user+sys of that run; ratio > 1: pyxfer is "
+        "faster; peak = VmHWM growth during the call; total = "
         "process VmHWM incl. inputs and libraries; agree = predictions equal to torch's)"
     )
 
