@@ -164,6 +164,19 @@ def test_topk_simd_paths_agree():
         _check_topk(q, b, v, i, 12, tol=1e-5)
 
 
+def test_simd_env_override(monkeypatch):
+    assert _C.simd_best() in SIMD and "scalar" in SIMD
+    rng = np.random.default_rng(13)
+    q, b = _unit(rng, 6, 37), _unit(rng, 50, 37)
+    scalar = cosine_topk(q, b, 4, simd="scalar")
+    monkeypatch.setenv("PYXFER_SIMD", "scalar")
+    forced = cosine_topk(q, b, 4)
+    assert all(np.array_equal(x, y) for x, y in zip(scalar, forced, strict=True))
+    monkeypatch.setenv("PYXFER_SIMD", "sse9")
+    with pytest.raises(ValueError, match=r"^simd"):
+        cosine_topk(q, b, 4)
+
+
 def test_topk_torch_and_normalize():
     gen = torch.Generator().manual_seed(5)
     q = torch.randn(9, 32, generator=gen) * 3

@@ -18,7 +18,7 @@ from pyxfer.ops._features import (
     l2_normalize_rows,
     same_device,
 )
-from pyxfer.ops.topk import SIMD_PATHS
+from pyxfer.ops.topk import SIMD_PATHS, resolve_simd
 
 
 def knn_classify(
@@ -67,6 +67,7 @@ def knn_classify(
         >>> knn_classify(bank, bank, np.array([0, 0, 1, 1]), k=1, return_predictions=True)[1]
         array([0, 0, 1, 1])
     """
+    simd = resolve_simd(simd)
     if simd not in SIMD_PATHS:
         raise ValueError(f"simd: expected one of {SIMD_PATHS}, received {simd!r}")
     if normalize:
@@ -78,7 +79,7 @@ def knn_classify(
         b = features_numpy(bank, "bank")
         labels = _labels_numpy(bank_labels)
         if num_classes is None:
-            num_classes = int(labels.max()) + 1 if labels.size else 1
+            num_classes = max(int(labels.max()) + 1, 1) if labels.size else 1
         scores = _C.knn_classify(
             q, b, labels, int(k), float(temperature), int(num_classes), int(block), simd, threads
         )
@@ -119,7 +120,7 @@ def _knn_cuda(
     labels = labels.to(torch.int64).contiguous()
     lo, hi = int(labels.min()), int(labels.max())
     if num_classes is None:
-        num_classes = hi + 1
+        num_classes = max(hi + 1, 1)
     if num_classes <= 0:
         raise ValueError(f"num_classes: expected num_classes >= 1, received {num_classes}")
     if lo < 0 or hi >= num_classes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pyxfer import _C
@@ -17,6 +18,11 @@ from pyxfer.ops._features import (
 )
 
 SIMD_PATHS = ("auto", "scalar", "avx2", "avx512")
+
+
+def resolve_simd(simd: str) -> str:
+    """``"auto"`` defers to the ``PYXFER_SIMD`` environment variable when it is set."""
+    return os.environ.get("PYXFER_SIMD", "auto") if simd == "auto" else simd
 
 
 def cosine_topk(
@@ -44,6 +50,8 @@ def cosine_topk(
         block: bank rows per block (0 = automatic). Never changes the result.
         simd: CPU micro-kernel, ``"auto"`` (best available), ``"scalar"``, ``"avx2"`` or
             ``"avx512"``; mainly for tests and benchmarks (see ``pyxfer._C.simd_paths()``).
+            ``"auto"`` can be overridden process-wide with the ``PYXFER_SIMD`` environment
+            variable (e.g. ``PYXFER_SIMD=scalar`` to run everything on the portable path).
         threads: CPU threads (0 = all cores). Results do not depend on it.
 
     Returns:
@@ -57,6 +65,7 @@ def cosine_topk(
         >>> indices.ravel().tolist()
         [0, 1]
     """
+    simd = resolve_simd(simd)
     if simd not in SIMD_PATHS:
         raise ValueError(f"simd: expected one of {SIMD_PATHS}, received {simd!r}")
     if normalize:

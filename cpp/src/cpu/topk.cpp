@@ -3,8 +3,9 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <utility>
 #include <stdexcept>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "pyxfer/half.h"
@@ -87,8 +88,8 @@ PYXFER_TARGET_AVX2 void micro_avx2(const float* const* q, const void* const* b, 
     for (int j = 0; j < kAvx2NR; ++j) {
       __m256 bv;
       if constexpr (Half) {
-        bv = _mm256_cvtph_ps(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(b[j]) + x)));
+        const auto* h = static_cast<const uint16_t*>(b[j]) + x;
+        bv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
       } else {
         bv = _mm256_loadu_ps(static_cast<const float*>(b[j]) + x);
       }
@@ -299,8 +300,8 @@ void cosine_topk_rows_cpu(const float* queries, const void* bank, const TopkPara
     const int64_t r = qs - q0;
     for (int64_t j0 = 0; j0 < p.n; j0 += nb) {
       const int64_t brows = std::min(nb, p.n - j0);
-      similarity_block(kc, queries + qs * p.d, qrows, bank_bytes + static_cast<size_t>(j0) * row_bytes,
-                       row_bytes, brows, p.d, sim.data(), nb);
+      const char* rows = bank_bytes + static_cast<size_t>(j0) * row_bytes;
+      similarity_block(kc, queries + qs * p.d, qrows, rows, row_bytes, brows, p.d, sim.data(), nb);
       fold_block(sim.data(), nb, qrows, brows, j0, p.k, values + r * p.k, indices + r * p.k,
                  counts.data() + r);
     }
@@ -347,8 +348,9 @@ void cosine_topk_cpu(const float* queries, const void* bank, const TopkParams& p
       ps.n = std::min(shard_rows, p.n - j0);
       ps.k = std::min(p.k, ps.n);
       int64_t* idx = part_i.data() + static_cast<size_t>(item) * slot;
-      cosine_topk_rows_cpu(queries, static_cast<const char*>(bank) + static_cast<size_t>(j0) * row_bytes,
-                           ps, q0, q1, part_v.data() + static_cast<size_t>(item) * slot, idx);
+      const char* rows = static_cast<const char*>(bank) + static_cast<size_t>(j0) * row_bytes;
+      cosine_topk_rows_cpu(queries, rows, ps, q0, q1,
+                           part_v.data() + static_cast<size_t>(item) * slot, idx);
       for (int64_t t = 0; t < (q1 - q0) * ps.k; ++t) idx[t] += j0;
     }
   });
@@ -360,7 +362,8 @@ void cosine_topk_cpu(const float* queries, const void* bank, const TopkParams& p
       for (int64_t s = 0; s < shards; ++s) {
         const int64_t j0 = s * shard_rows;
         const int64_t ks = std::min(p.k, std::min(shard_rows, p.n - j0));
-        const size_t base = static_cast<size_t>(blk * shards + s) * slot + static_cast<size_t>(r * ks);
+        const size_t base =
+            static_cast<size_t>(blk * shards + s) * slot + static_cast<size_t>(r * ks);
         for (int64_t t = 0; t < ks; ++t) cand.emplace_back(part_v[base + t], part_i[base + t]);
       }
       std::partial_sort(cand.begin(), cand.begin() + p.k, cand.end(),
