@@ -3,6 +3,7 @@
 
 #include "pyxfer/build_info.h"
 #include "pyxfer/parallel.h"
+#include "pyxfer/topk.h"
 
 namespace py = pybind11;
 
@@ -26,7 +27,15 @@ PYBIND11_MODULE(_C, m) {
         d["version"] = info.version;
         d["compiler"] = PYXFER_COMPILER;
         d["cxx_standard"] = __cplusplus;
-        d["simd"] = info.simd;
+        d["simd"] = info.simd;  // instruction set the kernels were compiled for (baseline)
+        // run-time dispatched paths of the feature kernels (PYXFER_SIMD overrides "auto")
+        d["simd_runtime"] = pyxfer::simd_path_name(pyxfer::simd_path_best());
+        py::list paths;
+        for (auto path : {pyxfer::SimdPath::Scalar, pyxfer::SimdPath::Avx2,
+                          pyxfer::SimdPath::Avx512}) {
+          if (pyxfer::simd_path_available(path)) paths.append(pyxfer::simd_path_name(path));
+        }
+        d["simd_paths"] = paths;
         d["threading"] = "std::thread parallel-for";
         d["hardware_threads"] = info.hardware_threads;
         d["cuda_compiled"] = info.cuda_compiled;

@@ -33,7 +33,11 @@ def run(args: argparse.Namespace) -> int:
     rows = [
         ("pyxfer", b["version"]),
         ("compiler", b["compiler"]),
-        ("SIMD", b["simd"]),
+        (
+            "SIMD",
+            f"compiled {b['simd']}; run-time {b['simd_runtime']} "
+            f"(available: {', '.join(b['simd_paths'])})",
+        ),
         ("threading", f"{b['threading']}, {b['hardware_threads']} hardware threads"),
         ("CUDA", cuda),
         ("python", f"{env['python']} on {env['platform']}"),
