@@ -31,8 +31,8 @@ class TrainConfig:
     views: str | None = None  # augmentation preset; None: the objective's own
     size: int | None = None  # view side; None: the backbone's input size
     # -- budget ---------------------------------------------------------------------------
-    epochs: int = 1  # passes over the data (ignored when max_steps is smaller)
-    max_steps: int | None = None  # optimiser steps; None: epochs * batches per epoch
+    epochs: int = 1  # passes over the data (ignored when max_steps is set)
+    max_steps: int | None = None  # optimiser steps (the schedule's length); None: from epochs
     max_time: float | None = None  # wall-clock seconds (Lightning's max_time); None: no limit
     batch_size: int = 256  # images per process per step
     # -- optimisation ---------------------------------------------------------------------

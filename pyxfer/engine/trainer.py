@@ -214,7 +214,7 @@ class Trainer:
                 )
         per_epoch = len(self.loader)
         budget = cfg.epochs * per_epoch
-        self.total_steps = min(budget, cfg.max_steps) if cfg.max_steps else budget
+        self.total_steps = cfg.max_steps if cfg.max_steps else budget
         self.steps_per_epoch = per_epoch
 
     def resolved_config(self) -> dict[str, Any]:
@@ -348,7 +348,7 @@ class Trainer:
         return nullcontext()
 
     def train_step(self, batch: Batch, target: Batch | None = None) -> dict[str, torch.Tensor]:
-        """One optimiser step on ``batch``; returns the objective's outputs."""
+        """One optimiser step on ``batch``; returns the objective's outputs (detached)."""
         cfg = self.config
         set_lr(
             self.optimizer,
@@ -373,7 +373,7 @@ class Trainer:
         self.objective.on_step_end(self.step, self.total_steps)
         if self.ema is not None:
             self.ema.update(self.objective)
-        return out
+        return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
 
     def _target_batch(self, it: Any) -> tuple[Batch | None, Any]:
         if self.target_loader is None:
@@ -434,9 +434,7 @@ class Trainer:
         t_start = self.clock() - elapsed0
         images_per_step = cfg.batch_size * self.info.world_size
         last_t, last_step, last_wait = time.perf_counter(), self.step, self.loader.wait_time
-        stop_reason = (
-            "epochs" if self.total_steps == cfg.epochs * self.steps_per_epoch else "max_steps"
-        )
+        stop_reason = "max_steps" if cfg.max_steps else "epochs"
         record: dict[str, Any] = {}
         target_it = None
         last_ckpt = self.step if cfg.resume else -1
