@@ -54,7 +54,8 @@ class _Help(argparse.Action):
     """``-h``: fill the epilog from the registries (loaded only when help is asked for)."""
 
     def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kw: Any) -> None:
-        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, **kw)
+        kw["default"] = argparse.SUPPRESS
+        super().__init__(option_strings, dest=dest, nargs=0, **kw)
 
     def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kw: Any) -> None:
         parser.epilog = (
@@ -192,7 +193,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name}: required (on the command line or in --config)")
     if not config.out:
         raise ValueError("--out: required (the run directory)")
-    result = pretrain(config=config)
+    from pyxfer.cli import CLIError
+    from pyxfer.engine import NonFiniteLossError
+
+    try:
+        result = pretrain(config=config)
+    except NonFiniteLossError as exc:
+        raise CLIError(str(exc)) from None
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
         knn = "" if result.knn_top1 is None else f", kNN top-1 {100 * result.knn_top1:.2f} %"
         loss = result.last_metrics.get("loss")
