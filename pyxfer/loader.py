@@ -139,6 +139,8 @@ class FusedLoader:
         input_spec: a backbone's ``InputSpec`` giving the defaults of ``size``, ``mean``,
             ``std``.
         labels: also yield labels.
+        pin_memory: put the views in page-locked memory (in the thread) for fast, asynchronous
+            copies to a CUDA device.
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class FusedLoader:
         std: Sequence[float] | None = None,
         input_spec: Any = None,
         labels: bool = True,
+        pin_memory: bool = False,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected an integer >= 1, received {batch_size!r}")
@@ -187,6 +190,7 @@ class FusedLoader:
         self.prefetch = prefetch
         self.dtype = dtype
         self.with_labels = labels
+        self.pin_memory = pin_memory
 
         if rank is None or world_size is None:
             dist = torch.distributed
@@ -355,6 +359,8 @@ class FusedLoader:
                 threads=self.threads,
             )
             views = self._split(groups, len(idx))
+        if self.pin_memory:
+            views = [v.pin_memory() for v in views]
         return Batch(
             views,
             torch.from_numpy(labels) if self.with_labels else None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -365,8 +366,10 @@ def test_resume_is_bit_for_bit(tmp_path: Path) -> None:
             raise _Stop
 
     broken = objective()
+    threads = threading.active_count()
     with pytest.raises(_Stop):
         Trainer(broken, data, _config(out=str(tmp_path / "b"), **kw), callbacks=[crash]).fit()
+    assert threading.active_count() == threads  # the loader thread was stopped
     latest = ckpt.latest_checkpoint(tmp_path / "b" / "checkpoints")
     assert latest is not None and latest.name == "step-00000005"  # mid-epoch 0
 
@@ -387,6 +390,38 @@ def test_resume_is_bit_for_bit(tmp_path: Path) -> None:
         if "loss" in json.loads(x)
     ]
     assert steps == list(range(1, 17))  # the records after the checkpoint were redone once
+
+
+class SourceTarget(Objective):
+    """Labelled source + unlabelled target: cross-entropy on the source, and the target's
+    mean-feature distance to the source (a crude alignment term)."""
+
+    consumes = "source_target"
+    augmentation = "fixmatch_weak"
+    num_views = 1
+
+    def forward(self, source, source_labels, target):
+        fs, ft = self.backbone.forward_features(source), self.backbone.forward_features(target)
+        ce = F.cross_entropy(self.backbone.forward_head(fs), source_labels)
+        gap = (fs.mean((0, 2, 3)) - ft.mean((0, 2, 3))).pow(2).sum()
+        return {"loss": ce + gap, "ce": ce, "gap": gap}
+
+
+def test_source_target_objective_and_bf16_autocast() -> None:
+    data = _digits(320)
+    source, target = data.subset(np.arange(256)), data.subset(np.arange(256, 320))
+    seen, record = _losses()
+    cfg = _config(max_steps=10, lr=3e-2, precision="bf16")
+    trainer = Trainer(
+        SourceTarget(_lenet(num_classes=10)), source, cfg, target=target, callbacks=[record]
+    )
+    trainer.fit()
+    assert trainer.precision == "bf16" and len(seen) == 10 and all(np.isfinite(seen))
+    assert trainer.target_loader.epoch >= 4  # 2 target batches per epoch, cycled
+    with pytest.raises(ValueError, match="target"):
+        Trainer(SourceTarget(_lenet(num_classes=10)), source, cfg)
+    with pytest.raises(ValueError, match="fp16"):
+        Trainer(Align(_lenet()), source, _config(precision="fp16")).fit()
 
 
 def test_non_finite_loss_stops_naming_step_and_parts() -> None:

@@ -166,6 +166,7 @@ class Trainer:
             threads=cfg.threads,
             prefetch=cfg.prefetch,
             input_spec=self.backbone.input_spec,
+            pin_memory=self.device.type == "cuda",
         )
 
     def _setup(self) -> None:
