@@ -70,9 +70,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "pretrain",
         help="self-supervised pretraining (SimCLR, BYOL, ...) of a backbone",
-        description="Pretrain a backbone on unlabelled images with a registered objective; "
-        "writes RUN/config.json, metrics.jsonl, checkpoints/ and the final model in RUN/model/. "
-        "Settings not given take the defaults of pyxfer.engine.TrainConfig.",
+        description="Pretrain a backbone on unlabelled images with a registered objective.\n"
+        "Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoints/ and the final model in\n"
+        "RUN/model/. Settings not given take the defaults of pyxfer.engine.TrainConfig.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=False,
         argument_default=argparse.SUPPRESS,  # only flags given override the file / the run
@@ -102,7 +102,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a("--seed", type=int, help="random seed (default 0)")
     a("--threads", type=int, help="augmentation threads (default 0 = all cores)")
     a("--device", choices=("auto", "cpu", "cuda"), help="device (default auto)")
-    a("--knn-every", type=int, metavar="N", help="kNN top-1 every N steps")
+    a("--knn-every", type=int, metavar="N", help="kNN top-1 every N steps (and at the end)")
     a("--knn-data", metavar="SPEC", help="labelled images to classify by kNN")
     a("--knn-holdout", type=float, metavar="FRACTION", help="hold out this fraction for kNN")
     a("--log-every", type=int, metavar="N", help="steps between metrics records (default 10)")

@@ -54,8 +54,9 @@ def resume_config(run: str | Path, **overrides: Any) -> TrainConfig:
         raise FileNotFoundError(f"resume: {str(run)!r} has no config.json (not a run directory)")
     d = json.loads(path.read_text())
     d.pop("run", None)
+    d.update(out=str(run))  # the run continues where it lies now (it may have been moved)
     d.update(overrides)
-    d.update(resume=str(run), out=d.get("out") or str(run))
+    d.update(resume=str(run))
     return TrainConfig.from_dict(d)
 
 
@@ -109,4 +110,8 @@ def pretrain(
         data, knn = knn_split(data, cfg)
     elif cfg.knn_data or cfg.knn_holdout:
         raise ValueError("knn_data, knn_holdout: need the data as an ImageStore")
+    if cfg.knn_every and knn is None:
+        raise ValueError(
+            "knn_every: needs labelled images to evaluate on (knn_data or knn_holdout)"
+        )
     return Trainer(objective, data, cfg, knn=knn, callbacks=callbacks).fit()
