@@ -125,7 +125,10 @@ def main() -> None:
     print(f"steps measured          {len(st)}")
     ips = args.batch_size / st.mean()
     print(f"step time               {1e3 * st.mean():.1f} ms  ({ips:.0f} img/s)")
-    print(f"loader wait per step    {1e3 * wt.mean():.2f} ms")
+    print(
+        f"loader wait per step    {1e3 * wt.mean():.2f} ms mean, {1e3 * np.median(wt):.3f} ms "
+        f"median, {1e3 * wt.max():.2f} ms max"
+    )
     print(f"loader share of step    {100 * wt.sum() / st.sum():.2f} %")
     print(
         f"synchronous augmentation of one batch  {1e3 * aug:.1f} ms "

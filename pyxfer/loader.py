@@ -243,6 +243,7 @@ class FusedLoader:
         self.position = 0  # batches of the current epoch handed to the consumer
         self.wait_time = 0.0  # seconds the consumer spent waiting for the producer
         self._active: weakref.ref[_Iter] | None = None  # the running pass (not kept alive)
+        self._carry: _Producer | None = None  # producer already working on the next epoch
 
     # -- data description -------------------------------------------------------------------
     def _channels(self) -> int:
@@ -381,17 +382,27 @@ class FusedLoader:
         return [v for v in out if v is not None]
 
     def __iter__(self) -> Iterator[Batch]:
-        self.close()
-        it = _Iter(self)
+        it = self._active() if self._active is not None else None
+        if it is not None:
+            it.close()
+        producer, self._carry = self._carry, None
+        if producer is None or not producer.continues(self.epoch, self.position):
+            if producer is not None:
+                producer.close()
+            producer = _Producer(self, self.epoch, self.position)
+        it = _Iter(self, producer)
         self._active = weakref.ref(it)
         return it
 
     def close(self) -> None:
-        """Stop the producer thread of the running iteration (if any)."""
+        """Stop the producer thread (of the running pass, or prefetching the next epoch)."""
         it = self._active() if self._active is not None else None
         if it is not None:
             it.close()
         self._active = None
+        if self._carry is not None:
+            self._carry.close()
+            self._carry = None
 
     def __enter__(self) -> FusedLoader:
         return self
@@ -412,87 +423,120 @@ class FusedLoader:
 
 
 def _produce(
-    loader: FusedLoader,
+    ref: weakref.ref[FusedLoader],
     epoch: int,
-    batches: list[np.ndarray],
+    position: int,
     q: queue.Queue,
     stop: threading.Event,
 ) -> None:
-    """Thread body: make each batch and put it on the queue until done or stopped."""
+    """Thread body: batches of ``epoch`` from ``position``, then of the following epochs.
+
+    Each epoch ends with ``(epoch, _END)``; the bounded queue makes the thread wait for the
+    consumer, so at most ``prefetch`` batches are made ahead (across epoch boundaries too,
+    so a new epoch starts without a bubble). The thread holds only a weak reference to the
+    loader: dropping the loader ends it.
+    """
 
     def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+        # a blocking put: the thread sleeps until there is room (no polling that would take
+        # the GIL from the training loop); close() sets ``stop`` and drains the queue to wake it
+        q.put(item)
+        return not stop.is_set()
 
     try:
-        for idx in batches:
-            if stop.is_set() or not put(loader.make_batch(idx, epoch)):
+        while not stop.is_set():
+            loader = ref()
+            if loader is None:
                 return
-        put(_END)
+            order = loader.epoch_indices(epoch)
+            bs, n = loader.batch_size, len(loader)
+            del loader
+            for b in range(position, n):
+                loader = ref()
+                if loader is None or stop.is_set():
+                    return
+                batch = loader.make_batch(order[b * bs : (b + 1) * bs], epoch)
+                del loader
+                if not put((epoch, batch)):
+                    return
+            if not put((epoch, _END)):
+                return
+            epoch, position = epoch + 1, 0
     except BaseException as exc:  # handed to the consumer, which re-raises it
-        put(_Error(exc))
+        put((epoch, _Error(exc)))
 
 
-class _Iter:
-    """One pass over the rest of the current epoch, with its producer thread."""
+class _Producer:
+    """The background thread and its bounded queue."""
 
-    def __init__(self, loader: FusedLoader) -> None:
-        self.loader = loader
-        self.epoch = loader.epoch
-        order = loader.epoch_indices(self.epoch)
-        bs = loader.batch_size
-        starts = range(loader.position * bs, len(loader) * bs, bs)
-        batches = [order[s : s + bs] for s in starts]
-        self._queue: queue.Queue = queue.Queue(maxsize=loader.prefetch)
-        self._stop = threading.Event()
-        self._done = False
-        # the thread holds the loader but not this iterator, so dropping the iterator (a
-        # `break` out of a for loop) finalises it and stops the thread
-        self._thread = threading.Thread(
+    def __init__(self, loader: FusedLoader, epoch: int, position: int) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=loader.prefetch)
+        self.stop = threading.Event()
+        self.next_epoch = epoch  # the epoch whose first batch the queue holds next
+        self.thread = threading.Thread(
             target=_produce,
-            args=(loader, self.epoch, batches, self._queue, self._stop),
+            args=(weakref.ref(loader), epoch, position, self.queue, self.stop),
             name="pyxfer-loader",
             daemon=True,
         )
-        self._thread.start()
+        self.thread.start()
+
+    def continues(self, epoch: int, position: int) -> bool:
+        """True when this producer is already making ``epoch`` from ``position``."""
+        return position == 0 and epoch == self.next_epoch and self.thread.is_alive()
+
+    def close(self) -> None:
+        """Stop and join the thread; drop what it made (which wakes a blocked put)."""
+        self.stop.set()
+        self._drain()
+        if threading.current_thread() is self.thread:  # the loader died in its own thread
+            return
+        while self.thread.is_alive():
+            self._drain()
+            self.thread.join(timeout=0.05)
+
+    def _drain(self) -> None:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.queue.get_nowait()
+
+
+class _Iter:
+    """One pass over the rest of the current epoch."""
+
+    def __init__(self, loader: FusedLoader, producer: _Producer) -> None:
+        # the thread holds neither this iterator nor (strongly) the loader, so dropping the
+        # iterator (a `break` out of a for loop) finalises it and stops the thread
+        self.loader = loader
+        self.epoch = loader.epoch
+        self.producer: _Producer | None = producer
 
     def __iter__(self) -> _Iter:
         return self
 
     def __next__(self) -> Batch:
-        if self._done:
+        if self.producer is None:
             raise StopIteration
         t0 = time.perf_counter()
-        item = self._queue.get()
+        epoch, item = self.producer.queue.get()
         self.loader.wait_time += time.perf_counter() - t0
-        if item is _END:
-            self.close()
-            self.loader.epoch, self.loader.position = self.epoch + 1, 0
-            raise StopIteration
         if isinstance(item, _Error):
             self.close()
             raise item.exc
+        if item is _END:
+            # hand the still-running producer (already on the next epoch) to the loader
+            self.producer.next_epoch = epoch + 1
+            self.loader._carry, self.producer = self.producer, None
+            self.loader.epoch, self.loader.position = epoch + 1, 0
+            raise StopIteration
         self.loader.position += 1
         return item
 
     def close(self) -> None:
-        """Stop and join the producer; drop prefetched batches."""
-        if self._done and not self._thread.is_alive():
-            return
-        self._done = True
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                while True:
-                    self._queue.get_nowait()
-            except queue.Empty:
-                pass
-            self._thread.join(timeout=0.05)
+        """Stop the producer of an unfinished pass."""
+        if self.producer is not None:
+            self.producer.close()
+            self.producer = None
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown

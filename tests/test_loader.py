@@ -72,6 +72,38 @@ def test_epoch_reshuffle_is_deterministic() -> None:
     np.testing.assert_array_equal(np.concatenate(_indices(plain)), np.arange(50))
 
 
+def test_next_epoch_is_prefetched_without_changing_anything() -> None:
+    store = _store(40, size=8, channels=1)
+    loader = FusedLoader(store, 8, "simclr", seed=4, threads=1)
+    before = threading.active_count()
+    with loader:
+        epochs = [[b.views[1] for b in loader] for _ in range(3)]  # one producer throughout
+        assert threading.active_count() == before + 1  # already working on epoch 3
+        loader.set_epoch(1)  # a jump discards the prefetched epoch
+        again = [b.views[1] for b in loader]
+    assert threading.active_count() == before
+    for e in range(3):
+        fresh = FusedLoader(store, 8, "simclr", seed=4, threads=1, epoch=e)
+        with fresh:
+            ref = [b.views[1] for b in fresh]
+        assert all(torch.equal(x, y) for x, y in zip(epochs[e], ref, strict=True))
+    assert all(torch.equal(x, y) for x, y in zip(again, epochs[1], strict=True))
+
+
+def test_dropping_the_loader_ends_the_thread() -> None:
+    import gc
+
+    before = threading.active_count()
+    loader = FusedLoader(_store(40, size=8, channels=1), 8, "simclr", threads=1)
+    list(loader)  # leaves a producer prefetching epoch 1
+    del loader
+    gc.collect()
+    for t in threading.enumerate():  # the thread may be finishing the batch it was making
+        if t.name == "pyxfer-loader":
+            t.join(timeout=10)
+    assert threading.active_count() == before
+
+
 def _views_by_index(loader: FusedLoader) -> dict[int, list[torch.Tensor]]:
     out = {}
     with loader:
