@@ -349,10 +349,18 @@ class _Stop(Exception):
     pass
 
 
-def test_resume_is_bit_for_bit(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("every", "crash_at"), [(5, 7), (8, 10)])
+def test_resume_is_bit_for_bit(tmp_path: Path, every: int, crash_at: int) -> None:
+    """Crash mid-epoch 0 (checkpoint at step 5) or in epoch 1 with the checkpoint exactly at
+    the end of epoch 0 (step 8); the resumed run ends with the uninterrupted run's weights."""
     data = _digits(256)  # 8 steps per epoch at batch 32
     kw = dict(
-        epochs=2, checkpoint_every=5, warmup_steps=3, ema=0.9, grad_clip=5.0, weight_decay=0.1
+        epochs=2,
+        checkpoint_every=every,
+        warmup_steps=3,
+        ema=0.9,
+        grad_clip=5.0,
+        weight_decay=0.1,
     )
 
     def objective() -> Align:
@@ -362,7 +370,7 @@ def test_resume_is_bit_for_bit(tmp_path: Path) -> None:
     Trainer(full, data, _config(out=str(tmp_path / "a"), **kw)).fit()
 
     def crash(trainer, step, out):
-        if step == 7:
+        if step == crash_at:
             raise _Stop
 
     broken = objective()
@@ -371,7 +379,7 @@ def test_resume_is_bit_for_bit(tmp_path: Path) -> None:
         Trainer(broken, data, _config(out=str(tmp_path / "b"), **kw), callbacks=[crash]).fit()
     assert threading.active_count() == threads  # the loader thread was stopped
     latest = ckpt.latest_checkpoint(tmp_path / "b" / "checkpoints")
-    assert latest is not None and latest.name == "step-00000005"  # mid-epoch 0
+    assert latest is not None and latest.name == f"step-{every:08d}"
 
     resumed = objective()
     cfg = _config(out=str(tmp_path / "b"), resume=str(tmp_path / "b"), **kw)
