@@ -501,7 +501,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     try:
         torch.manual_seed(0)
         obj = Supervised(PlainNet())
-        Trainer(obj, _digits(64), _ddp_config(8)).fit()
+        Trainer(obj, _digits(64), _ddp_config(8).replace(out=f"{out}/run")).fit()
         save_file(
             {k: v.contiguous() for k, v in obj.state_dict().items()},
             f"{out}/rank{rank}.safetensors",
@@ -535,3 +535,7 @@ def test_ddp_two_processes_equal_one_process_on_the_joint_batch(tmp_path: Path) 
         assert torch.equal(r0[k], r1[k])  # the ranks agree exactly
         assert torch.allclose(r0[k], ref[k], atol=1e-6, rtol=1e-5), k
         assert not torch.equal(ref[k], start[k])  # and the step changed the weights
+    # rank 0 wrote the run; the checkpoint holds both ranks' RNG states
+    _, state = ckpt.load_checkpoint(tmp_path / "run" / "checkpoints" / "step-00000001")
+    assert len(state["rng"]) == 2 and state["rng"][0]["torch"] != state["rng"][1]["torch"]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["run"]["world_size"] == 2

@@ -5,8 +5,9 @@ A checkpoint is a directory ``RUN/checkpoints/step-00000042/`` with
 - ``tensors.safetensors``: ``model.<name>`` (the objective's state dict: backbone, heads,
   momentum encoders, queues), ``optimizer.<parameter name>.<state key>`` (momentum buffers,
   Adam moments and step counters), ``ema.<name>`` (EMA weights, when enabled);
-- ``state.json``: step, epoch, elapsed seconds, loader state, RNG states (torch, CUDA, numpy,
-  python; as base64 / lists), the optimiser's scalar state and the scaler state, the config.
+- ``state.json``: step, epoch, elapsed seconds, loader state, RNG states of every rank (torch,
+  CUDA, numpy, python; as base64 / lists), the optimiser's scalar state and the scaler state,
+  the config.
 
 The directory is written beside its final name and renamed into place
 (:func:`pyxfer.fileio.atomic_directory`), so a crash mid-write leaves the previous

@@ -247,9 +247,15 @@ class Trainer:
         return self.run_dir / "checkpoints" if self.run_dir else None
 
     def save_checkpoint(self, elapsed: float) -> Path | None:
-        """Write a checkpoint of the current step (rank 0 only)."""
+        """Write a checkpoint of the current step (called on every rank; rank 0 writes)."""
         root = self._checkpoint_dir()
-        if root is None or not self.info.is_main:
+        if root is None:
+            return None
+        rng = [ckpt.rng_state()]
+        if self.info.distributed:  # every rank's RNG streams, so each resumes its own
+            rng = [None] * self.info.world_size
+            torch.distributed.all_gather_object(rng, ckpt.rng_state())
+        if not self.info.is_main:
             return None
         tensors = {f"model.{k}": v for k, v in self.objective.state_dict().items()}
         opt_t, opt_s = ckpt.optimizer_tensors(self.optimizer)
@@ -266,7 +272,7 @@ class Trainer:
             "target_loader": None
             if self.target_loader is None
             else self.target_loader.state_dict(),
-            "rng": ckpt.rng_state(),
+            "rng": rng,  # one entry per rank
             "optimizer_scalars": opt_s,
             "scaler": {k: v for k, v in self.scaler.state_dict().items()},
             "schedule": {"total_steps": self.total_steps, "warmup_steps": self.config.warmup_steps},
@@ -297,7 +303,8 @@ class Trainer:
         self.loader.load_state_dict(state["loader"])
         if self.target_loader is not None and state.get("target_loader"):
             self.target_loader.load_state_dict(state["target_loader"])
-        ckpt.set_rng_state(state["rng"])
+        rng = state["rng"]
+        ckpt.set_rng_state(rng[self.info.rank] if len(rng) == self.info.world_size else rng[0])
         self.step = int(state["step"])
         log.info("resumed from %s (step %d, epoch %d)", path, self.step, state["epoch"])
         return float(state.get("elapsed", 0.0))
@@ -418,8 +425,8 @@ class Trainer:
     def _fit(self) -> TrainResult:
         cfg = self.config
         main = self.info.is_main
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
+        torch.manual_seed(cfg.seed + self.info.rank)  # dropout & co. differ between ranks
+        np.random.seed((cfg.seed + self.info.rank) % 2**32)
         elapsed0 = self._resume() if cfg.resume else 0.0
         if self.run_dir is not None and main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
