@@ -60,7 +60,7 @@ class TrainConfig:
     knn_k: int = 20  # neighbours (Wu et al. 2018 use 200, DINO 20)
     knn_temperature: float = 0.07
     knn_max_bank: int = 10000  # at most this many bank images (a seeded subset)
-    log_every: int = 10  # steps between metrics.jsonl records
+    log_every: int = 10  # steps between metrics.jsonl records (0: only the last step)
     progress: bool | None = None  # tqdm bar; None: only when stderr is a terminal
     # -- run directory --------------------------------------------------------------------
     out: str | None = None  # run directory; None: nothing is written

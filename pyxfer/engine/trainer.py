@@ -99,6 +99,15 @@ class Trainer:
         callbacks: called after each step as ``callback(trainer, step, outputs)``; an
             exception stops the run (the loader thread is shut down).
         clock: wall clock for ``max_time`` (seconds; injectable for tests).
+
+    Examples:
+        >>> from pyxfer import create_backbone, create_objective, load_dataset
+        >>> bb = create_backbone("lenet", img_size=8)
+        >>> cfg = TrainConfig(backbone="lenet", backbone_opts={"img_size": 8}, max_steps=100,
+        ...                   batch_size=128, optimizer="lars", lr=0.3, warmup_steps=10,
+        ...                   out="runs/ssl")
+        >>> result = Trainer(create_objective("simclr", bb), load_dataset("digits"), cfg).fit()
+        ... # doctest: +SKIP
     """
 
     def __init__(
@@ -462,7 +471,7 @@ class Trainer:
                     )
                     if out_of_time and not done:
                         stop_reason = "max_time"
-                    if step % cfg.log_every == 0 or done or out_of_time:
+                    if (cfg.log_every and step % cfg.log_every == 0) or done or out_of_time:
                         now = time.perf_counter()
                         dt = max(now - last_t, 1e-9)
                         parts = self._mean_parts(_parts(out))
