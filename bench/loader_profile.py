@@ -5,7 +5,9 @@ with the ``simclr`` augmentation preset fed by :class:`pyxfer.loader.FusedLoader
 
 - step time and images/s of the whole step (loader + forward + backward + optimiser);
 - ``wait_time``: how long the training loop blocked on the loader's queue, and its share of
-  the step time (the profile target is ~0);
+  the step time (the profile target is ~0), and ``starved``: how many batches were not
+  ready when the loop asked for them (wall-clock waits also hold OS and GIL scheduling
+  delays; ``starved`` does not);
 - for comparison, the time the same batches take to augment synchronously (what the step
   would cost if augmentation were not overlapped).
 
@@ -130,6 +132,10 @@ def main() -> None:
         f"median, {1e3 * wt.max():.2f} ms max"
     )
     print(f"loader share of step    {100 * wt.sum() / st.sum():.2f} %")
+    print(
+        f"batches not ready when asked for  {loader.starved} of {len(step_times)} "
+        "(other waits are thread and OS scheduling)"
+    )
     print(
         f"synchronous augmentation of one batch  {1e3 * aug:.1f} ms "
         f"({100 * aug / st.mean():.1f} % of a step if not overlapped)"

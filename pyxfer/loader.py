@@ -241,7 +241,8 @@ class FusedLoader:
         self.views = views
         self.epoch = int(epoch)
         self.position = 0  # batches of the current epoch handed to the consumer
-        self.wait_time = 0.0  # seconds the consumer spent waiting for the producer
+        self.wait_time = 0.0  # seconds the consumer spent in queue.get (wall clock)
+        self.starved = 0  # batches the consumer asked for before they were ready
         self._active: weakref.ref[_Iter] | None = None  # the running pass (not kept alive)
         self._carry: _Producer | None = None  # producer already working on the next epoch
 
@@ -517,6 +518,8 @@ class _Iter:
     def __next__(self) -> Batch:
         if self.producer is None:
             raise StopIteration
+        if self.producer.queue.empty():
+            self.loader.starved += 1
         t0 = time.perf_counter()
         epoch, item = self.producer.queue.get()
         self.loader.wait_time += time.perf_counter() - t0

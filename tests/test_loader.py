@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -272,6 +273,21 @@ def test_no_thread_left_after_break_close_or_error() -> None:
             raise KeyError("consumer failed")
     assert threading.active_count() == before
     assert loader.wait_time >= 0.0
+
+
+class _Slow(_Images):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        time.sleep(0.05)
+        return super().__getitem__(i)
+
+
+def test_starved_counts_batches_that_were_not_ready() -> None:
+    store = _store(6, size=8, channels=1)
+    loader = FusedLoader(_Slow(store.images, store.labels), 2, "simclr", shuffle=False)
+    with loader:
+        batches = list(loader)  # the loop asks at once; each batch takes >= 0.1 s to make
+    assert len(batches) == 3 and loader.starved >= 2
+    assert loader.wait_time > 0.0
 
 
 def test_len_and_bad_arguments() -> None:

@@ -483,6 +483,7 @@ class Trainer:
                             / self.optimizer.param_groups[0].get("lr_mult", 1.0),
                             "images_per_s": (step - last_step) * images_per_step / dt,
                             "loader_wait_frac": (self.loader.wait_time - last_wait) / dt,
+                            "loader_starved": self.loader.starved,
                             "time": self.clock() - t_start,
                         }
                         self._log(record)
