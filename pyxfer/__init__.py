@@ -34,6 +34,10 @@ _LAZY: dict[str, str] = {
     "load_dataset": "pyxfer.data",
     "list_datasets": "pyxfer.data",
     "build_info": "pyxfer.info",
+    "FusedLoader": "pyxfer.loader",
+    "Trainer": "pyxfer.engine",
+    "TrainConfig": "pyxfer.engine",
+    "pretrain": "pyxfer.engine",
 }
 
 __all__ = ["__version__", "hookimpl", *_LAZY]

@@ -1,0 +1,566 @@
+"""``Trainer``: the one training loop of pretraining, fine-tuning and adaptation.
+
+Per step: the learning rate of the schedule, the objective's forward (under autocast when
+mixed precision is on), a non-finite check that stops the run naming the step and the loss
+parts, backward (scaled for fp16), optional gradient clipping, the optimiser step, the
+objective's ``on_step_end`` hook, the EMA update. Around it: metrics, the progress bar, the
+kNN monitor, checkpoints, the wall-clock budget and the final model.
+
+A run directory (``config.out``) holds::
+
+    config.json        the fully resolved configuration
+    metrics.jsonl      one JSON record per logged step (and per kNN evaluation, and the end)
+    checkpoints/       step-NNNNNNNN/{tensors.safetensors,state.json}, the last keep_last
+    model/             the final backbone (pyxfer.modelio.save_model)
+
+Under ``torchrun`` the objective is wrapped in ``DistributedDataParallel``, the loader shards
+by rank, and only rank 0 writes files and shows progress.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pyxfer.engine import checkpoint as ckpt
+from pyxfer.engine import dist as pdist
+from pyxfer.engine.config import TrainConfig
+from pyxfer.engine.knn import KNNMonitor
+from pyxfer.engine.optim import EMA, build_optimizer, default_param_groups, lr_factor, set_lr
+from pyxfer.fileio import atomic_write_bytes, atomic_write_json
+from pyxfer.loader import Batch, FusedLoader
+
+log = logging.getLogger("pyxfer.engine")
+
+#: ``callback(trainer, step, outputs)`` after every optimiser step (``step`` is 1-based)
+Callback = Callable[["Trainer", int, dict[str, torch.Tensor]], None]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the message names the step and the loss parts."""
+
+    def __init__(self, step: int, epoch: int, parts: dict[str, float]) -> None:
+        self.step, self.epoch, self.parts = step, epoch, parts
+        text = ", ".join(f"{k}={v:.6g}" for k, v in parts.items())
+        super().__init__(
+            f"non-finite loss at step {step} (epoch {epoch}): {text}; lower the learning rate, "
+            "enable gradient clipping (grad_clip) or check the data"
+        )
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    step: int
+    epoch: int
+    stop_reason: str  # "max_steps" | "epochs" | "max_time"
+    elapsed: float
+    knn_top1: float | None = None
+    run_dir: Path | None = None
+    model_dir: Path | None = None
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _parts(out: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The scalar tensors of an objective's output dict (``loss`` first)."""
+    return {
+        k: v.detach().float()
+        for k, v in out.items()
+        if isinstance(v, torch.Tensor) and v.numel() == 1
+    }
+
+
+class Trainer:
+    """Train an objective on a data set.
+
+    Args:
+        objective: a :class:`pyxfer.objective.Objective` (its ``backbone`` is what is saved).
+        data: an ``ImageStore`` or a torch ``Dataset`` of uint8 HWC images (+ labels).
+        config: the settings.
+        target: for ``consumes == "source_target"`` objectives, the unlabelled target data.
+        knn: ``(bank, queries)`` labelled stores for the kNN monitor, or a ``KNNMonitor``.
+        param_groups: optimiser groups (dicts with ``params``, ``names`` and optionally
+            ``lr_mult``, ``weight_decay``, ``lars_exclude``); default
+            :func:`pyxfer.engine.optim.default_param_groups`.
+        callbacks: called after each step as ``callback(trainer, step, outputs)``; an
+            exception stops the run (the loader thread is shut down).
+        clock: wall clock for ``max_time`` (seconds; injectable for tests).
+
+    Examples:
+        >>> from pyxfer import create_backbone, create_objective, load_dataset
+        >>> bb = create_backbone("lenet", img_size=8)
+        >>> cfg = TrainConfig(backbone="lenet", backbone_opts={"img_size": 8}, max_steps=100,
+        ...                   batch_size=128, optimizer="lars", lr=0.3, warmup_steps=10,
+        ...                   out="runs/ssl")
+        >>> result = Trainer(create_objective("simclr", bb), load_dataset("digits"), cfg).fit()
+        ... # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        objective: nn.Module,
+        data: Any,
+        config: TrainConfig,
+        *,
+        target: Any = None,
+        knn: tuple[Any, Any] | KNNMonitor | None = None,
+        param_groups: list[dict[str, Any]] | None = None,
+        callbacks: Sequence[Callback] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        config.validate()
+        self.objective = objective
+        self.data = data
+        self.target = target
+        self.config = config
+        self.callbacks = list(callbacks)
+        self.clock = clock
+        self._groups = param_groups
+        if isinstance(knn, tuple):
+            knn = KNNMonitor(
+                knn[0],
+                knn[1],
+                k=config.knn_k,
+                temperature=config.knn_temperature,
+                max_bank=config.knn_max_bank,
+                threads=config.threads,
+                seed=config.seed,
+            )
+        self.knn = knn
+        consumes = getattr(objective, "consumes", "views")
+        if consumes == "source_target" and target is None:
+            raise ValueError("target: this objective consumes source and target data; give target=")
+        self.consumes = consumes
+        self.step = 0
+        self.run_dir = Path(config.out) if config.out else None
+
+    # -- set-up -------------------------------------------------------------------------------
+    @property
+    def backbone(self) -> nn.Module:
+        return self.objective.backbone
+
+    def _precision(self, device: torch.device) -> str:
+        p = self.config.precision
+        if p == "auto":
+            return "fp16" if device.type == "cuda" else "fp32"
+        if p == "fp16" and device.type != "cuda":
+            raise ValueError("precision: 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
+        return p
+
+    def _make_loader(self, data: Any, seed: int) -> FusedLoader:
+        cfg = self.config
+        views = cfg.views or getattr(self.objective, "augmentation", "simclr")
+        return FusedLoader(
+            data,
+            cfg.batch_size,
+            views,
+            size=cfg.size,
+            seed=seed,
+            rank=self.info.rank,
+            world_size=self.info.world_size,
+            threads=cfg.threads,
+            prefetch=cfg.prefetch,
+            input_spec=self.backbone.input_spec,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _setup(self) -> None:
+        cfg = self.config
+        self.info = pdist.setup(cfg.device)
+        self.device = self.info.device
+        self.precision = self._precision(self.device)
+        self.objective.to(self.device)
+        groups = self._groups or default_param_groups(self.objective, cfg.weight_decay)
+        for g in groups:
+            g.setdefault("names", [f"p{i}" for i in range(len(g["params"]))])
+        self.optimizer = build_optimizer(
+            groups,
+            cfg.optimizer,
+            cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            betas=cfg.betas,
+            eta=cfg.lars_eta,
+        )
+        self.ema = EMA(self.objective, cfg.ema) if cfg.ema else None
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.precision == "fp16" and self.device.type == "cuda"
+        )
+        self.model: nn.Module = self.objective
+        if self.info.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.objective, device_ids=ids)
+        self.loader = self._make_loader(self.data, cfg.seed)
+        if len(self.loader) == 0:
+            raise ValueError(
+                f"batch_size: {cfg.batch_size} per process is larger than the "
+                f"{len(self.data)} images / {self.info.world_size} processes (drop_last)"
+            )
+        self.target_loader = (
+            self._make_loader(self.target, cfg.seed + 1) if self.target is not None else None
+        )
+        if self.consumes == "views":
+            want = getattr(self.objective, "num_views", self.loader.num_views)
+            if self.loader.num_views != want:
+                raise ValueError(
+                    f"views: the objective needs {want} views per image, the augmentation "
+                    f"{self.loader.views!r} gives {self.loader.num_views}"
+                )
+        per_epoch = len(self.loader)
+        budget = cfg.epochs * per_epoch
+        self.total_steps = cfg.max_steps if cfg.max_steps else budget
+        self.steps_per_epoch = per_epoch
+
+    def resolved_config(self) -> dict[str, Any]:
+        """``config.json``: every setting, with the automatic ones resolved."""
+        d = self.config.to_dict()
+        d.update(
+            views=self.loader.views if isinstance(self.loader.views, str) else self.config.views,
+            size=self.loader.size,
+            precision=self.precision,
+            device=str(self.device),
+        )
+        d["run"] = {
+            "world_size": self.info.world_size,
+            "global_batch_size": self.config.batch_size * self.info.world_size,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "images": len(self.data),
+            "parameters": sum(p.numel() for p in self.objective.parameters()),
+            "objective_class": type(self.objective).__name__,
+            "torch": torch.__version__,
+            "knn": None
+            if self.knn is None
+            else {"bank": len(self.knn.bank), "queries": len(self.knn.queries)},
+        }
+        return d
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def _checkpoint_dir(self) -> Path | None:
+        return self.run_dir / "checkpoints" if self.run_dir else None
+
+    def save_checkpoint(self, elapsed: float) -> Path | None:
+        """Write a checkpoint of the current step (called on every rank; rank 0 writes)."""
+        root = self._checkpoint_dir()
+        if root is None:
+            return None
+        rng = [ckpt.rng_state()]
+        if self.info.distributed:  # every rank's RNG streams, so each resumes its own
+            rng = [None] * self.info.world_size
+            torch.distributed.all_gather_object(rng, ckpt.rng_state())
+        if not self.info.is_main:
+            return None
+        tensors = {f"model.{k}": v for k, v in self.objective.state_dict().items()}
+        opt_t, opt_s = ckpt.optimizer_tensors(self.optimizer)
+        tensors.update(opt_t)
+        if self.ema is not None:
+            tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+        state = {
+            "format": "pyxfer-checkpoint",
+            "version": 1,
+            "step": self.step,
+            "epoch": self.loader.epoch,
+            "elapsed": elapsed,
+            "loader": self.loader.state_dict(),
+            "target_loader": None
+            if self.target_loader is None
+            else self.target_loader.state_dict(),
+            "rng": rng,  # one entry per rank
+            "optimizer_scalars": opt_s,
+            "scaler": {k: v for k, v in self.scaler.state_dict().items()},
+            "schedule": {"total_steps": self.total_steps, "warmup_steps": self.config.warmup_steps},
+            "config": self.config.to_dict(),
+        }
+        return ckpt.save_checkpoint(root, self.step, tensors, state, self.config.keep_last)
+
+    def _resume(self) -> float:
+        """Restore the last checkpoint of ``config.resume``; returns the elapsed seconds."""
+        root = Path(self.config.resume) / "checkpoints"
+        path = ckpt.latest_checkpoint(root)
+        if path is None:
+            raise FileNotFoundError(f"resume: no checkpoint in {str(root)!r}")
+        tensors, state = ckpt.load_checkpoint(path)
+        model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.objective.load_state_dict(model, strict=True)
+        ckpt.load_optimizer_tensors(
+            self.optimizer,
+            {k: v for k, v in tensors.items() if k.startswith("optimizer.")},
+            state["optimizer_scalars"],
+        )
+        if self.ema is not None:
+            self.ema.load_state_dict(
+                {k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")}
+            )
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.loader.load_state_dict(state["loader"])
+        if self.target_loader is not None and state.get("target_loader"):
+            self.target_loader.load_state_dict(state["target_loader"])
+        rng = state["rng"]
+        ckpt.set_rng_state(rng[self.info.rank] if len(rng) == self.info.world_size else rng[0])
+        self.step = int(state["step"])
+        log.info("resumed from %s (step %d, epoch %d)", path, self.step, state["epoch"])
+        return float(state.get("elapsed", 0.0))
+
+    # -- metrics ------------------------------------------------------------------------------
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.run_dir is None or not self.info.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _truncate_metrics(self) -> None:
+        """On resume, drop records written after the checkpoint (they will be redone)."""
+        path = self.run_dir / "metrics.jsonl" if self.run_dir else None
+        if path is None or not path.is_file() or not self.info.is_main:
+            return
+        keep = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= self.step
+        ]
+        atomic_write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())
+
+    def _mean_parts(self, parts: dict[str, torch.Tensor]) -> dict[str, float]:
+        if not parts:
+            return {}
+        vec = torch.stack([parts[k] for k in parts])
+        if self.info.distributed:
+            torch.distributed.all_reduce(vec)
+            vec /= self.info.world_size
+        return dict(zip(parts, vec.tolist(), strict=True))
+
+    # -- one step -----------------------------------------------------------------------------
+    def _inputs(self, batch: Batch, target: Batch | None) -> tuple[Any, ...]:
+        dev = self.device
+        if self.consumes == "views":
+            return ([v.to(dev, non_blocking=True) for v in batch.views],)
+        labels = batch.labels.to(dev) if batch.labels is not None else None
+        if self.consumes == "labelled":
+            return (batch.views[0].to(dev, non_blocking=True), labels)
+        assert target is not None
+        return (batch.views[0].to(dev), labels, target.views[0].to(dev))
+
+    def _autocast(self) -> Any:
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if self.precision == "fp16":
+            return torch.autocast(self.device.type, dtype=torch.float16)
+        return nullcontext()
+
+    def train_step(self, batch: Batch, target: Batch | None = None) -> dict[str, torch.Tensor]:
+        """One optimiser step on ``batch``; returns the objective's outputs (detached)."""
+        cfg = self.config
+        set_lr(
+            self.optimizer,
+            cfg.lr * lr_factor(self.step, self.total_steps, cfg.warmup_steps, cfg.min_lr_ratio),
+        )
+        with self._autocast():
+            out = self.model(*self._inputs(batch, target))
+        loss = out["loss"]
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if not pdist.all_true(finite, self.info):
+            parts = {k: float(v) for k, v in _parts(out).items()}
+            raise NonFiniteLossError(self.step + 1, self.loader.epoch, parts)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            out["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        self.objective.on_step_end(self.step, self.total_steps)
+        if self.ema is not None:
+            self.ema.update(self.objective)
+        return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
+
+    def _target_batch(self, it: Any) -> tuple[Batch | None, Any]:
+        if self.target_loader is None:
+            return None, None
+        for _ in range(2):
+            if it is None:
+                it = iter(self.target_loader)
+            try:
+                return next(it), it
+            except StopIteration:
+                it = None
+        raise ValueError("target: the target loader gives no batches")
+
+    # -- the run ------------------------------------------------------------------------------
+    def eval_backbone(self) -> nn.Module:
+        """The backbone to evaluate and save: the EMA weights when EMA is on."""
+        if self.ema is None:
+            return self.backbone
+        bb = copy.deepcopy(self.backbone)
+        shadow = self.ema.state_dict()
+        bb.load_state_dict(
+            {k[len("backbone.") :]: v for k, v in shadow.items() if k.startswith("backbone.")}
+        )
+        return bb
+
+    def evaluate_knn(self) -> float | None:
+        """kNN top-1 of the current backbone (None without a monitor)."""
+        return None if self.knn is None else self.knn.evaluate(self.eval_backbone())
+
+    def fit(self) -> TrainResult:
+        """Train until the step, epoch or time budget is spent; see the module docstring."""
+        self._setup()
+        try:
+            return self._fit()
+        finally:
+            self.loader.close()
+            if self.target_loader is not None:
+                self.target_loader.close()
+            pdist.cleanup(self.info)
+
+    def _fit(self) -> TrainResult:
+        cfg = self.config
+        main = self.info.is_main
+        torch.manual_seed(cfg.seed + self.info.rank)  # dropout & co. differ between ranks
+        np.random.seed((cfg.seed + self.info.rank) % 2**32)
+        elapsed0 = self._resume() if cfg.resume else 0.0
+        if self.run_dir is not None and main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.run_dir / "config.json", self.resolved_config())
+            if cfg.resume:
+                self._truncate_metrics()
+        show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=self.total_steps, initial=self.step, disable=not (show and main), unit="step"
+        )
+        t_start = self.clock() - elapsed0
+        images_per_step = cfg.batch_size * self.info.world_size
+        last_t, last_step, last_wait = time.perf_counter(), self.step, self.loader.wait_time
+        stop_reason = "max_steps" if cfg.max_steps else "epochs"
+        record: dict[str, Any] = {}
+        target_it = None
+        last_ckpt = self.step if cfg.resume else -1
+        try:
+            stopped = self.step >= self.total_steps
+            while not stopped:
+                for batch in self.loader:
+                    epoch = self.loader.epoch
+                    target, target_it = self._target_batch(target_it)
+                    out = self.train_step(batch, target)
+                    step = self.step
+                    for cb in self.callbacks:
+                        cb(self, step, out)
+                    done = step >= self.total_steps
+                    out_of_time = cfg.max_time is not None and pdist.broadcast_flag(
+                        self.clock() - t_start >= cfg.max_time, self.info
+                    )
+                    if out_of_time and not done:
+                        stop_reason = "max_time"
+                    if (cfg.log_every and step % cfg.log_every == 0) or done or out_of_time:
+                        now = time.perf_counter()
+                        dt = max(now - last_t, 1e-9)
+                        parts = self._mean_parts(_parts(out))
+                        record = {
+                            "step": step,
+                            "epoch": epoch,
+                            **parts,
+                            "lr": self.optimizer.param_groups[0]["lr"]
+                            / self.optimizer.param_groups[0].get("lr_mult", 1.0),
+                            "images_per_s": (step - last_step) * images_per_step / dt,
+                            "loader_wait_frac": (self.loader.wait_time - last_wait) / dt,
+                            "loader_starved": self.loader.starved,
+                            "time": self.clock() - t_start,
+                        }
+                        self._log(record)
+                        bar.set_postfix(
+                            loss=f"{parts.get('loss', float('nan')):.4g}",
+                            img_s=f"{record['images_per_s']:.0f}",
+                        )
+                        last_t, last_step, last_wait = now, step, self.loader.wait_time
+                    bar.update(1)
+                    if (
+                        self.knn is not None
+                        and cfg.knn_every
+                        and step % cfg.knn_every == 0
+                        and not (done or out_of_time)
+                    ):
+                        self._log({"step": step, "epoch": epoch, "knn_top1": self.evaluate_knn()})
+                    if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                        self.save_checkpoint(self.clock() - t_start)
+                        last_ckpt = step
+                    if done or out_of_time:
+                        stopped = True
+                        break
+        finally:
+            bar.close()
+        elapsed = self.clock() - t_start
+        if last_ckpt != self.step:
+            self.save_checkpoint(elapsed)
+        knn = self.evaluate_knn()
+        model_dir = self._save_model(knn, stop_reason)
+        end = {
+            "step": self.step,
+            "epoch": self.loader.epoch,
+            "event": "end",
+            "stop_reason": stop_reason,
+            "time": elapsed,
+        }
+        if knn is not None:
+            end["knn_top1"] = knn
+        self._log(end)
+        if main:
+            log.info(
+                "stopped (%s) at step %d%s",
+                stop_reason,
+                self.step,
+                "" if knn is None else f", kNN top-1 {100 * knn:.2f} %",
+            )
+        return TrainResult(
+            self.step,
+            self.loader.epoch,
+            stop_reason,
+            elapsed,
+            knn,
+            self.run_dir,
+            model_dir,
+            record,
+        )
+
+    def _save_model(self, knn: float | None, stop_reason: str) -> Path | None:
+        if self.run_dir is None or not self.info.is_main:
+            return None
+        if not self.config.backbone:
+            log.warning("config.backbone is not set: the final model is not saved")
+            return None
+        from pyxfer.modelio import save_model
+
+        extra = {
+            "objective": self.config.objective,
+            "objective_opts": self.config.objective_opts,
+            "steps": self.step,
+            "stop_reason": stop_reason,
+            "knn_top1": None if knn is None or math.isnan(knn) else knn,
+            "ema": self.config.ema,
+        }
+        return save_model(
+            self.run_dir / "model",
+            self.eval_backbone(),
+            backbone_name=self.config.backbone,
+            backbone_kwargs=dict(self.config.backbone_opts),
+            extra=extra,
+        )
