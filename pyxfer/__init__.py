@@ -34,6 +34,10 @@ _LAZY: dict[str, str] = {
     "load_dataset": "pyxfer.data",
     "list_datasets": "pyxfer.data",
     "build_info": "pyxfer.info",
+    "extract_features": "pyxfer.evaluate",
+    "knn_accuracy": "pyxfer.evaluate",
+    "linear_probe": "pyxfer.evaluate",
+    "few_shot_probe": "pyxfer.evaluate",
 }
 
 __all__ = ["__version__", "hookimpl", *_LAZY]
