@@ -342,6 +342,8 @@ def test_extract_features_bad_input(digits_small) -> None:
         extract_features(bb, np.zeros((2, 8, 8, 1), np.uint8))
     with pytest.raises(ValueError, match="crop_pct"):
         extract_features(bb, digits_small, crop_pct=0.0)
+    with pytest.raises(ValueError, match="move the backbone"):
+        extract_features(bb, digits_small, device="meta")
 
 
 # -- plots and results -----------------------------------------------------------------------------

@@ -131,7 +131,8 @@ def extract_features(
         resize: shorter side before the crop (default ``round(size / crop_pct)``).
         crop_pct: fraction of the resized image the crop keeps when ``resize`` is not given.
         mean, std: normalisation (default from ``input_spec``).
-        device: where the model runs (default: the device of its parameters).
+        device: where the batches go; the backbone must already be there (default: the device
+            of its parameters).
         threads: CPU threads of the preprocessing kernel (0 = all).
         progress: show a progress bar (only when stderr is a terminal).
         cache_dir: read/write the features here (see the module docstring); ``None`` = no cache.
@@ -184,10 +185,15 @@ def extract_features(
             log.info("features: loaded %s from the cache %s.npy", cached.shape, path)
             return cached
 
+    first = next(iter(backbone.parameters()), None)
     if device is None:
-        first = next(iter(backbone.parameters()), None)
         device = first.device if first is not None else torch.device("cpu")
     device = torch.device(device)
+    if first is not None and first.device.type != device.type:
+        raise ValueError(
+            f"device: the backbone's parameters are on {first.device}, received device={device}; "
+            "move the backbone first (backbone.to(device))"
+        )
     feats = _compute(backbone, store, batch_size, settings, channels, device, threads, progress)
     if path is not None:
         buf = io.BytesIO()
