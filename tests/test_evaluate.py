@@ -159,8 +159,9 @@ def test_linear_probe_choice_of_C_never_sees_the_test_split() -> None:
     np.testing.assert_array_equal(res2.predictions, res.predictions)
     assert res2.top1 != res.top1
     # the validation split is a stratified part of the training rows, disjoint from the fit rows
-    best, scores, fit_idx, val_idx = select_regularization(train, ytr, seed=3)
-    assert best == res.C and scores == res.val_accuracy
+    choice = select_regularization(train, ytr, seed=3)
+    assert choice.C == res.C and choice.val_accuracy == res.val_accuracy
+    fit_idx, val_idx = choice.fit_idx, choice.val_idx
     assert np.intersect1d(fit_idx, val_idx).size == 0
     assert np.union1d(fit_idx, val_idx).size == 150
     per_class = np.bincount(ytr, minlength=5)
@@ -173,9 +174,27 @@ def test_linear_probe_sweep_prefers_regularisation_on_noise_dimensions() -> None
     y = np.repeat([0, 1], 40)
     x = rng.normal(size=(80, 102)).astype(np.float32)
     x[:, :2] += 1.5 * (2 * y[:, None] - 1)
-    best, scores, _, _ = select_regularization(x, y, seed=0)
-    assert scores[best] >= scores[100.0]
-    assert best < 100.0
+    choice = select_regularization(x, y, seed=0)
+    acc = choice.val_accuracy
+    assert acc[choice.C] >= acc[100.0]
+    assert choice.C < 100.0
+
+
+def test_ties_in_validation_accuracy_go_to_the_lower_validation_loss() -> None:
+    # tiny validation split (one image per class): accuracies tie, the cross-entropy decides
+    x, y = blobs(5, 4, 8, 0.3, seed=8)
+    choice = select_regularization(x, y, val_fraction=0.2, seed=0)
+    acc, loss = choice.val_accuracy, choice.val_loss
+    tied = [c for c in acc if acc[c] == max(acc.values())]
+    assert len(tied) > 1
+    assert min(tied, key=lambda c: (loss[c], c)) == choice.C
+    # the loss is the mean negative log-likelihood of the refitted classifier's softmax
+    clf = fit_linear(x[choice.fit_idx], y[choice.fit_idx], choice.C)
+    z = clf.decision_function(x[choice.val_idx]).astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    nll = -np.log(p[np.arange(len(choice.val_idx)), y[choice.val_idx]]).mean()
+    assert loss[choice.C] == pytest.approx(nll, rel=1e-5)
 
 
 def test_linear_backends_agree() -> None:

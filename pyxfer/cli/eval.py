@@ -302,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
             "val_fraction": args.val_fraction,
             "val_seed": args.seed,
             "val_accuracy": list(r.val_accuracy.values()),
+            "val_loss": list(r.val_loss.values()),
             "n_fit": r.n_train,
             "n_val": r.n_val,
             "solver": f"lbfgs ({r.backend})",

@@ -64,6 +64,24 @@ class LinearClassifier:
 
 
 @dataclass
+class RegularizationChoice:
+    """What :func:`select_regularization` found.
+
+    Attributes:
+        C: the chosen inverse regularisation strength.
+        val_accuracy: validation top-1 of every ``C`` tried.
+        val_loss: validation cross-entropy of every ``C`` tried (the tie-break).
+        fit_idx, val_idx: int64 rows of the training features used to fit and to validate.
+    """
+
+    C: float
+    val_accuracy: dict[float, float]
+    val_loss: dict[float, float]
+    fit_idx: np.ndarray = field(repr=False)
+    val_idx: np.ndarray = field(repr=False)
+
+
+@dataclass
 class LinearProbeResult:
     """What :func:`linear_probe` measured.
 
@@ -72,6 +90,7 @@ class LinearProbeResult:
         per_class_mean: mean over the test classes of each class's accuracy.
         C: the regularisation chosen on the validation split.
         val_accuracy: validation accuracy of every ``C`` tried.
+        val_loss: validation cross-entropy of every ``C`` tried.
         n_train, n_val: sizes of the split used to choose ``C`` (the refit uses both).
         predictions: int64 (M,) test predictions.
         classifier: the refitted :class:`LinearClassifier`.
@@ -81,6 +100,7 @@ class LinearProbeResult:
     per_class_mean: float
     C: float
     val_accuracy: dict[float, float]
+    val_loss: dict[float, float]
     n_train: int
     n_val: int
     backend: str
@@ -212,6 +232,17 @@ def _fit_torch(
     return w.detach().numpy().astype(np.float32), b.detach().numpy().astype(np.float32)
 
 
+def _cross_entropy(logits: np.ndarray, classes: np.ndarray, y: np.ndarray) -> float:
+    """Mean negative log-likelihood of ``y`` (a class without an output counts as p = 1e-12)."""
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))  # (V, K)
+    col = np.searchsorted(classes, y)
+    known = (col < classes.size) & (classes[np.minimum(col, classes.size - 1)] == y)
+    picked = np.where(known, logp[np.arange(y.size), np.minimum(col, classes.size - 1)], -27.6)
+    return float(-picked.mean())
+
+
 def select_regularization(
     feats: Any,
     labels: Any,
@@ -221,11 +252,12 @@ def select_regularization(
     seed: int = 0,
     backend: str = "auto",
     max_iter: int = 1000,
-) -> tuple[float, dict[float, float], np.ndarray, np.ndarray]:
+) -> RegularizationChoice:
     """Choose ``C`` on a stratified validation split of the training features only.
 
-    Every ``C`` is fitted on the remaining training rows and scored (top-1) on the validation
-    rows; the best wins, ties going to the stronger regularisation (smaller ``C``).
+    Every ``C`` is fitted on the remaining training rows and scored on the validation rows by
+    top-1 accuracy; ties (frequent on the small validation sets of few-shot probes) go to the
+    lower validation cross-entropy, then to the smaller ``C``.
 
     Args:
         feats: float (N, D) training features.
@@ -235,8 +267,7 @@ def select_regularization(
         seed: seed of the split.
 
     Returns:
-        ``(best C, {C: validation accuracy}, fit indices, validation indices)`` (indices into
-        ``feats``).
+        a :class:`RegularizationChoice` (indices are rows of ``feats``).
     """
     x = check_features(feats, "feats")
     y = check_labels(labels, x.shape[0], "labels")
@@ -252,14 +283,17 @@ def select_regularization(
             f"{val_fraction:.0%}; add images or raise val_fraction"
         )
     scores: dict[float, float] = {}
+    losses: dict[float, float] = {}
     prev: LinearClassifier | None = None
     for c in grid:
         clf = fit_linear(x[fit_idx], y[fit_idx], c, backend=backend, max_iter=max_iter, init=prev)
-        scores[c] = float((clf.predict(x[val_idx]) == y[val_idx]).mean())
+        logits = clf.decision_function(x[val_idx])  # (V, K)
+        scores[c] = float((clf.classes[logits.argmax(1)] == y[val_idx]).mean())
+        losses[c] = _cross_entropy(logits, clf.classes, y[val_idx])
         prev = clf
-        log.debug("linear probe: C=%g val top-1 %.4f", c, scores[c])
-    best = max(grid, key=lambda c: (scores[c], -c))
-    return best, scores, fit_idx, val_idx
+        log.debug("linear probe: C=%g val top-1 %.4f loss %.4f", c, scores[c], losses[c])
+    best = max(grid, key=lambda c: (scores[c], -losses[c], -c))
+    return RegularizationChoice(best, scores, losses, fit_idx, val_idx)
 
 
 def linear_probe(
@@ -307,20 +341,21 @@ def linear_probe(
             f"received {xt.shape[1]}"
         )
     backend = _resolve_backend(backend)
-    best, scores, fit_idx, val_idx = select_regularization(
+    choice = select_regularization(
         x, y, Cs, val_fraction=val_fraction, seed=seed, backend=backend, max_iter=max_iter
     )
-    clf = fit_linear(x, y, best, backend=backend, max_iter=max_iter)
+    clf = fit_linear(x, y, choice.C, backend=backend, max_iter=max_iter)
     pred = clf.predict(xt) if yt.size else np.zeros(0, np.int64)
     if num_classes is None:
         num_classes = int(max(y.max(), yt.max() if yt.size else 0)) + 1
     return LinearProbeResult(
         top1=float((pred == yt).mean()) if yt.size else float("nan"),
         per_class_mean=mean_per_class_accuracy(yt, pred, num_classes),
-        C=best,
-        val_accuracy=scores,
-        n_train=int(fit_idx.size),
-        n_val=int(val_idx.size),
+        C=choice.C,
+        val_accuracy=choice.val_accuracy,
+        val_loss=choice.val_loss,
+        n_train=int(choice.fit_idx.size),
+        n_val=int(choice.val_idx.size),
         backend=backend,
         predictions=pred,
         classifier=clf,
