@@ -4,6 +4,8 @@ plots, results JSON and the ``pyxfer eval`` command."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -477,3 +479,20 @@ def test_cli_eval_run_directory_and_errors(tmp_path, capsys) -> None:
     assert "model.json" in capsys.readouterr().err
     assert main(["eval", "--backbone", "lenet", "--data", "digits", "--protocol", "svm"]) == 2
     assert "--protocol" in capsys.readouterr().err
+
+
+def test_knn_and_cli_help_do_not_import_torch(tmp_path) -> None:
+    code = (
+        "import sys, numpy as np\n"
+        "from pyxfer.evaluate import knn_accuracy, format_table\n"
+        "x = np.eye(3, dtype=np.float32)\n"
+        "assert knn_accuracy(x, [0, 1, 2], x, [0, 1, 2], k=1).top1 == 1.0\n"
+        "from pyxfer.cli import build_parser\n"
+        "build_parser().parse_args(['eval', '--data', 'digits'])\n"
+        "print(sorted(m for m in ('torch', 'matplotlib', 'sklearn') if m in sys.modules))\n"
+    )
+    # run outside the checkout so the installed package (with _C) is imported
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    assert out.stdout.strip() == "[]"
