@@ -70,7 +70,14 @@ def plot_confusion(
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     step = max(1, int(np.ceil(c / 40)))
     ticks = np.arange(0, c, step)
-    ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90 if c > 10 else 0)
+    long_names = max(len(n) for n in names) > 4
+    rotation = 90 if c > 10 else (45 if long_names else 0)
+    ax.set_xticks(
+        ticks,
+        [names[i] for i in ticks],
+        rotation=rotation,
+        ha="right" if rotation == 45 else "center",
+    )
     ax.set_yticks(ticks, [names[i] for i in ticks])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
