@@ -496,3 +496,21 @@ def test_knn_and_cli_help_do_not_import_torch(tmp_path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_cli_eval_separate_test_data(tmp_path, capsys) -> None:
+    digits = load_dataset("digits")
+    digits.subset(np.arange(0, 1000)).save(tmp_path / "train")
+    digits.subset(np.arange(1000, 1300)).save(tmp_path / "test")
+    other = ImageStore(digits.images[:20], digits.labels[:20] % 2, ["even", "odd"])
+    other.save(tmp_path / "other")
+    common = ["eval", "--backbone", "lenet", "-o", "img_size=8", "--protocol", "knn,linear"]
+    argv = [*common, "--data", f"packed:{tmp_path / 'train'}", "--Cs", "1", "--json"]
+    assert main([*argv, "--test-data", f"packed:{tmp_path / 'test'}", "--no-progress"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    proto = doc["results"][0]["protocol"]
+    assert proto["n_train"] == 1000 and proto["n_test"] == 300
+    assert proto["split"] == {"kind": "test-data", "test_data": f"packed:{tmp_path / 'test'}"}
+    assert {r["metric"] for r in doc["results"]} >= {"knn/top1", "linear/top1"}
+    assert main([*argv, "--test-data", f"packed:{tmp_path / 'other'}"]) == 2
+    assert "classes of --data" in capsys.readouterr().err
