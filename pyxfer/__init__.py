@@ -38,6 +38,10 @@ _LAZY: dict[str, str] = {
     "Trainer": "pyxfer.engine",
     "TrainConfig": "pyxfer.engine",
     "pretrain": "pyxfer.engine",
+    "extract_features": "pyxfer.evaluate",
+    "knn_accuracy": "pyxfer.evaluate",
+    "linear_probe": "pyxfer.evaluate",
+    "few_shot_probe": "pyxfer.evaluate",
 }
 
 __all__ = ["__version__", "hookimpl", *_LAZY]

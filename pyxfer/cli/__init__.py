@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "data": "data",
     "pack": "pack",
     "pretrain": "pretrain",
+    "eval": "eval",
 }
 
 
