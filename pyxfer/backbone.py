@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pyxfer.fileio import default_file_mode
 from pyxfer.pluginmanager import registry
 
 log = logging.getLogger("pyxfer.backbone")
@@ -418,6 +419,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"format": "pt", "producer": "pyxfer"})
+        os.chmod(tmp, default_file_mode())  # mkstemp creates 0600
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -43,6 +43,17 @@ def atomic_directory(dst: str | os.PathLike[str], *, overwrite: bool = False) ->
         raise
 
 
+def default_file_mode() -> int:
+    """The mode a plain open() would give a new file (0o666 less the umask)."""
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary sibling file and ``os.replace``."""
     dest = Path(path)
@@ -53,6 +64,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, default_file_mode())  # mkstemp creates 0600; give the usual mode
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

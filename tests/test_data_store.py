@@ -188,3 +188,18 @@ def test_packed_store_pickles_as_its_path(dense: ImageStore, tmp_path) -> None:
     assert back.labels.tolist() == [1, 1] and back.images.shape == (2, 32, 32, 3)
     in_memory = pickle.loads(pickle.dumps(dense))  # an in-memory store pickles its pixels
     np.testing.assert_array_equal(in_memory.images, dense.images)
+
+
+def test_atomic_write_bytes_gives_the_usual_file_mode(tmp_path) -> None:
+    import os
+    import stat
+
+    from pyxfer.fileio import atomic_write_bytes
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_bytes(tmp_path / "x.json", b"{}")
+    finally:
+        os.umask(mask)
+    assert path.read_bytes() == b"{}"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
