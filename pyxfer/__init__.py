@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
     "load_dataset": "pyxfer.data",
     "list_datasets": "pyxfer.data",
     "build_info": "pyxfer.info",
+    "write_report": "pyxfer.report",
 }
 
 __all__ = ["__version__", "hookimpl", *_LAZY]

@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "plugins": "plugins",
     "data": "data",
     "pack": "pack",
+    "report": "report",
 }
 
 
