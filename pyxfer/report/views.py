@@ -51,6 +51,8 @@ def _to_pil(img: np.ndarray) -> Image.Image:
 def _fit(img: Image.Image) -> Image.Image:
     w, h = img.size
     s = _CELL / max(w, h)
+    if s >= 1:  # small: upscale by a whole factor so every pixel stays a clean square
+        s = float(int(s))
     method = Image.Resampling.NEAREST if s >= 1 else Image.Resampling.BILINEAR
     return img.resize((max(1, round(w * s)), max(1, round(h * s))), method)
 
