@@ -217,6 +217,19 @@ def test_views_grid_shows_originals_beside_their_views(tmp_path: Path) -> None:
             assert not np.array_equal(cell, img[..., 0])  # the augmentation did something
 
 
+def test_views_grid_handles_multi_crop_and_ragged_colour_images() -> None:
+    from pyxfer.report.views import _CELL, _GAP, _SEPARATOR, views_grid
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (30 + 7 * i, 41, 3), dtype=np.uint8) for i in range(2)]
+    opts = {"local_size": 12, "n_local": 3}
+    png, n_views = views_grid(images, [4, 9], "dino", size=20, seed=1, preset_options=opts)
+    assert n_views == 2 + 3  # two global views, three local ones
+    grid = _decode(png)
+    assert grid.size == (6 * _CELL + 5 * _GAP + _SEPARATOR, 2 * _CELL + _GAP)
+    assert np.asarray(grid).std(axis=(0, 1)).min() > 10  # colour kept in every channel
+
+
 def test_empty_run_dir_still_gets_a_report(tmp_path: Path) -> None:
     out = write_report(tmp_path)
     assert out == tmp_path / "report.html"
@@ -243,7 +256,9 @@ def test_partial_run_uses_what_exists(tmp_path: Path) -> None:
     (run / "config.json").write_text(
         json.dumps({"data": "no-such-source:x", "views": "simclr", "size": 8})
     )
+    (run / "environment.json").write_text(json.dumps({"pyxfer": {"version": "9.9"}}))
     page = Page(write_report(run).read_text(encoding="utf-8"))
+    assert page.tables["environment"] == [["pyxfer.version", "9.9"]]  # the run's own record
     assert "1 unreadable line" in page.sections["summary"]
     assert "No end record" in page.sections["summary"]
     assert page.tables["results"][1][:2] == ["acc", "0.5"]

@@ -139,7 +139,10 @@ def _views(config: dict | None) -> str:
     seed = int(config.get("seed", 0))
     size = int(config.get("size", 224))
     images, indices = sample_images(store, _N_VIEW_IMAGES, seed)
-    png, n_views = views_grid(images, indices, config["views"], size=size, seed=seed)
+    options = {k: int(config[k]) for k in ("local_size", "n_local") if k in config}
+    png, n_views = views_grid(
+        images, indices, config["views"], size=size, seed=seed, preset_options=options
+    )
     name = config["views"] if isinstance(config["views"], str) else "custom"
     return page.img(
         png,

@@ -11,16 +11,17 @@ from PIL import Image
 
 _CELL = 84  # display side of one cell (tiny images are upscaled with nearest neighbour)
 _GAP = 6
+_TINY = 24  # images up to this side are shown as crisp pixels
 _SEPARATOR = 14  # extra space between the original and its views
 _BACKGROUND = (255, 255, 255)
 
 
-def _view_specs(views: Any, size: int) -> list[Any]:
+def _view_specs(views: Any, size: int, options: dict[str, Any]) -> list[Any]:
     """ViewSpecs from a preset name or a list of ViewSpec field dicts (as in a config)."""
     from pyxfer.ops.augment import ViewSpec, preset
 
     if isinstance(views, str):
-        return preset(views, size=size)
+        return preset(views, size=size, **options)
     if isinstance(views, list) and views and all(isinstance(v, dict) for v in views):
         return [
             ViewSpec(**{k: tuple(x) if isinstance(x, list) else x for k, x in v.items()})
@@ -51,9 +52,11 @@ def _to_pil(img: np.ndarray) -> Image.Image:
 def _fit(img: Image.Image) -> Image.Image:
     w, h = img.size
     s = _CELL / max(w, h)
-    if s >= 1:  # small: upscale by a whole factor so every pixel stays a clean square
+    if max(w, h) <= _TINY:  # upscale by a whole factor so every pixel stays a clean square
         s = float(int(s))
-    method = Image.Resampling.NEAREST if s >= 1 else Image.Resampling.BILINEAR
+        method = Image.Resampling.NEAREST
+    else:
+        method = Image.Resampling.BICUBIC if s > 1 else Image.Resampling.LANCZOS
     return img.resize((max(1, round(w * s)), max(1, round(h * s))), method)
 
 
@@ -64,6 +67,7 @@ def views_grid(
     *,
     size: int,
     seed: int = 0,
+    preset_options: dict[str, Any] | None = None,
 ) -> tuple[bytes, int]:
     """Render each image followed by its augmented views as one PNG.
 
@@ -77,13 +81,15 @@ def views_grid(
         views: a preset name or a list of view-spec dicts.
         size: output side of the (global) views.
         seed: the run's seed.
+        preset_options: more arguments of :func:`pyxfer.ops.augment.preset` (``local_size``,
+            ``n_local``).
 
     Returns:
         (PNG bytes, number of views per image).
     """
     from pyxfer.ops.augment import augment
 
-    specs = _view_specs(views, size)
+    specs = _view_specs(views, size, preset_options or {})
     channels = int(images[0].shape[-1])
     outs = augment(
         list(images),
