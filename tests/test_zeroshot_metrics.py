@@ -55,7 +55,7 @@ def test_harmonic_mean_is_zero_when_either_accuracy_is_zero() -> None:
 
 
 def test_gzsl_split_errors() -> None:
-    with pytest.raises(ValueError, match="unseen_classes: expected no overlap.*\\[1\\]"):
+    with pytest.raises(ValueError, match=r"unseen_classes: expected no overlap.*\[1\]"):
         gzsl_accuracy([0, 1], [0, 1], seen_classes=[0, 1], unseen_classes=[1])
     with pytest.raises(ValueError, match=r"seen_classes: class\(es\) \[5\] have no images"):
         gzsl_accuracy([0, 1], [0, 1], seen_classes=[0, 5], unseen_classes=[1])

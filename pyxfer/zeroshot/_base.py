@@ -217,8 +217,6 @@ class ZeroShotClassifier:
         Returns:
             (N, C) scores; higher means more compatible. Columns follow the table's rows.
         """
-        if not hasattr(self, "classes_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
         S, _ = self._table(class_descriptions, class_ids)
         return self._scores(self._check_X(X), S)
 
@@ -229,6 +227,8 @@ class ZeroShotClassifier:
         return ids[np.argmax(scores, axis=1)]
 
     def _table(self, class_descriptions: Any, class_ids: Any) -> tuple[np.ndarray, np.ndarray]:
+        if not hasattr(self, "classes_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
         if class_descriptions is None:
             if class_ids is None:
                 return self.class_descriptions_, self.classes_

@@ -124,8 +124,6 @@ class PrototypeZSL(ZeroShotClassifier):
 
     def predict(self, X: Any, class_descriptions: Any = None, class_ids: Any = None) -> np.ndarray:
         """Class id (N,) of the nearest prototype (via :func:`cosine_topk`)."""
-        if not hasattr(self, "classes_"):
-            raise RuntimeError("PrototypeZSL is not fitted; call fit first")
         S, ids = self._table(class_descriptions, class_ids)
         _, idx = cosine_topk(self.embed(X), S, k=1)
         return ids[idx[:, 0]]
