@@ -77,12 +77,11 @@ class ESZSL(ZeroShotClassifier):
     Examples:
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
-        >>> S = rng.normal(size=(6, 4)); A = rng.normal(size=(4, 8))
-        >>> y = np.repeat(np.arange(4), 20); X = S[y] @ A + 0.01 * rng.normal(size=(80, 8))
-        >>> model = ESZSL(gamma=1.0, lam=1.0).fit(X, y, S)  # rows 4 and 5 are unseen
-        >>> Xu = S[[4, 5]] @ A
-        >>> model.predict(Xu, S[4:], class_ids=[4, 5]).tolist()
-        [4, 5]
+        >>> S = rng.normal(size=(10, 4)); A = rng.normal(size=(4, 8))
+        >>> y = np.repeat(np.arange(8), 20); X = S[y] @ A + 0.01 * rng.normal(size=(160, 8))
+        >>> model = ESZSL(gamma=1.0, lam=1.0).fit(X, y, S)  # rows 8 and 9 are unseen
+        >>> model.predict(S[8:] @ A, S[8:], class_ids=[8, 9]).tolist()
+        [8, 9]
     """
 
     _HYPER: ClassVar[dict[str, tuple[Any, ...]]] = {"gamma": DEFAULT_GRID, "lam": DEFAULT_GRID}
