@@ -116,6 +116,21 @@ def test_eszsl_closed_form_solves_its_objective() -> None:
     np.testing.assert_allclose(model.V_, eszsl_solve(X, Yt, St, gamma, lam), rtol=1e-12)
 
 
+def test_eszsl_grid_path_equals_the_closed_form(problem: Problem) -> None:
+    """The eigendecomposition shortcut used by the search gives the closed-form V."""
+    model = ESZSL(gamma=1.0, lam=1.0)
+    model._select_hyperparameters(problem.X, problem.y, problem.S, np.arange(NUM_CLASSES))
+    combos = [{"gamma": 0.01, "lam": 3.0}, {"gamma": 50.0, "lam": 0.2}]
+    for params, clone in zip(
+        combos,
+        model._fit_grid(combos, problem.X, problem.y, problem.S, np.arange(NUM_CLASSES)),
+        strict=True,
+    ):
+        direct = ESZSL(**params).fit(problem.X, problem.y, problem.S)
+        np.testing.assert_allclose(clone.V_, direct.V_, rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(clone.mean_, direct.mean_)
+
+
 def test_eszsl_regularisers_are_chosen_on_validation_classes_only(problem: Problem) -> None:
     model = ESZSL(param_grid={"gamma": [0.1, 10.0], "lam": [0.1, 10.0]}).fit(
         problem.X, problem.y, problem.S
@@ -289,5 +304,7 @@ def test_other_bad_input(problem: Problem) -> None:
         ESZSL(param_grid={"alpha": [1.0]}).fit(problem.X, problem.y, problem.S)
     with pytest.raises(ValueError, match="model: expected a zero-shot classifier"):
         CalibratedStacking(object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="y: choosing gamma on validation classes"):
+        CalibratedStacking(ESZSL(gamma=1, lam=1)).fit(problem.X[:90], problem.y[:90], problem.S)
     with pytest.raises(RuntimeError, match="not fitted"):
         ESZSL().predict(problem.X)

@@ -10,13 +10,13 @@ another table at call time, so a deployed model gains a class by adding its desc
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 
-def check_features(X: Any, name: str = "X") -> np.ndarray:
+def check_features(X: Any, name: str = "X", layout: str = "(num_samples, dim)") -> np.ndarray:
     """``X`` as a finite float64 (N, D) array; anything else is a ``ValueError`` naming ``name``."""
     arr = np.asarray(X)
     if arr.ndim != 2:
@@ -66,7 +66,7 @@ def check_class_table(
         if class_ids is None:
             class_ids = class_descriptions.class_ids
         class_descriptions = class_descriptions.matrix
-    S = check_features(class_descriptions, "class_descriptions")
+    S = check_features(class_descriptions, "class_descriptions", "(num_classes, num_attributes)")
     if num_attributes is not None and S.shape[1] != num_attributes:
         raise ValueError(
             f"class_descriptions: expected {num_attributes} attributes per class (as at fit), "
@@ -127,7 +127,9 @@ def check_split(
     return seen, unseen
 
 
-def class_folds(classes: np.ndarray, n_splits: int, seed: int) -> list[np.ndarray]:
+def class_folds(
+    classes: np.ndarray, n_splits: int, seed: int, purpose: str = "hyper-parameters"
+) -> list[np.ndarray]:
     """Split seen ``classes`` into ``n_splits`` groups of validation classes (each >= 2 classes).
 
     Needs at least 4 classes (2 to fit on, 2 to validate on); fewer folds are made when there
@@ -136,8 +138,8 @@ def class_folds(classes: np.ndarray, n_splits: int, seed: int) -> list[np.ndarra
     classes = np.asarray(classes)
     if classes.size < 4:
         raise ValueError(
-            f"y: choosing hyper-parameters on validation classes needs at least 4 seen classes "
-            f"with images, received {classes.size}; pass the hyper-parameters explicitly"
+            f"y: choosing {purpose} on validation classes needs at least 4 seen classes "
+            f"with images, received {classes.size}; pass the {purpose} explicitly"
         )
     rng = np.random.default_rng(seed)
     order = rng.permutation(classes)
@@ -258,7 +260,7 @@ class ZeroShotClassifier:
         if not grid:
             return
         best = select_on_validation_classes(
-            self._clone_with,
+            self,
             grid,
             X,
             y,
@@ -278,9 +280,23 @@ class ZeroShotClassifier:
             setattr(clone, f"{k}_", v)
         return clone
 
+    def _fit_grid(
+        self,
+        combos: list[dict[str, Any]],
+        X: np.ndarray,
+        y: np.ndarray,
+        S: np.ndarray,
+        ids: np.ndarray,
+    ) -> Iterator[ZeroShotClassifier]:
+        """One fitted copy per hyper-parameter combination (subclasses may share work)."""
+        for params in combos:
+            clone = self._clone_with(**params)
+            clone._fit(X, y, S, ids)
+            yield clone
+
 
 def select_on_validation_classes(
-    make: Callable[..., ZeroShotClassifier],
+    model: ZeroShotClassifier,
     grid: dict[str, list[Any]],
     X: np.ndarray,
     y: np.ndarray,
@@ -296,32 +312,26 @@ def select_on_validation_classes(
     For each fold, the seen classes are split into fitting classes and validation classes; a
     model is fitted on images of the fitting classes only and scored by per-class mean top-1
     over the validation classes' images, predicting among the validation classes (zero-shot).
-    The unseen classes are never touched. Returns the best parameter combination.
+    The unseen classes are never touched. Returns the combination with the best mean accuracy
+    over the folds (the first one listed among ties).
     """
     from itertools import product
 
     from pyxfer.zeroshot.metrics import per_class_accuracy
 
-    seen = np.unique(y)
-    folds = class_folds(seen, n_splits, seed)
     names = list(grid)
-    best_params: dict[str, Any] = {}
-    best_score = -np.inf
-    for values in product(*(grid[n] for n in names)):
-        params = dict(zip(names, values, strict=True))
-        accs = []
-        for val in folds:
-            fit_mask = ~np.isin(y, val)
-            model = make(**params)
-            model._fit(X[fit_mask], y[fit_mask], S, ids)
-            rows = rows_for(ids, val)
-            val_mask = ~fit_mask
-            scores = model._scores(X[val_mask], S[rows])
+    combos = [dict(zip(names, v, strict=True)) for v in product(*(grid[n] for n in names))]
+    folds = class_folds(np.unique(y), n_splits, seed)
+    accs = np.zeros((len(combos), len(folds)))
+    for f, val in enumerate(folds):
+        fit_mask = ~np.isin(y, val)
+        rows = rows_for(ids, val)
+        fitted = model._fit_grid(combos, X[fit_mask], y[fit_mask], S, ids)
+        for i, clone in enumerate(fitted):
+            scores = clone._scores(X[~fit_mask], S[rows])
             pred = ids[rows][np.argmax(scores, axis=1)]
-            accs.append(per_class_accuracy(y[val_mask], pred))
-        score = float(np.mean(accs))
-        if results is not None:
-            results.append({**params, "val_accuracy": score})
-        if score > best_score + 1e-12:
-            best_score, best_params = score, params
-    return best_params
+            accs[i, f] = per_class_accuracy(y[~fit_mask], pred)
+    mean = accs.mean(axis=1)
+    if results is not None:
+        results.extend({**p, "val_accuracy": float(a)} for p, a in zip(combos, mean, strict=True))
+    return combos[int(np.argmax(mean))]

@@ -130,7 +130,7 @@ class CalibratedStacking:
             resolved["epochs"] = m.epochs_
         rng = np.random.default_rng(self.seed)
         curves, self.fold_results_ = [], []
-        for val in class_folds(m.seen_classes_, self.n_splits, self.seed):
+        for val in class_folds(m.seen_classes_, self.n_splits, self.seed, "gamma"):
             fit_classes = np.setdiff1d(m.seen_classes_, val)
             in_fit = np.isin(y, fit_classes)
             held = np.zeros_like(in_fit)

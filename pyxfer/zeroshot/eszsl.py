@@ -27,7 +27,7 @@ the raw features.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -112,6 +112,34 @@ class ESZSL(ZeroShotClassifier):
         Y = np.where(y[:, None] == train[None, :], 1.0, -1.0)  # (N, Z)
         self.mean_ = X.mean(axis=0) if self.center else np.zeros(X.shape[1])
         self.V_ = eszsl_solve(X - self.mean_, Y, St, self.gamma_, self.lam_)
+
+    def _fit_grid(
+        self,
+        combos: list[dict[str, Any]],
+        X: np.ndarray,
+        y: np.ndarray,
+        S: np.ndarray,
+        ids: np.ndarray,
+    ) -> Iterator[ESZSL]:
+        """All (gamma, lam) of a grid from one eigendecomposition of X^T X and of S^T S.
+
+        With X^T X = Qx diag(ex) Qx^T and S^T S = Qs diag(es) Qs^T,
+        V = Qx [(Qx^T X^T Y S Qs) / ((ex + gamma)(es + lam))] Qs^T (element-wise division).
+        """
+        train = np.unique(y)
+        St = S[rows_for(ids, train)]  # (Z, A)
+        Y = np.where(y[:, None] == train[None, :], 1.0, -1.0)  # (N, Z)
+        mean = X.mean(axis=0) if self.center else np.zeros(X.shape[1])
+        Xc = X - mean
+        ex, Qx = np.linalg.eigh(Xc.T @ Xc)  # (D,), (D, D)
+        es, Qs = np.linalg.eigh(St.T @ St)  # (A,), (A, A)
+        M = Qx.T @ (Xc.T @ Y @ St) @ Qs  # (D, A)
+        for params in combos:
+            clone = self._clone_with(**params)
+            scale = (ex[:, None] + clone.gamma_) * (es[None, :] + clone.lam_)
+            clone.mean_ = mean
+            clone.V_ = Qx @ (M / scale) @ Qs.T
+            yield clone
 
     def _scores(self, X: np.ndarray, S: np.ndarray) -> np.ndarray:
         return (X - self.mean_) @ self.V_ @ S.T  # (N, C)
