@@ -153,7 +153,9 @@ def class_folds(
 class ZeroShotClassifier:
     """Base class: scikit-learn-style ``fit`` / ``decision_function`` / ``predict``.
 
-    Subclasses implement ``_fit(X, y, S_rows_of_y_classes, seen_ids)`` and ``_scores(X, S)``.
+    Subclasses implement ``_fit(X, y, S, ids)`` (fit on the images ``X, y``; ``S`` is the whole
+    class table whose rows have ids ``ids``) and ``_scores(X, S) -> (N, C)``, and list their
+    searchable hyper-parameters in ``_HYPER``.
 
     Attributes (after fit):
         classes_: (C,) class ids of the table given to ``fit`` (the default prediction set).

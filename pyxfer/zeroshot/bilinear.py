@@ -135,7 +135,7 @@ class BilinearZSL(ZeroShotClassifier):
         if self.epochs is not None:
             self.epochs_ = self.epochs
             return
-        val = class_folds(np.unique(y), 1, self.seed)[0]
+        val = class_folds(np.unique(y), 1, self.seed, "epochs")[0]
         fit_mask = ~np.isin(y, val)
         clone = self._clone_with()
         rows = rows_for(ids, val)
