@@ -45,10 +45,15 @@ _LAZY: dict[str, str] = {
     "write_report": "pyxfer.report",
 }
 
-__all__ = ["__version__", "hookimpl", *_LAZY]
+# sub-packages reachable as attributes (``pyxfer.zeroshot.ESZSL``), imported on first use
+_SUBPACKAGES: tuple[str, ...] = ("zeroshot",)
+
+__all__ = ["__version__", "hookimpl", *_LAZY, *_SUBPACKAGES]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"pyxfer.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'pyxfer' has no attribute {name!r}")
@@ -58,4 +63,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))
