@@ -34,6 +34,8 @@ _LAZY: dict[str, str] = {
     "load_dataset": "pyxfer.data",
     "list_datasets": "pyxfer.data",
     "build_info": "pyxfer.info",
+    "to_onnx": "pyxfer.export",
+    "Predictor": "pyxfer.runtime",
 }
 
 __all__ = ["__version__", "hookimpl", *_LAZY]

@@ -17,6 +17,8 @@ COMMANDS: dict[str, str] = {
     "plugins": "plugins",
     "data": "data",
     "pack": "pack",
+    "export": "export",
+    "predict": "predict",
 }
 
 
