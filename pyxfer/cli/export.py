@@ -98,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     parity = meta["parity"]
     print(f"wrote {out}  ({', '.join(meta['files'])})")
-    line = f"parity: max rel diff {parity['max_rel_diff']:.2e}, min cosine {parity['min_cosine']:.6f}"
+    line = (
+        f"parity: max rel diff {parity['max_rel_diff']:.2e}, min cosine {parity['min_cosine']:.6f}"
+    )
     if "top1_agreement" in parity:
         line += f", top-1 agreement {parity['top1_agreement']:.0%}"
     print(line)

@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"image": path, **pred.to_dict()}))
         else:
-            best = ", ".join(f"{lab} {s:.3f}" for lab, s in zip(pred.labels, pred.scores, strict=True))
+            best = ", ".join(
+                f"{lab} {s:.3f}" for lab, s in zip(pred.labels, pred.scores, strict=True)
+            )
             print(f"{path}: {best}")
     return 0
