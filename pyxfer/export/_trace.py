@@ -60,6 +60,11 @@ def _user_frame(exc: BaseException) -> str | None:
     return f"{f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else ""
+
+
 _OP_PATTERNS = (
     re.compile(r"No ONNX function found for <OpOverload\(op='([^']+)', overload='([^']+)'\)>"),
     re.compile(r"target=torch\.ops\.([\w.]+)\.(\w+)\]?"),
@@ -107,7 +112,7 @@ def export_program(
         detail = f"op {op}" if op else (f"the call at {frame}" if frame else "an operation")
         raise ExportError(
             f"{where}: torch.export cannot capture {detail}: {type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}. Backbones must be "
+            f"{_first_line(exc)}. Backbones must be "
             "traceable by torch.export (no .numpy()/.item() on activations, no Python-side "
             "data-dependent control flow); a backbone that calls a pyxfer custom kernel must "
             "define export_module() returning a pure-torch twin"
@@ -141,7 +146,7 @@ def program_to_onnx(
     except Exception as exc:
         text = str(exc)
         op = _failed_op(text)
-        detail = f"op {op} has no ONNX translation" if op else text.strip().splitlines()[0]
+        detail = f"op {op} has no ONNX translation" if op else _first_line(exc)
         raise ExportError(
             f"{where}: ONNX translation failed: {detail}. A backbone that uses a pyxfer custom "
             "kernel must define export_module() returning a pure-torch twin, or register an "

@@ -89,6 +89,9 @@ def quantize_int8(
         )
     if len(calibration_inputs) == 0:
         raise ValueError("calibration: expected at least one calibration image, received none")
+    # equal batches: the histogram calibrators (entropy, percentile) cannot merge ragged ones
+    batch_size = min(batch_size, len(calibration_inputs))
+    calibration_inputs = calibration_inputs[: len(calibration_inputs) // batch_size * batch_size]
     method = {
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
