@@ -179,6 +179,20 @@ def test_tampered_bundle_is_refused(bundle: Path, tmp_path, kind: str) -> None:
         Predictor(copy)
 
 
+def test_unreadable_images_are_named(bundle: Path, tmp_path, capsys) -> None:
+    from pyxfer.cli import main
+
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    p = Predictor(bundle)
+    with pytest.raises(ValueError, match=r"notes\.jpg"):
+        p.predict([str(bad)])
+    with pytest.raises(FileNotFoundError, match=r"missing\.png"):
+        p.predict(str(tmp_path / "missing.png"))
+    assert main(["predict", str(bundle), str(bad)]) == 2
+    assert "notes.jpg" in capsys.readouterr().err
+
+
 def test_missing_int8_and_not_a_bundle(bundle: Path, tmp_path) -> None:
     with pytest.raises(BundleError, match="has no int8 model"):
         Predictor(bundle, int8=True)

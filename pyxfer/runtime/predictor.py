@@ -216,10 +216,8 @@ class Predictor:
     # -- inputs ----------------------------------------------------------------------------
     def _load(self, images: Any) -> tuple[list[np.ndarray] | np.ndarray, bool]:
         """Images in any accepted form -> (uint8 HWC images, single?)."""
-        from pyxfer.data.decode import decode_image
-
         if isinstance(images, (str, os.PathLike)):
-            return [decode_image(images, channels=self.channels)], True
+            return [self._decode(images)], True
         if isinstance(images, np.ndarray):
             if images.dtype != np.uint8:
                 raise ValueError(f"images: expected dtype uint8, received {images.dtype}")
@@ -236,7 +234,7 @@ class Predictor:
             out: list[np.ndarray] = []
             for i, item in enumerate(images):
                 if isinstance(item, (str, os.PathLike)):
-                    out.append(decode_image(item, channels=self.channels))
+                    out.append(self._decode(item))
                 elif (
                     isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.ndim in (2, 3)
                 ):
@@ -252,6 +250,16 @@ class Predictor:
             f"images: expected a path, a list of paths, a uint8 array or a list of arrays, "
             f"received {type(images).__name__}"
         )
+
+    def _decode(self, path: str | os.PathLike[str]) -> np.ndarray:
+        from pyxfer.data.decode import ImageDecodeError, decode_image
+
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"images: no such image file {os.fspath(path)!r}")
+        try:
+            return decode_image(path, channels=self.channels)
+        except Exception as exc:
+            raise ImageDecodeError(os.fspath(path), f"{type(exc).__name__}: {exc}") from exc
 
     def prepare(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """uint8 images of any sizes -> the model input batch (preprocessing as recorded)."""
