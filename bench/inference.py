@@ -39,15 +39,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PYXFER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
-def median_time(fn, repeats: int, warmup: int = 2) -> float:
+def time_interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict[str, tuple[float, float]]:
+    """{name: (median s, min s)}; the functions alternate within each repetition, so a burst
+    of load from other processes hits every engine alike."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: (statistics.median(v), min(v)) for k, v in times.items()}
 
 
 def ort_session(path: Path, threads: int):
@@ -120,12 +124,17 @@ def section_latency(args, tmp: Path) -> list[tuple]:
                 with torch.inference_mode():
                     model(xt)
 
-            t_torch = median_time(run_torch, reps)
-            t_fp32 = median_time(lambda x=x, s=fp32: s.run(None, {"images": x}), reps)
-            t_int8 = median_time(lambda x=x, s=int8: s.run(None, {"images": x}), reps)
-            rows.append((name, batch, t_torch, t_fp32, t_int8))
-            log(f"  batch {batch}: torch {t_torch * 1e3:.1f} ms, ORT fp32 {t_fp32 * 1e3:.1f} "
-                f"ms, ORT int8 {t_int8 * 1e3:.1f} ms")  # fmt: skip
+            t = time_interleaved(
+                {
+                    "torch": run_torch,
+                    "fp32": lambda x=x, s=fp32: s.run(None, {"images": x}),
+                    "int8": lambda x=x, s=int8: s.run(None, {"images": x}),
+                },
+                reps,
+                warmup=2 if batch == 1 else 1,
+            )
+            rows.append((name, batch, t["torch"], t["fp32"], t["int8"]))
+            log(f"  batch {batch}: " + ", ".join(f"{k} {v[0] * 1e3:.1f} ms" for k, v in t.items()))
     return rows
 
 
@@ -219,10 +228,17 @@ def section_end_to_end(args, tmp: Path) -> dict:
 
     fp32 = Predictor(bundle, threads=args.threads, batch_size=32)
     int8 = Predictor(bundle, threads=args.threads, batch_size=32, int8=True)
-    reps = 3 if not args.quick else 1
-    t_torch = median_time(torch_pipeline, reps, warmup=1)
-    t_fp32 = median_time(lambda: fp32.predict(paths, top_k=1), reps, warmup=1)
-    t_int8 = median_time(lambda: int8.predict(paths, top_k=1), reps, warmup=1)
+    reps = 3
+    t = time_interleaved(
+        {
+            "torch": torch_pipeline,
+            "fp32": lambda: fp32.predict(paths, top_k=1),
+            "int8": lambda: int8.predict(paths, top_k=1),
+        },
+        reps,
+        warmup=1,
+    )
+    t_torch, t_fp32, t_int8 = (t[k][0] for k in ("torch", "fp32", "int8"))
     agree = np.mean(
         [p.indices[0] == t for p, t in zip(fp32.predict(paths, top_k=1), torch_pipeline(),
                                             strict=True)]
@@ -258,8 +274,11 @@ def section_vit(args, tmp: Path) -> list[tuple]:
     rows = []
     for batch in (1, 32):
         x = np.random.default_rng(1).standard_normal((batch, 3, 32, 32), np.float32)
-        times = {k: median_time(lambda s=s, x=x: s.run(None, {"images": x}), args.repeats)
-                 for k, s in sessions.items()}  # fmt: skip
+        timed = time_interleaved(
+            {k: (lambda s=s, x=x: s.run(None, {"images": x})) for k, s in sessions.items()},
+            args.repeats,
+        )
+        times = {k: v[0] for k, v in timed.items()}
         rows.append((batch, times))
     return rows
 
@@ -294,14 +313,22 @@ def main() -> None:
         if "latency" in sections:
             rows = section_latency(args, tmp)
             print("\n## Latency (median ms) and throughput (img/s)")
-            print("| model | batch | torch eager | ORT fp32 | ORT int8 | fp32/torch | "
+            print("| model | batch | torch eager ms | ORT fp32 ms | ORT int8 ms | fp32/torch | "
                   "int8/fp32 |")  # fmt: skip
             print("|---|---|---|---|---|---|---|")
             for name, batch, tt, tf, ti in rows:
                 print(
-                    f"| {name} | {batch} | {tt * 1e3:.2f} ms ({batch / tt:.0f}/s) | "
-                    f"{tf * 1e3:.2f} ms ({batch / tf:.0f}/s) | {ti * 1e3:.2f} ms "
-                    f"({batch / ti:.0f}/s) | {tt / tf:.2f}x | {tf / ti:.2f}x |"
+                    f"| {name} | {batch} | {tt[0] * 1e3:.2f} ({batch / tt[0]:.0f}/s) | "
+                    f"{tf[0] * 1e3:.2f} ({batch / tf[0]:.0f}/s) | {ti[0] * 1e3:.2f} "
+                    f"({batch / ti[0]:.0f}/s) | {tt[0] / tf[0]:.2f}x | {tf[0] / ti[0]:.2f}x |"
+                )
+            print("\nminimum over the repetitions (least disturbed by other processes), ms:")
+            print("| model | batch | torch eager | ORT fp32 | ORT int8 | fp32/torch | int8/fp32 |")
+            print("|---|---|---|---|---|---|---|")
+            for name, batch, tt, tf, ti in rows:
+                print(
+                    f"| {name} | {batch} | {tt[1] * 1e3:.2f} | {tf[1] * 1e3:.2f} | "
+                    f"{ti[1] * 1e3:.2f} | {tt[1] / tf[1]:.2f}x | {tf[1] / ti[1]:.2f}x |"
                 )
         if "accuracy" in sections:
             m = section_accuracy(args, tmp)
