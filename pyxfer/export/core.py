@@ -197,6 +197,10 @@ def to_onnx(
     if int(calibration_count) < 1:
         raise ValueError(f"calibration_count: expected >= 1, received {calibration_count}")
 
+    if Path(out_dir).exists() and not overwrite:
+        raise ValueError(
+            f"out_dir: {os.fspath(out_dir)!r} already exists; choose a new path or overwrite it"
+        )
     loaded = _resolve_model(model_or_dir)
     saved = loaded if isinstance(loaded, SavedModel) else None
     backbone: Backbone = saved.backbone if saved else loaded  # type: ignore[assignment]
@@ -285,7 +289,7 @@ def to_onnx(
         projection=projection,
     ).eval()
     verify_x = model_inputs(_pick(calib_images, VERIFY_IMAGES, seed=1))
-    output_name = {"logits": "logits", "probs": "probs", "features": "features"}[head]
+    output_name = head
     nhwc = input == "uint8-nhwc"
     h_ax, w_ax = (1, 2) if nhwc else (2, 3)
     example = torch.from_numpy(np.ascontiguousarray(verify_x[:2]))
