@@ -43,6 +43,8 @@ _LAZY: dict[str, str] = {
     "linear_probe": "pyxfer.evaluate",
     "few_shot_probe": "pyxfer.evaluate",
     "write_report": "pyxfer.report",
+    "to_onnx": "pyxfer.export",
+    "Predictor": "pyxfer.runtime",
 }
 
 # sub-packages reachable as attributes (``pyxfer.zeroshot.ESZSL``), imported on first use

@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "pretrain": "pretrain",
     "eval": "eval",
     "report": "report",
+    "export": "export",
+    "predict": "predict",
 }
 
 
