@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "pack": "pack",
     "pretrain": "pretrain",
     "eval": "eval",
+    "zeroshot": "zeroshot",
     "report": "report",
     "export": "export",
     "predict": "predict",
