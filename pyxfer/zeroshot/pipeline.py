@@ -127,6 +127,8 @@ class ZeroShotResult:
     chance_zsl: float
     protocol: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
+    #: image indices (into the data set) of ``train``, ``seen_test`` and ``unseen_test``
+    splits: dict[str, np.ndarray] = field(default_factory=dict)
 
     def results(self) -> list[Any]:
         """The numbers as :class:`pyxfer.evaluate.results.Result` records with their protocol."""
@@ -166,6 +168,7 @@ def fit_zeroshot(
     backbone_name: str | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
     features: np.ndarray | None = None,
+    holdout: Any = None,
     report: bool = True,
 ) -> ZeroShotResult:
     """Fit and evaluate a zero-shot method on a backbone's features (see the module docstring).
@@ -180,6 +183,9 @@ def fit_zeroshot(
         test_fraction: fraction of each seen class's images kept for the GZSL seen test.
         size: image side for feature extraction (default: the backbone's input size).
         features: precomputed (N, D) features of ``data`` (skips extraction).
+        holdout: indices of images reserved for testing (e.g. the images a backbone was not
+            trained on): the seen test images are then ``holdout`` ∩ seen classes and the
+            method trains on the other seen images; default: a stratified ``test_fraction``.
         out: run directory to write (results, plots' data, report, deployable model).
         backbone_name, backbone_kwargs: how to rebuild the backbone (for the saved model).
     """
@@ -217,10 +223,17 @@ def fit_zeroshot(
         raise ValueError(f"features: expected {labels.shape[0]} rows, received {X.shape[0]}")
 
     seen_idx = indices_of_classes(labels, seen)
-    train_rel, test_rel = stratified_split(
-        labels[seen_idx], (1 - test_fraction, test_fraction), seed=seed
-    )
-    train_idx, seen_test = seen_idx[train_rel], seen_idx[test_rel]
+    if holdout is None:
+        train_rel, test_rel = stratified_split(
+            labels[seen_idx], (1 - test_fraction, test_fraction), seed=seed
+        )
+        train_idx, seen_test = seen_idx[train_rel], seen_idx[test_rel]
+    else:
+        held = np.zeros(labels.size, bool)
+        held[np.asarray(holdout, np.int64)] = True
+        train_idx, seen_test = seen_idx[~held[seen_idx]], seen_idx[held[seen_idx]]
+        if train_idx.size == 0 or seen_test.size == 0:
+            raise ValueError("holdout: expected seen-class images both inside and outside it")
     unseen_test = indices_of_classes(labels, uns)
     S = table.matrix / np.maximum(np.linalg.norm(table.matrix, axis=1, keepdims=True), 1e-12)
     ids = np.arange(len(names))
@@ -266,6 +279,7 @@ def fit_zeroshot(
             "selection": "regularisers and gamma chosen on validation classes split off the "
             "seen classes; unseen classes never used",
         },
+        splits={"train": train_idx, "seen_test": seen_test, "unseen_test": unseen_test},
     )
     if out is not None:
         result.run_dir = _write_run(
@@ -322,6 +336,7 @@ def _write_run(
     for name, arrays in (
         ("predictions.npz", {"y_true": y_test, "y_pred": pred, "class_names": np.array(names)}),
         ("features.npz", {"features": X_test[:5000].astype(np.float32), "labels": y_test[:5000]}),
+        ("split.npz", result.splits),
     ):
         import io
 
@@ -385,7 +400,6 @@ def evaluate_zeroshot_run(
 
     from pyxfer import zeroshot as zs
     from pyxfer.data import load_dataset
-    from pyxfer.data.splits import indices_of_classes, stratified_split
     from pyxfer.evaluate.features import extract_features
     from pyxfer.modelio import load_model
 
@@ -402,13 +416,13 @@ def evaluate_zeroshot_run(
             f"{list(store.class_names)}"
         )
     seen, uns = np.asarray(cfg["seen"]), np.asarray(cfg["unseen"])
-    seed, size = int(cfg["seed"]), int(cfg["image_size"])
-    n_train = int(cfg["train_images"])
-    n_test = int(cfg["seen_test_images"])
-    seen_idx = indices_of_classes(labels, seen)
-    frac = n_test / max(n_train + n_test, 1)
-    _, test_rel = stratified_split(labels[seen_idx], (1 - frac, frac), seed=seed)
-    test_idx = np.concatenate([seen_idx[test_rel], indices_of_classes(labels, uns)])
+    size = int(cfg["image_size"])
+    with np.load(root / "split.npz", allow_pickle=False) as split:
+        seen_test, unseen_test = split["seen_test"], split["unseen_test"]
+    if max(seen_test.max(initial=0), unseen_test.max(initial=0)) >= labels.size:
+        raise ValueError(f"data: expected the run's data set ({cfg['data']}), it is smaller")
+    test_idx = np.concatenate([seen_test, unseen_test])
+    test_rel = seen_test
     X = extract_features(
         saved.backbone,
         store.subset(test_idx),
