@@ -13,6 +13,7 @@ from pyxfer import __version__
 
 # subcommand -> module under pyxfer.cli (order is the order of `pyxfer --help`)
 COMMANDS: dict[str, str] = {
+    "demo": "demo",
     "info": "info",
     "plugins": "plugins",
     "data": "data",
