@@ -52,14 +52,14 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
             f"logits, labels: expected (N, K) and (N,) with N >= 1, received "
             f"{tuple(logits.shape)} and {tuple(labels.shape)}"
         )
-    return float((logits.argmax(dim=1) == labels.to(logits.device)).float().mean())
+    return float((logits.detach().argmax(dim=1) == labels.to(logits.device)).float().mean())
 
 
 def mean_entropy(logits: torch.Tensor) -> float:
     """Mean Shannon entropy (nats) of ``softmax(logits)`` over the rows of (N, K)."""
     if logits.dim() != 2 or logits.shape[0] == 0:
         raise ValueError(f"logits: expected (N >= 1, K), received {tuple(logits.shape)}")
-    logp = F.log_softmax(logits.float(), dim=1)
+    logp = F.log_softmax(logits.detach().float(), dim=1)
     return float(-(logp.exp() * logp).sum(dim=1).mean())
 
 
@@ -80,7 +80,7 @@ def soft_neighborhood_density(x: torch.Tensor, temperature: float = 0.05) -> flo
         raise ValueError(f"x: expected (N >= 2, D), received {tuple(x.shape)}")
     if not temperature > 0:
         raise ValueError(f"temperature: expected a positive number, received {temperature!r}")
-    z = F.normalize(x.float(), dim=1)  # (N, D)
+    z = F.normalize(x.detach().float(), dim=1)  # (N, D)
     sim = z @ z.T  # (N, N)
     sim.fill_diagonal_(-1.0)
     logp = F.log_softmax(sim / temperature, dim=1)  # (N, N)
