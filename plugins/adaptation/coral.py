@@ -46,6 +46,11 @@ def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             f"source, target: expected matrices (n, d) of the same width, received "
             f"{tuple(source.shape)} and {tuple(target.shape)}"
         )
+    if source.shape[0] < 2 or target.shape[0] < 2:
+        raise ValueError(
+            f"source, target: expected at least 2 samples each for a covariance, received "
+            f"{source.shape[0]} and {target.shape[0]}"
+        )
     d = source.shape[1]
     return (covariance(source) - covariance(target)).pow(2).sum() / (4 * d * d)
 
