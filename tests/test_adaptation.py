@@ -202,6 +202,11 @@ def test_bad_options_raise_value_errors(name, kwargs, match):
         create_objective(name, TinyMLP(4), **kw)
 
 
+def test_num_classes_is_required():
+    with pytest.raises(TypeError, match="num_classes"):
+        create_objective("dann", TinyMLP(4))
+
+
 def test_backbone_without_num_features_is_refused():
     with pytest.raises(ValueError, match="num_features"):
         create_objective("dann", nn.Flatten(), num_classes=3)

@@ -101,7 +101,7 @@ class CDAN(AdaptationObjective):
     def __init__(
         self,
         backbone: nn.Module,
-        num_classes: int = 10,
+        num_classes: int,
         weight: float = 1.0,
         entropy_conditioning: bool = True,
         randomized: bool | None = None,

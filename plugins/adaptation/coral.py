@@ -66,7 +66,7 @@ class DeepCORAL(AdaptationObjective):
     """
 
     def __init__(
-        self, backbone: nn.Module, num_classes: int = 10, weight: float = 1.0, layer: str = "logits"
+        self, backbone: nn.Module, num_classes: int, weight: float = 1.0, layer: str = "logits"
     ) -> None:
         super().__init__(backbone, num_classes)
         self.weight = check_number("weight", weight)

@@ -63,7 +63,7 @@ class DANN(AdaptationObjective):
     def __init__(
         self,
         backbone: nn.Module,
-        num_classes: int = 10,
+        num_classes: int,
         weight: float = 1.0,
         hidden: int = 1024,
         dropout: float = 0.5,

@@ -35,7 +35,7 @@ class EntropyMinimization(AdaptationObjective):
         weight: ``lambda``, the weight of the mean target entropy.
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int = 10, weight: float = 0.1) -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int, weight: float = 0.1) -> None:
         super().__init__(backbone, num_classes)
         self.weight = check_number("weight", weight)
 

@@ -72,7 +72,7 @@ class FixMatch(AdaptationObjective):
     def __init__(
         self,
         backbone: nn.Module,
-        num_classes: int = 10,
+        num_classes: int,
         threshold: float = 0.95,
         weight: float = 1.0,
     ) -> None:

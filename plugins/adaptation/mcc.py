@@ -59,7 +59,7 @@ class MCC(AdaptationObjective):
     def __init__(
         self,
         backbone: nn.Module,
-        num_classes: int = 10,
+        num_classes: int,
         weight: float = 1.0,
         temperature: float = 2.5,
     ) -> None:

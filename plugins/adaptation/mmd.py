@@ -155,7 +155,7 @@ class DAN(AdaptationObjective):
     def __init__(
         self,
         backbone: nn.Module,
-        num_classes: int = 10,
+        num_classes: int,
         weight: float = 1.0,
         layers: Sequence[str] = LAYERS,
         estimator: str = "unbiased",

@@ -57,7 +57,7 @@ class PseudoLabel(AdaptationObjective):
     def __init__(
         self,
         backbone: nn.Module,
-        num_classes: int = 10,
+        num_classes: int,
         threshold: float = 0.95,
         alpha_f: float = 3.0,
         ramp: tuple[float, float] = (0.1, 0.6),

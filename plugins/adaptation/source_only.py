@@ -35,7 +35,7 @@ class SourceOnly(AdaptationObjective):
 
     uses_target = False
 
-    def __init__(self, backbone: nn.Module, num_classes: int = 10) -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int) -> None:
         super().__init__(backbone, num_classes)
 
     def adapt(self, out: AdaptationOutputs) -> tuple[torch.Tensor, dict[str, Any]]:
