@@ -539,3 +539,28 @@ def test_ddp_two_processes_equal_one_process_on_the_joint_batch(tmp_path: Path) 
     _, state = ckpt.load_checkpoint(tmp_path / "run" / "checkpoints" / "step-00000001")
     assert len(state["rng"]) == 2 and state["rng"][0]["torch"] != state["rng"][1]["torch"]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["run"]["world_size"] == 2
+
+
+def test_multi_player_objective_steps_each_player_in_turn(tmp_path) -> None:
+    """A GAN trains through the engine: each player's parameters move, the other's grads are
+    dropped before its step."""
+    import pyxfer
+    from pyxfer.engine import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    backbone = pyxfer.create_backbone("lenet", img_size=8)
+    gan = pyxfer.create_objective("gan", backbone, image_size=8, channels=1)
+    owned = gan.param_groups()
+    before = {k: [p.detach().clone() for p in v] for k, v in owned.items()}
+    data = pyxfer.load_dataset("digits")
+    cfg = TrainConfig(max_steps=3, batch_size=32, lr=1e-3, log_every=1, progress=False,
+                      threads=1, out=str(tmp_path / "run"), checkpoint_every=0)
+    result = Trainer(gan, data, cfg).fit()
+    assert result.step == 3
+    for player, params in owned.items():
+        moved = any(not torch.equal(a, b) for a, b in zip(before[player], params, strict=True))
+        assert moved, f"{player} parameters did not change"
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    steps = [r for r in records if "loss_discriminator" in r]
+    assert steps and all("loss_generator" in r for r in steps)

@@ -200,12 +200,23 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.precision == "fp16" and self.device.type == "cuda"
         )
+        # Objectives with several players (a GAN's discriminator and generator) are optimised
+        # in turn: per step and player, that player's loss is back-propagated and only its
+        # parameters (objective.param_groups()[player]) are stepped; one optimiser holds them
+        # all, so checkpoints and schedules are unchanged.
+        self.players: tuple[str, ...] = tuple(getattr(self.objective, "players", ("main",)))
+        self._player_params: dict[str, set[int]] = {}
+        if len(self.players) > 1:
+            owned = self.objective.param_groups()
+            self._player_params = {p: {id(t) for t in owned[p]} for p in self.players}
         self.model: nn.Module = self.objective
         if self.info.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DistributedDataParallel(self.objective, device_ids=ids)
+            self.model = DistributedDataParallel(
+                self.objective, device_ids=ids, find_unused_parameters=len(self.players) > 1
+            )
         self.loader = self._make_loader(self.data, cfg.seed)
         if len(self.loader) == 0:
             raise ValueError(
@@ -371,26 +382,50 @@ class Trainer:
             self.optimizer,
             cfg.lr * lr_factor(self.step, self.total_steps, cfg.warmup_steps, cfg.min_lr_ratio),
         )
-        with self._autocast():
-            out = self.model(*self._inputs(batch, target))
-        loss = out["loss"]
-        finite = bool(torch.isfinite(loss.detach()).all())
-        if not pdist.all_true(finite, self.info):
-            parts = {k: float(v) for k, v in _parts(out).items()}
-            raise NonFiniteLossError(self.step + 1, self.loader.epoch, parts)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if cfg.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            out["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        inputs = self._inputs(batch, target)
+        if len(self.players) == 1:
+            out = self._player_step(inputs, None)
+        else:
+            out, total = {}, 0.0
+            for player in self.players:
+                part = self._player_step(inputs, player)
+                total = total + part.pop("loss")
+                out.update(part)
+            out["loss"] = total
         self.step += 1
         self.objective.on_step_end(self.step, self.total_steps)
         if self.ema is not None:
             self.ema.update(self.objective)
         return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
+
+    def _player_step(self, inputs: tuple[Any, ...], player: str | None) -> dict[str, Any]:
+        """Forward, non-finite check, backward and optimiser step for one player (or all)."""
+        cfg = self.config
+        kwargs = {} if player is None else {"player": player}
+        with self._autocast():
+            out = self.model(*inputs, **kwargs)
+        loss = out["loss"]
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if not pdist.all_true(finite, self.info):
+            parts = {k: float(v) for k, v in _parts(out).items()}
+            if player is not None:
+                parts = {f"{player}.{k}": v for k, v in parts.items()}
+            raise NonFiniteLossError(self.step + 1, self.loader.epoch, parts)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if player is not None:  # step only this player's parameters
+            mine = self._player_params[player]
+            for p in params:
+                if id(p) not in mine:
+                    p.grad = None
+            params = [p for p in params if id(p) in mine]
+        if cfg.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            out["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return out
 
     def _target_batch(self, it: Any) -> tuple[Batch | None, Any]:
         if self.target_loader is None:

@@ -157,7 +157,11 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
     - ``fixmatch_strong`` — FixMatch's strong view without RandAugment's affine ops: the weak
       geometry plus always-on colour jitter (0.4, 0.4, 0.4, 0.1), grayscale p 0.2, blur p 0.5,
       solarize p 0.2.
-    - ``eval`` — resize the whole image to ``size`` (no randomness).
+    - ``eval`` — resize the whole image to ``size`` (no randomness); ``none`` is the same, for
+      objectives that corrupt their input themselves (denoising autoencoder, VAE, GAN).
+    - ``rotation`` — Gidaris et al. 2018, "Unsupervised Representation Learning by Predicting
+      Image Rotations": flip and a light random resized crop (scale (0.8, 1)); the objective
+      rotates the view itself.
 
     Args:
         name: one of :data:`PRESETS`.
@@ -213,8 +217,10 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
                 solarize_p=0.2,
             )
         ]
-    if name == "eval":
+    if name in ("eval", "none"):
         return [ViewSpec(size=s, crop="full", flip_p=0.0, jitter_p=0.0, gray_p=0.0)]
+    if name == "rotation":
+        return [ViewSpec(size=s, scale=(0.8, 1.0), jitter_p=0.0, gray_p=0.0)]
     raise ValueError(f"name: expected one of {PRESETS}, received {name!r}")
 
 
@@ -226,6 +232,8 @@ PRESETS: tuple[str, ...] = (
     "fixmatch_weak",
     "fixmatch_strong",
     "eval",
+    "none",
+    "rotation",
 )
 
 
