@@ -553,8 +553,16 @@ def test_multi_player_objective_steps_each_player_in_turn(tmp_path) -> None:
     owned = gan.param_groups()
     before = {k: [p.detach().clone() for p in v] for k, v in owned.items()}
     data = pyxfer.load_dataset("digits")
-    cfg = TrainConfig(max_steps=3, batch_size=32, lr=1e-3, log_every=1, progress=False,
-                      threads=1, out=str(tmp_path / "run"), checkpoint_every=0)
+    cfg = TrainConfig(
+        max_steps=3,
+        batch_size=32,
+        lr=1e-3,
+        log_every=1,
+        progress=False,
+        threads=1,
+        out=str(tmp_path / "run"),
+        checkpoint_every=0,
+    )
     result = Trainer(gan, data, cfg).fit()
     assert result.step == 3
     for player, params in owned.items():
@@ -564,3 +572,47 @@ def test_multi_player_objective_steps_each_player_in_turn(tmp_path) -> None:
     records = [json.loads(line) for line in lines]
     steps = [r for r in records if "loss_discriminator" in r]
     assert steps and all("loss_generator" in r for r in steps)
+
+
+# heads sized down for a quick CPU run; everything else is each objective's default
+_SMALL = {
+    "barlow_twins": {"proj_dim": 64, "hidden_dim": 64},
+    "vicreg": {"proj_dim": 64, "hidden_dim": 64},
+    "byol": {"proj_dim": 32, "hidden_dim": 64},
+    "moco_v2": {"queue_size": 256},
+}
+
+
+def _view_objectives() -> list[str]:
+    import pyxfer
+
+    names = []
+    for name in pyxfer.list_objectives():
+        entry = pyxfer.get_registry("objectives").get(name)
+        if getattr(entry.factory, "consumes", "views") == "views" and not getattr(
+            entry.factory, "requires", None
+        ):
+            names.append(name)
+    return names
+
+
+@pytest.mark.parametrize("name", _view_objectives())
+def test_every_view_objective_trains_through_pretrain(name: str, tmp_path) -> None:
+    """The engine feeds each registered objective the views its augmentation preset gives."""
+    import pyxfer
+
+    result = pyxfer.pretrain(
+        "digits",
+        backbone="lenet",
+        backbone_opts={"img_size": 8},
+        objective=name,
+        objective_opts=_SMALL.get(name, {}),
+        max_steps=2,
+        batch_size=32,
+        threads=1,
+        progress=False,
+        out=str(tmp_path / name),
+        checkpoint_every=0,
+    )
+    assert result.step == 2
+    assert (tmp_path / name / "model" / "model.json").is_file()
