@@ -42,6 +42,7 @@ _LAZY: dict[str, str] = {
     "knn_accuracy": "pyxfer.evaluate",
     "linear_probe": "pyxfer.evaluate",
     "few_shot_probe": "pyxfer.evaluate",
+    "finetune": "pyxfer.transfer",
 }
 
 __all__ = ["__version__", "hookimpl", *_LAZY]

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "pack": "pack",
     "pretrain": "pretrain",
     "eval": "eval",
+    "finetune": "finetune",
 }
 
 
