@@ -507,7 +507,9 @@ def finetune(
     settings.setdefault("checkpoint_every", 0)
     batch = int(settings.get("batch_size", 256))
     if batch > len(train_set):
-        log.info("batch_size %d > %d training images: using %d", batch, len(train_set), batch)
+        log.info(
+            "batch_size %d > %d training images: using %d", batch, len(train_set), len(train_set)
+        )
         settings["batch_size"] = len(train_set)
     base = TrainConfig(
         data=str(spec),
