@@ -43,12 +43,20 @@ _LAZY: dict[str, str] = {
     "linear_probe": "pyxfer.evaluate",
     "few_shot_probe": "pyxfer.evaluate",
     "finetune": "pyxfer.transfer",
+    "write_report": "pyxfer.report",
+    "to_onnx": "pyxfer.export",
+    "Predictor": "pyxfer.runtime",
 }
 
-__all__ = ["__version__", "hookimpl", *_LAZY]
+# sub-packages reachable as attributes (``pyxfer.zeroshot.ESZSL``), imported on first use
+_SUBPACKAGES: tuple[str, ...] = ("zeroshot",)
+
+__all__ = ["__version__", "hookimpl", *_LAZY, *_SUBPACKAGES]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"pyxfer.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'pyxfer' has no attribute {name!r}")
@@ -58,4 +66,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))

@@ -20,6 +20,9 @@ COMMANDS: dict[str, str] = {
     "pretrain": "pretrain",
     "eval": "eval",
     "finetune": "finetune",
+    "report": "report",
+    "export": "export",
+    "predict": "predict",
 }
 
 

@@ -1,0 +1,350 @@
+"""``Predictor``: load a bundle, check it, preprocess images, run onnxruntime."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyxfer.runtime import bundle as fmt
+from pyxfer.runtime._preprocess import preprocess, resize_crop
+
+_ORT_DTYPES = {"uint8": "tensor(uint8)", "float32": "tensor(float)"}
+
+
+@dataclass
+class Prediction:
+    """Top-k classes of one image, best first."""
+
+    labels: list[str]
+    scores: list[float]
+    indices: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"labels": self.labels, "scores": self.scores, "indices": self.indices}
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _l2n(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class Predictor:
+    """Classify or embed images with an exported bundle (onnxruntime + numpy + Pillow).
+
+    The bundle is checked when loaded: format version, every file's size and sha256, the
+    model's metadata against ``pyxfer.json``, and the graph input against the recorded input
+    spec. Anything wrong raises :class:`~pyxfer.runtime.BundleError`.
+
+    Args:
+        bundle: the bundle directory written by ``pyxfer export``.
+        threads: onnxruntime intra-op threads (0 = onnxruntime's default, one per core).
+        providers: onnxruntime execution providers (default ``["CPUExecutionProvider"]``).
+        int8: run ``model.int8.onnx`` (the bundle must have one).
+        spin: let onnxruntime's idle threads spin; off by default (spinning threads slow
+            down other work in the process, such as torch or data loading).
+        batch_size: images per onnxruntime call.
+    """
+
+    def __init__(
+        self,
+        bundle: str | os.PathLike[str],
+        *,
+        threads: int = 0,
+        providers: Sequence[str] | None = None,
+        int8: bool = False,
+        spin: bool = False,
+        batch_size: int = 32,
+    ) -> None:
+        import onnxruntime as ort
+
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"threads: expected an integer >= 0, received {threads!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected >= 1, received {batch_size}")
+        self.root = Path(bundle)
+        self.meta = fmt.read_meta(self.root)
+        models = self.meta.get("models", {})
+        kind = "int8" if int8 else "fp32"
+        if kind not in models:
+            raise _bundle_error(self.root, f"has no {kind} model (models: {sorted(models)})")
+        self.model_path = self.root / models[kind]
+        self.batch_size = int(batch_size)
+        self.task: str = self.meta["task"]
+        self.head: str = self.meta["head"]
+        self.class_names: list[str] = list(self.meta.get("class_names", []))
+        inp, pre = self.meta["input"], self.meta["preprocess"]
+        self._check_spec(inp, pre)
+        self.input_name: str = inp["name"]
+        self.uint8_input = inp["dtype"] == "uint8"
+        self.channels = int(inp["channels"])
+        self.resize, self.crop = int(pre["resize"]), int(pre["crop"])
+        self.mean = [float(v) for v in pre["mean"]]
+        self.std = [float(v) for v in pre["std"]]
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        spinning = "1" if spin else "0"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        opts.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+        self.threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(self.model_path), opts, providers=list(providers or ["CPUExecutionProvider"])
+            )
+        except Exception as exc:
+            raise _bundle_error(self.root, f"{self.model_path.name} does not load: {exc}") from exc
+        self._check_model(inp)
+        self._table: np.ndarray | None = None
+        self.logit_scale = 1.0
+        zs = self.meta.get("zeroshot")
+        if zs:
+            table = np.load(self.root / zs["classes_file"], allow_pickle=False)
+            if table.ndim != 2 or table.shape[0] != len(self.class_names):
+                raise _bundle_error(
+                    self.root,
+                    f"{zs['classes_file']} has shape {table.shape}, expected "
+                    f"({len(self.class_names)}, E) (one row per class name)",
+                )
+            self._table = np.ascontiguousarray(table, np.float32)
+            self.logit_scale = float(zs["logit_scale"])
+
+    # -- checks ------------------------------------------------------------------------------
+    def _check_spec(self, inp: dict[str, Any], pre: dict[str, Any]) -> None:
+        problems = []
+        if inp.get("dtype") not in _ORT_DTYPES:
+            problems.append(f"dtype {inp.get('dtype')!r} (expected uint8 or float32)")
+        layout = {"uint8": "NHWC", "float32": "NCHW"}.get(inp.get("dtype"))
+        if inp.get("layout") != layout:
+            problems.append(f"layout {inp.get('layout')!r} for dtype {inp.get('dtype')!r}")
+        if inp.get("channels") not in (1, 3):
+            problems.append(f"channels {inp.get('channels')!r} (expected 1 or 3)")
+        else:
+            c = inp["channels"]
+            if len(pre.get("mean", [])) != c or len(pre.get("std", [])) != c:
+                problems.append(f"mean/std need {c} values each")
+            if any(float(s) <= 0 for s in pre.get("std", [])):
+                problems.append("std must be positive")
+        size = inp.get("size")
+        if not (
+            isinstance(size, list) and len(size) == 2 and size[0] == size[1] == pre.get("crop")
+        ):
+            problems.append(f"size {size!r} does not match crop {pre.get('crop')!r}")
+        if not isinstance(pre.get("resize"), int) or pre["resize"] < (pre.get("crop") or 0):
+            problems.append(f"resize {pre.get('resize')!r} (expected an int >= crop)")
+        if problems:
+            raise _bundle_error(
+                self.root, "input spec in pyxfer.json is invalid: " + "; ".join(problems)
+            )
+
+    def _check_model(self, inp: dict[str, Any]) -> None:
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise _bundle_error(self.root, f"model has {len(inputs)} inputs, expected 1")
+        got = inputs[0]
+        c, (h, w) = int(inp["channels"]), inp["size"]
+        want = ["batch", h, w, c] if inp["layout"] == "NHWC" else ["batch", c, h, w]
+        dynamic = {int(ax) for ax in inp["dynamic_axes"]} | {0}
+        shape = list(got.shape)
+        shape_ok = len(shape) == 4 and all(
+            isinstance(g, str) if i in dynamic else g == x
+            for i, (g, x) in enumerate(zip(shape, want, strict=True))
+        )
+        if got.name != inp["name"] or got.type != _ORT_DTYPES[inp["dtype"]] or not shape_ok:
+            raise _bundle_error(
+                self.root,
+                f"wrong input spec: pyxfer.json says {inp['name']!r} {inp['dtype']} "
+                f"{inp['layout']} {want} (dynamic axes {sorted(inp['dynamic_axes'])}), but "
+                f"{self.model_path.name} takes {got.name!r} {got.type} {got.shape}",
+            )
+        stored = self.session.get_modelmeta().custom_metadata_map.get(fmt.METADATA_KEY)
+        if stored is None:
+            raise _bundle_error(self.root, f"{self.model_path.name} carries no pyxfer metadata")
+        if json.loads(stored) != json.loads(fmt.canonical_json(fmt.meta_without_files(self.meta))):
+            raise _bundle_error(
+                self.root,
+                f"pyxfer.json does not match the metadata inside {self.model_path.name} "
+                "(pyxfer.json was edited or belongs to another model)",
+            )
+
+    # -- classes ---------------------------------------------------------------------------
+    def add_class(self, name: str, embedding: np.ndarray) -> int:
+        """Add a class to a zero-shot bundle's table (in memory); returns its index.
+
+        Args:
+            name: the class name (must be new).
+            embedding: (E,) class embedding in the model's embedding space (for example a
+                text or attribute encoder's output for the class description).
+        """
+        if self._table is None:
+            raise ValueError(
+                f"add_class: only zero-shot bundles have a class table; this bundle's task is "
+                f"{self.task!r}"
+            )
+        vec = np.asarray(embedding, np.float32).reshape(-1)
+        if vec.shape[0] != self._table.shape[1]:
+            raise ValueError(
+                f"embedding: expected {self._table.shape[1]} values, received {vec.shape[0]}"
+            )
+        if not np.isfinite(vec).all() or not np.any(vec):
+            raise ValueError("embedding: expected finite values, not all zero")
+        if name in self.class_names:
+            raise ValueError(f"name: class {name!r} already exists")
+        self._table = np.concatenate([self._table, vec[None]], axis=0)
+        self.class_names.append(str(name))
+        return len(self.class_names) - 1
+
+    @property
+    def class_embeddings(self) -> np.ndarray | None:
+        """The zero-shot class table (K, E), or None."""
+        return None if self._table is None else self._table.copy()
+
+    # -- inputs ----------------------------------------------------------------------------
+    def _load(self, images: Any) -> tuple[list[np.ndarray] | np.ndarray, bool]:
+        """Images in any accepted form -> (uint8 HWC images, single?)."""
+        if isinstance(images, (str, os.PathLike)):
+            return [self._decode(images)], True
+        if isinstance(images, np.ndarray):
+            if images.dtype != np.uint8:
+                raise ValueError(f"images: expected dtype uint8, received {images.dtype}")
+            if images.ndim == 2:
+                return [images[:, :, None]], True
+            if images.ndim == 3:
+                return [images], True
+            if images.ndim == 4:
+                return images, False
+            raise ValueError(
+                f"images: expected (H, W), (H, W, C) or (N, H, W, C), received {images.shape}"
+            )
+        if isinstance(images, (list, tuple)):
+            out: list[np.ndarray] = []
+            for i, item in enumerate(images):
+                if isinstance(item, (str, os.PathLike)):
+                    out.append(self._decode(item))
+                elif (
+                    isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.ndim in (2, 3)
+                ):
+                    out.append(item[:, :, None] if item.ndim == 2 else item)
+                else:
+                    raise ValueError(
+                        f"images[{i}]: expected a path or a uint8 (H, W, C) array, received "
+                        f"{type(item).__name__}"
+                        + (f" {item.dtype} {item.shape}" if isinstance(item, np.ndarray) else "")
+                    )
+            return out, False
+        raise ValueError(
+            f"images: expected a path, a list of paths, a uint8 array or a list of arrays, "
+            f"received {type(images).__name__}"
+        )
+
+    def _decode(self, path: str | os.PathLike[str]) -> np.ndarray:
+        from pyxfer.data.decode import ImageDecodeError, decode_image
+
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"images: no such image file {os.fspath(path)!r}")
+        try:
+            return decode_image(path, channels=self.channels)
+        except Exception as exc:
+            raise ImageDecodeError(os.fspath(path), f"{type(exc).__name__}: {exc}") from exc
+
+    def prepare(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """uint8 images of any sizes -> the model input batch (preprocessing as recorded)."""
+        if self.uint8_input:
+            return resize_crop(images, resize=self.resize, crop=self.crop, channels=self.channels)
+        return preprocess(
+            images,
+            resize=self.resize,
+            crop=self.crop,
+            mean=self.mean,
+            std=self.std,
+            threads=self.threads,
+        )
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Raw model outputs for a prepared batch (see :meth:`prepare`)."""
+        outs = [
+            self.session.run(None, {self.input_name: batch[i : i + self.batch_size]})[0]
+            for i in range(0, len(batch), self.batch_size)
+        ]
+        return np.concatenate(outs) if outs else np.zeros((0, self.meta["output"]["width"]))
+
+    # -- public API ------------------------------------------------------------------------
+    def scores(self, images: Any) -> np.ndarray:
+        """Class probabilities (N, K) (softmax of logits, or of scaled zero-shot cosines)."""
+        imgs, _ = self._load(images)
+        out = self.run(self.prepare(imgs))
+        if self.head == "probs":
+            return out
+        if self.head == "logits":
+            return _softmax(out.astype(np.float64)).astype(np.float32)
+        if self._table is None:
+            raise ValueError(
+                "predict: this bundle has no classes (a feature encoder); use embed() instead"
+            )
+        cos = _l2n(out) @ _l2n(self._table).T  # (N, K)
+        return _softmax(self.logit_scale * cos.astype(np.float64)).astype(np.float32)
+
+    def predict(self, images: Any, top_k: int = 5) -> Prediction | list[Prediction]:
+        """Top-k classes of each image.
+
+        Args:
+            images: a path, a list of paths, a uint8 (H, W[, C]) image, a uint8
+                (N, H, W, C) batch, or a ragged list of uint8 (H, W, C) arrays of any sizes.
+            top_k: how many classes to return per image (capped at the number of classes).
+
+        Returns:
+            one :class:`Prediction` for a single path or image, else a list of them.
+        """
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k: expected an integer >= 1, received {top_k!r}")
+        single = isinstance(images, (str, os.PathLike)) or (
+            isinstance(images, np.ndarray) and images.ndim in (2, 3)
+        )
+        probs = self.scores(images)
+        k = min(top_k, probs.shape[1])
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        preds = [
+            Prediction(
+                labels=[self.class_names[j] for j in row],
+                scores=[float(probs[i, j]) for j in row],
+                indices=[int(j) for j in row],
+            )
+            for i, row in enumerate(order)
+        ]
+        return preds[0] if single else preds
+
+    def embed(self, images: Any) -> np.ndarray:
+        """Features (N, D) of the images ((D,) for a single image); feature bundles only."""
+        if self.head != "features":
+            raise ValueError(
+                f"embed: this bundle outputs {self.head}, not features; export it with "
+                "head='features' to embed"
+            )
+        imgs, single = self._load(images)
+        out = self.run(self.prepare(imgs))
+        return out[0] if single else out
+
+    def __repr__(self) -> str:
+        return (
+            f"Predictor({str(self.root)!r}, task={self.task!r}, head={self.head!r}, "
+            f"classes={len(self.class_names)}, model={self.model_path.name!r})"
+        )
+
+
+def _bundle_error(root: Path, message: str) -> fmt.BundleError:
+    """A :class:`BundleError` prefixed with the bundle path."""
+    return fmt.BundleError(f"bundle {str(root)!r}: {message}")
