@@ -83,9 +83,12 @@ def test_full_from_scratch_learns_and_writes_a_classifier(digits, tmp_path):
     assert doc["results"][0]["protocol"]["selected_by"] == "val_top1"
 
 
-def test_linear_probe_leaves_the_backbone_unchanged(digits, source):
+@pytest.mark.parametrize("fast_probe", [False, True])
+def test_linear_probe_leaves_the_backbone_unchanged(digits, source, fast_probe):
     before = load_model(source).backbone.state_dict()
-    r = finetune(source, digits, strategy="linear", max_steps=120, lr=3e-3, **FAST)
+    r = finetune(
+        source, digits, strategy="linear", max_steps=120, lr=3e-3, fast_probe=fast_probe, **FAST
+    )
     after = r.backbone.state_dict()
     for k, v in _body(before).items():
         assert torch.equal(v, after[k]), k  # weights and BatchNorm statistics, exactly

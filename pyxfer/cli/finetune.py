@@ -56,6 +56,7 @@ _OWN = (
     "patience",
     "label_smoothing",
     "balance",
+    "fast_probe",
     "out",
     "seed",
 )
@@ -96,6 +97,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a("--patience", type=int, metavar="N", help="early stop after N validations w/o gain")
     a("--label-smoothing", type=float, metavar="E", help="cross-entropy label smoothing")
     a("--no-balance", dest="balance", action="store_false", help="no class-balanced batches")
+    a("--fast-probe", action="store_true", help="probe phases on cached features (no aug.)")
     a("--views", metavar="PRESET", help="training augmentation (default fixmatch_weak)")
     a("--epochs", type=int, metavar="E", help="passes over the training labels (default 1)")
     a("--max-steps", type=int, metavar="N", help="optimiser steps (overrides --epochs)")

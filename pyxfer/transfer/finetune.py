@@ -248,6 +248,101 @@ def _head_state(backbone: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in backbone.get_classifier().state_dict().items()}
 
 
+def _probe_on_features(
+    backbone: nn.Module,
+    train: ImageStore,
+    val: ImageStore,
+    *,
+    config: Any,
+    head_lr: float,
+    eval_every: int,
+    patience: int | None,
+    label_smoothing: float,
+) -> dict[str, Any]:
+    """The linear probe's fast path: the backbone's features of every image are computed once
+    (eval preprocessing, no augmentation) and the head itself is trained on them with the
+    engine's optimiser settings and warmup + cosine schedule, in minibatches of
+    ``config.batch_size``. The backbone is untouched. Records go to ``metrics.jsonl``."""
+    from pyxfer.engine.optim import build_optimizer, lr_factor, set_lr
+    from pyxfer.evaluate.features import extract_features
+    from pyxfer.fileio import atomic_write_json
+
+    head = backbone.get_classifier()
+    dev = next(head.parameters()).device
+    threads = config.threads
+    ftr = torch.from_numpy(extract_features(backbone, train, threads=threads, progress=False))
+    ytr = torch.from_numpy(train.labels)
+    fval = extract_features(backbone, val, threads=threads, progress=False) if len(val) else None
+    groups = [
+        {"params": [head.weight], "weight_decay": config.weight_decay, "lr_mult": 1.0},
+        {"params": [head.bias], "weight_decay": 0.0, "lr_mult": 1.0, "lars_exclude": True},
+    ]
+    opt = build_optimizer(
+        groups, config.optimizer, head_lr, momentum=config.momentum, betas=config.betas
+    )
+    run = Path(config.out) if config.out else None
+    if run is not None:
+        run.mkdir(parents=True, exist_ok=True)
+        doc = {**config.to_dict(), "fast_probe": True, "lr": head_lr}
+        atomic_write_json(run / "config.json", doc)
+        (run / "metrics.jsonl").write_text("")
+
+    def log_record(record: dict[str, Any]) -> None:
+        if run is not None:
+            with open(run / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    phase: dict[str, Any] = {
+        "strategy": "linear",
+        "start_head": _head_state(backbone),
+        "best_val": float("nan"),
+        "best_step": 0,
+        "lrs": {"head": head_lr},
+        "frozen_groups": [n for n, _ in backbone.param_groups() if n != "head"],
+        "fast_probe": True,
+    }
+    total, bad, best = int(config.max_steps), 0, None
+    gen = torch.Generator().manual_seed(config.seed)
+    b = min(config.batch_size, len(ftr))
+    order = torch.randperm(len(ftr), generator=gen)
+    pos = 0
+    step = 0
+    for step in range(1, total + 1):
+        if pos + b > len(order):
+            order, pos = torch.randperm(len(ftr), generator=gen), 0
+        idx = order[pos : pos + b]
+        pos += b
+        set_lr(opt, head_lr * lr_factor(step - 1, total, config.warmup_steps, config.min_lr_ratio))
+        logits = head(ftr[idx].to(dev))  # (B, K)
+        loss = F.cross_entropy(logits, ytr[idx].to(dev), label_smoothing=label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if config.log_every and step % config.log_every == 0:
+            log_record({"step": step, "loss": float(loss.detach()), "lr": opt.param_groups[0]["lr"]})
+        if fval is None or not (step % eval_every == 0 or step == total):
+            continue
+        with torch.no_grad():
+            pred = head(torch.from_numpy(fval).to(dev)).argmax(1).cpu().numpy()
+        acc = float((pred == val.labels).mean())
+        log_record({"step": step, "val_top1": acc, "phase": "linear"})
+        if np.isnan(phase["best_val"]) or acc > phase["best_val"]:
+            phase["best_val"], phase["best_step"], bad = acc, step, 0
+            best = copy.deepcopy(head.state_dict())
+        else:
+            bad += 1
+            if patience is not None and bad >= patience:
+                phase["early_stop"] = step
+                break
+    log_record({"step": step, "event": "end", "loss": float(loss.detach())})
+    phase["steps"] = step
+    if best is not None:
+        head.load_state_dict(best)
+    else:
+        phase["best_step"] = step
+    return phase
+
+
 def _run_phase(
     backbone: nn.Module,
     train: ImageStore,
@@ -263,9 +358,22 @@ def _run_phase(
     eval_every: int,
     patience: int | None,
     label_smoothing: float,
+    fast_probe: bool = False,
 ) -> dict[str, Any]:
     """One training phase through the engine; leaves the best-on-validation weights loaded."""
     from pyxfer.engine import Trainer
+
+    if strategy == "linear" and fast_probe:
+        return _probe_on_features(
+            backbone,
+            train,
+            val,
+            config=config,
+            head_lr=head_lr,
+            eval_every=eval_every,
+            patience=patience,
+            label_smoothing=label_smoothing,
+        )
 
     for p in backbone.parameters():
         p.requires_grad_(True)
@@ -359,6 +467,7 @@ def finetune(
     patience: int | None = None,
     label_smoothing: float = 0.0,
     balance: bool = True,
+    fast_probe: bool = False,
     out: str | os.PathLike[str] | None = None,
     seed: int = 0,
     **settings: Any,
@@ -389,6 +498,8 @@ def finetune(
         patience: stop after this many validations without improvement (``None``: never).
         label_smoothing: cross-entropy label smoothing.
         balance: class-balanced batches.
+        fast_probe: train linear-probe phases on cached features (no augmentation; the
+            backbone runs once per image): much faster on CPU.
         out: run directory (``None``: nothing written).
         seed: seed of the splits, the head initialisation, the order and augmentation.
         **settings: :class:`pyxfer.engine.TrainConfig` fields (``max_steps``, ``epochs``,
@@ -532,6 +643,7 @@ def finetune(
         bn=bn,
         patience=patience,
         label_smoothing=label_smoothing,
+        fast_probe=fast_probe,
     )
     phases = []
     if strategy == "lp-ft":
@@ -578,6 +690,7 @@ def finetune(
         "probe_lr": probe_lr,
         "bn": bn,
         "balance": balance,
+        "fast_probe": fast_probe,
         "val_fraction": val_fraction,
         "test": "test_data" if test_store is not None else f"test_fraction={test_fraction}",
         "test_data": test_data if isinstance(test_data, str) else None,
