@@ -13,6 +13,7 @@ from pyxfer import __version__
 
 # subcommand -> module under pyxfer.cli (order is the order of `pyxfer --help`)
 COMMANDS: dict[str, str] = {
+    "demo": "demo",
     "info": "info",
     "plugins": "plugins",
     "data": "data",
@@ -20,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "pretrain": "pretrain",
     "eval": "eval",
     "finetune": "finetune",
+    "zeroshot": "zeroshot",
     "report": "report",
     "export": "export",
     "predict": "predict",

@@ -223,7 +223,7 @@ def to_onnx(
         list(class_names) if class_names is not None else list(saved.class_names if saved else [])
     )
     table: np.ndarray | None = None
-    projection = None
+    projection = projection_bias = None
     if task == "zeroshot":
         if class_embeddings is None and saved is not None and "class_embeddings" in saved.arrays:
             class_embeddings = saved.arrays["class_embeddings"].numpy()
@@ -234,6 +234,8 @@ def to_onnx(
             raise ValueError(f"class_embeddings: expected (K, E), received {table.shape}")
         if saved is not None and "projection" in saved.arrays:
             projection = saved.arrays["projection"].float()
+            if "projection_bias" in saved.arrays:
+                projection_bias = saved.arrays["projection_bias"].float()
         width = projection.shape[0] if projection is not None else backbone.num_features
         if table.shape[1] != width:
             raise ValueError(
@@ -287,6 +289,7 @@ def to_onnx(
         head=head,
         l2_normalize=bool(l2_normalize),
         projection=projection,
+        projection_bias=projection_bias,
     ).eval()
     verify_x = model_inputs(_pick(calib_images, VERIFY_IMAGES, seed=1))
     output_name = head

@@ -29,6 +29,8 @@ class ExportModule(nn.Module):
             (raw uint8 (N, H, W, C)).
         head: ``"logits"``, ``"probs"`` or ``"features"``.
         l2_normalize: L2-normalise the features (``head="features"`` only).
+        projection_bias: optional (E,) vector added after the projection (an affine map, e.g.
+            ESZSL's centring folded in).
         projection: optional (E, D) matrix applied to the features before normalising
             (zero-shot models that score in an embedding space of width E).
 
@@ -46,6 +48,7 @@ class ExportModule(nn.Module):
         head: str = "logits",
         l2_normalize: bool = False,
         projection: torch.Tensor | None = None,
+        projection_bias: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -61,6 +64,12 @@ class ExportModule(nn.Module):
             self.register_buffer("projection", projection.detach().float().clone())
         else:
             self.projection = None
+        if projection_bias is not None:
+            if projection is None:
+                raise ValueError("projection_bias: needs a projection")
+            self.register_buffer("projection_bias", projection_bias.detach().float().clone())
+        else:
+            self.projection_bias = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input == "uint8-nhwc":
@@ -71,6 +80,8 @@ class ExportModule(nn.Module):
             )
             if self.projection is not None:
                 feats = feats @ self.projection.t()  # (N, E)
+            if self.projection_bias is not None:
+                feats = feats + self.projection_bias  # (N, E)
             return F.normalize(feats, dim=1) if self.l2_normalize else feats
         logits = self.backbone(x)  # (N, K)
         return logits.softmax(dim=1) if self.head == "probs" else logits
