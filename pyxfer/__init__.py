@@ -46,6 +46,7 @@ _LAZY: dict[str, str] = {
     "write_report": "pyxfer.report",
     "to_onnx": "pyxfer.export",
     "Predictor": "pyxfer.runtime",
+    "adapt": "pyxfer.transfer",
 }
 
 # sub-packages reachable as attributes (``pyxfer.zeroshot.ESZSL``), imported on first use

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "report": "report",
     "export": "export",
     "predict": "predict",
+    "adapt": "adapt",
 }
 
 

@@ -319,7 +319,9 @@ def _probe_on_features(
         loss.backward()
         opt.step()
         if config.log_every and step % config.log_every == 0:
-            log_record({"step": step, "loss": float(loss.detach()), "lr": opt.param_groups[0]["lr"]})
+            log_record(
+                {"step": step, "loss": float(loss.detach()), "lr": opt.param_groups[0]["lr"]}
+            )
         if fval is None or not (step % eval_every == 0 or step == total):
             continue
         with torch.no_grad():
