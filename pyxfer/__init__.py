@@ -42,9 +42,11 @@ _LAZY: dict[str, str] = {
     "knn_accuracy": "pyxfer.evaluate",
     "linear_probe": "pyxfer.evaluate",
     "few_shot_probe": "pyxfer.evaluate",
+    "finetune": "pyxfer.transfer",
     "write_report": "pyxfer.report",
     "to_onnx": "pyxfer.export",
     "Predictor": "pyxfer.runtime",
+    "adapt": "pyxfer.transfer",
 }
 
 # sub-packages reachable as attributes (``pyxfer.zeroshot.ESZSL``), imported on first use

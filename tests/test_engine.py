@@ -409,10 +409,37 @@ class SourceTarget(Objective):
     num_views = 1
 
     def forward(self, source, source_labels, target):
-        fs, ft = self.backbone.forward_features(source), self.backbone.forward_features(target)
+        # the batch protocol: a list with the source view, a list of target views
+        assert len(source) == 1 and len(target) == self.num_views
+        fs, ft = (
+            self.backbone.forward_features(source[0]),
+            self.backbone.forward_features(target[0]),
+        )
         ce = F.cross_entropy(self.backbone.forward_head(fs), source_labels)
         gap = (fs.mean((0, 2, 3)) - ft.mean((0, 2, 3))).pow(2).sum()
         return {"loss": ce + gap, "ce": ce, "gap": gap}
+
+
+class TwoTargetViews(SourceTarget):
+    """Target views from two presets (FixMatch's weak and strong)."""
+
+    num_views = 2
+    target_augmentation = ("fixmatch_weak", "eval")
+
+
+def test_target_views_follow_the_objective_target_augmentation() -> None:
+    data = _digits(128)
+    source, target = data.subset(np.arange(64)), data.subset(np.arange(64, 128))
+    shapes: list[list[tuple[int, ...]]] = []
+
+    class Spy(TwoTargetViews):
+        def forward(self, source, source_labels, target):
+            shapes.append([tuple(v.shape) for v in target])
+            return super().forward(source, source_labels, target)
+
+    cfg = _config(max_steps=2, batch_size=32)
+    Trainer(Spy(_lenet(num_classes=10)), source, cfg, target=target).fit()
+    assert shapes == [[(32, 1, 8, 8), (32, 1, 8, 8)]] * 2
 
 
 def test_source_target_objective_and_bf16_autocast() -> None:

@@ -20,10 +20,12 @@ COMMANDS: dict[str, str] = {
     "pack": "pack",
     "pretrain": "pretrain",
     "eval": "eval",
+    "finetune": "finetune",
     "zeroshot": "zeroshot",
     "report": "report",
     "export": "export",
     "predict": "predict",
+    "adapt": "adapt",
 }
 
 

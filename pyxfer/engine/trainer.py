@@ -161,9 +161,20 @@ class Trainer:
             raise ValueError("precision: 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
         return p
 
-    def _make_loader(self, data: Any, seed: int) -> FusedLoader:
+    def _target_views(self) -> Any:
+        """The target loader's views: one per preset of ``objective.target_augmentation``
+        (FixMatch's weak and strong views), else the source's."""
+        presets = getattr(self.objective, "target_augmentation", None)
+        if not presets:
+            return None
+        from pyxfer.ops.augment import preset
+
+        size = self.config.size or self.backbone.input_spec.size
+        return [spec for name in presets for spec in preset(name, size=size)]
+
+    def _make_loader(self, data: Any, seed: int, views: Any = None) -> FusedLoader:
         cfg = self.config
-        views = cfg.views or getattr(self.objective, "augmentation", "simclr")
+        views = views or cfg.views or getattr(self.objective, "augmentation", "simclr")
         return FusedLoader(
             data,
             cfg.batch_size,
@@ -224,7 +235,9 @@ class Trainer:
                 f"{len(self.data)} images / {self.info.world_size} processes (drop_last)"
             )
         self.target_loader = (
-            self._make_loader(self.target, cfg.seed + 1) if self.target is not None else None
+            self._make_loader(self.target, cfg.seed + 1, self._target_views())
+            if self.target is not None
+            else None
         )
         if self.consumes == "views":
             want = getattr(self.objective, "num_views", self.loader.num_views)
@@ -366,7 +379,7 @@ class Trainer:
         if self.consumes == "labelled":
             return (batch.views[0].to(dev, non_blocking=True), labels)
         assert target is not None
-        return (batch.views[0].to(dev), labels, target.views[0].to(dev))
+        return ([batch.views[0].to(dev)], labels, [v.to(dev) for v in target.views])
 
     def _autocast(self) -> Any:
         if self.precision == "bf16":

@@ -1,0 +1,215 @@
+"""Shared pieces of the transfer runs: backbone sources, data conformance, test evaluation."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pyxfer.data.store import ImageStore
+
+log = logging.getLogger("pyxfer.transfer")
+
+#: most test features written to ``features.npz`` (a seeded subset beyond)
+MAX_SAVED_FEATURES = 5000
+
+
+@dataclass
+class Source:
+    """A backbone and where it came from.
+
+    Attributes:
+        backbone: the model (with the head of the source when it had one).
+        name, kwargs: registry name and constructor options (to rebuild it; no num_classes).
+        description: JSON-safe record of the source for config.json / results.
+        class_names: the source head's class names (a classifier model dir), else empty.
+    """
+
+    backbone: Any
+    name: str
+    kwargs: dict[str, Any]
+    description: dict[str, Any]
+    class_names: list[str] = field(default_factory=list)
+
+
+def model_dir_of(path: str | os.PathLike[str]) -> Path | None:
+    """The pyxfer model directory of a run directory (``RUN/model``) or a model dir, else None."""
+    p = Path(path)
+    if (p / "model" / "model.json").is_file():
+        return p / "model"
+    if (p / "model.json").is_file():
+        return p
+    return None
+
+
+def load_source(
+    source: str | os.PathLike[str] | None = None,
+    *,
+    backbone: str | None = None,
+    backbone_opts: dict[str, Any] | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    from_scratch: bool = False,
+    seed: int = 0,
+) -> Source:
+    """Build the starting backbone from a run/model directory, a weight file or random init.
+
+    Args:
+        source: a pyxfer run directory (its ``model/``), a model directory, or a weight file
+            (``.safetensors`` or a torchvision-format state dict; needs ``backbone``).
+        backbone: registered backbone name (for weight files and ``from_scratch``).
+        backbone_opts: its constructor options.
+        weights: a weight file (the same as giving it as ``source``).
+        from_scratch: random initialisation (seeded by ``seed``): the baseline.
+
+    Raises:
+        ValueError: no or several sources, a missing backbone name, weights that do not fit
+            the architecture (missing / unexpected keys, shapes).
+    """
+    from pyxfer.backbone import create_backbone, load_weights
+
+    opts = {k: v for k, v in (backbone_opts or {}).items() if k != "num_classes"}
+    given = [x for x in (source, weights) if x is not None]
+    if len(given) + bool(from_scratch) != 1:
+        raise ValueError(
+            "source: expected exactly one of a run/model directory or weight file, weights= "
+            f"or from_scratch=True, received source={source!r}, weights={weights!r}, "
+            f"from_scratch={from_scratch}"
+        )
+    torch.manual_seed(seed)
+    if from_scratch:
+        if not backbone:
+            raise ValueError("backbone: from_scratch needs a registered backbone name")
+        bb = create_backbone(backbone, **opts)
+        return Source(bb, backbone, opts, {"kind": "scratch", "backbone": backbone, "seed": seed})
+    path = Path(os.fspath(given[0]))
+    mdir = model_dir_of(path) if path.is_dir() else None
+    if mdir is not None:
+        from pyxfer.modelio import load_model
+
+        saved = load_model(mdir)
+        if backbone and backbone != saved.backbone_name:
+            raise ValueError(
+                f"backbone: the model in {str(mdir)!r} is a {saved.backbone_name!r}, received "
+                f"backbone={backbone!r}"
+            )
+        kwargs = {k: v for k, v in saved.backbone_kwargs.items() if k != "num_classes"}
+        desc = {"kind": "model", "path": str(mdir), "task": saved.task}
+        return Source(saved.backbone, saved.backbone_name, kwargs, desc, saved.class_names)
+    if path.is_dir():
+        raise ValueError(
+            f"source: {str(path)!r} is a directory without model.json or model/model.json "
+            "(expected a pyxfer run or model directory)"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"source: no such file or directory {str(path)!r}")
+    if not backbone:
+        raise ValueError(
+            f"backbone: a weight file ({str(path)!r}) needs the registered backbone name "
+            "(--backbone NAME)"
+        )
+    bb = create_backbone(backbone, **opts)  # no head: the file's classifier entries are dropped
+    load_weights(bb, path)
+    return Source(bb, backbone, opts, {"kind": "weights", "path": str(path), "backbone": backbone})
+
+
+def conform(store: ImageStore, channels: int, size: int | None = None) -> ImageStore:
+    """``store`` with ``channels`` channels (grey <-> RGB) and, if ``size``, resized to size².
+
+    Grey becomes RGB by repetition, RGB grey by ITU-R 601 luma; resizing is bilinear with
+    antialiasing (PIL). Labels and class names are kept. The store is returned unchanged when
+    nothing is to do.
+    """
+    from pyxfer.evaluate.features import _convert_channels
+
+    shape = store.image_shape
+    same_size = size is None or (shape is not None and shape[0] == size and shape[1] == size)
+    if store.channels == channels and same_size:
+        return store
+    n = len(store)
+    images = store.batch(np.arange(n))
+    images = _convert_channels(images, channels)
+    if size is not None:
+        from PIL import Image
+
+        def resize(im: np.ndarray) -> np.ndarray:
+            if im.shape[0] == size and im.shape[1] == size:
+                return im
+            pil = Image.fromarray(im[..., 0] if im.shape[2] == 1 else im)
+            out = np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR), np.uint8)
+            return out.reshape(size, size, channels)
+
+        images = np.stack([resize(im) for im in images]) if n else images
+    info = dict(store.info)
+    info["conformed"] = {"channels": channels, "size": size}
+    return ImageStore(
+        images if isinstance(images, np.ndarray) or n == 0 else np.stack(images),
+        store.labels,
+        store.class_names,
+        name=store.name,
+        source=store.source,
+        info=info,
+    )
+
+
+def classify(
+    backbone: nn.Module, store: ImageStore, *, batch_size: int = 256, threads: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(features (N, D), logits (N, K)) of ``store`` under eval preprocessing (float32 numpy)."""
+    from pyxfer.evaluate.features import extract_features
+
+    feats = extract_features(
+        backbone, store, batch_size=batch_size, threads=threads, progress=False
+    )
+    head = backbone.get_classifier()
+    dev = next(head.parameters()).device
+    with torch.inference_mode():
+        logits = head(torch.from_numpy(feats).to(dev)).float().cpu().numpy()
+    return feats, logits
+
+
+def accuracy(backbone: nn.Module, store: ImageStore, threads: int = 0) -> float:
+    """Top-1 of ``backbone`` (with its head) on the labelled ``store``."""
+    if len(store) == 0:
+        return float("nan")
+    _, logits = classify(backbone, store, threads=threads)
+    return float((logits.argmax(1) == store.labels).mean())
+
+
+def write_test_outputs(
+    run: Path,
+    feats: np.ndarray,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    seed: int,
+) -> dict[str, float]:
+    """``predictions.npz`` and ``features.npz`` (capped) in ``run``; returns top-1, per-class."""
+    from pyxfer.evaluate.metrics import mean_per_class_accuracy
+    from pyxfer.fileio import atomic_write_bytes
+
+    pred = logits.argmax(1).astype(np.int64)
+    y = labels.astype(np.int64)
+    top1 = float((pred == y).mean()) if y.size else float("nan")
+    pcm = mean_per_class_accuracy(y, pred, len(class_names)) if y.size else float("nan")
+    names = np.asarray(class_names, dtype=str)
+
+    def npz(path: Path, **arrays: Any) -> None:
+        import io
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(path, buf.getvalue())
+
+    npz(run / "predictions.npz", y_true=y, y_pred=pred, class_names=names)
+    keep = np.arange(len(y))
+    if keep.size > MAX_SAVED_FEATURES:
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.choice(keep.size, MAX_SAVED_FEATURES, replace=False))
+    npz(run / "features.npz", features=feats[keep], labels=y[keep], class_names=names)
+    return {"top1": top1, "per_class_mean": pcm}
