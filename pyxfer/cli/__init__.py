@@ -54,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
-    )
+    # pyxfer's own progress at INFO (DEBUG with -v); other libraries only warn
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("pyxfer").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0

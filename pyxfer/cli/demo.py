@@ -9,7 +9,7 @@ stages (scikit-learn's 1,797 8x8 digits, bundled; 80 % pool / 20 % held-out test
   1 pretrain   SimCLR on the pool's images without labels; kNN vs random init
   2 transfer   5 labels per class: linear probe and fine-tune from the pretrained
                backbone vs the same backbone from scratch
-  3 zero-shot  digits 2, 5, 8 held out; recognised from a table of how digits are drawn
+  3 zero-shot  digits 1, 4, 7 held out; recognised from a table of how digits are drawn
   4 deploy     ONNX bundle (fp32 + int8) verified against torch, served without torch
 
 Writes OUT/results.json, OUT/report.html, the runs of each stage and OUT/bundle.
