@@ -266,6 +266,11 @@ void sample_params_cpu(const ViewConfig* configs, int64_t views, const int64_t* 
 void augment_apply_cpu(const ImageRef* images, int64_t n_images, const float* params,
                        int64_t rows, void* out, const ApplyParams& p, int threads);
 
+// Instruction-set path the CPU kernel runs for quantize=True ("avx512", "avx2", "baseline-sse2",
+// ...): the best one this CPU supports, lowered by the environment variable
+// PYXFER_SIMD=baseline|avx2 (read at each call). Every path gives the same output.
+const char* augment_simd_path();
+
 #if defined(PYXFER_WITH_CUDA)
 // CUDA: image_ptrs / hs / ws / params on the host (device pointers to HWC uint8 images), out on
 // the device; enqueued on `stream` (a cudaStream_t cast to void*).

@@ -1,11 +1,20 @@
 #include "pyxfer/augment.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
+#include "augment_cpu.h"
 #include "pyxfer/half.h"
 #include "pyxfer/parallel.h"
 #include "resample_cpu.h"
+
+// The quantized kernel for the baseline instruction set of this build.
+#define PYXFER_AUG_NS baseline
+#include "augment_kernel.h"
+#undef PYXFER_AUG_NS
 
 namespace pyxfer {
 namespace {
@@ -192,9 +201,169 @@ void sample_params_cpu(const ViewConfig* configs, int64_t views, const int64_t* 
   });
 }
 
+// ---- quantized path: scratch and instruction-set dispatch -------------------------------------
+
+namespace {
+
+// Axis weights of one view in torch's int16 fixed point (see cpu::ResampleAxis).
+struct AxisStore {
+  std::vector<int32_t> xmin;
+  std::vector<int16_t> w, wv;
+  std::vector<double> wd;
+};
+
+void build_resample_axis(int64_t in, int64_t out, int64_t c, AxisStore& st,
+                         cpu::ResampleAxis& a) {
+  a.identity = in == out;
+  a.wv = nullptr, a.groups = 0;
+  if (a.identity) return;
+  const int max_taps = aa_max_taps(in, out);
+  const int taps = static_cast<int>(std::min<int64_t>(max_taps, in));
+  st.wd.resize(static_cast<size_t>(max_taps));
+  st.xmin.resize(static_cast<size_t>(out));
+  st.w.assign(static_cast<size_t>(out * taps), 0);
+  // Precision from the largest weight of the axis (as torch), then the clamped, padded rows.
+  double wmax = 0.0;
+  for (int64_t i = 0; i < out; ++i) {
+    int64_t xmin = 0;
+    int xsize = 0;
+    wmax = std::max(wmax, aa_weights_at(i, in, out, st.wd.data(), &xmin, &xsize));
+  }
+  a.precision = aa_precision(wmax);
+  for (int64_t i = 0; i < out; ++i) {
+    int64_t xmin = 0;
+    int xsize = 0;
+    aa_weights_at(i, in, out, st.wd.data(), &xmin, &xsize);
+    const int64_t start = std::min<int64_t>(xmin, in - taps);
+    st.xmin[static_cast<size_t>(i)] = static_cast<int32_t>(start);
+    int16_t* w = st.w.data() + i * taps + (xmin - start);
+    for (int j = 0; j < xsize; ++j) w[j] = aa_quantize(st.wd[static_cast<size_t>(j)], a.precision);
+  }
+  a.taps = taps;
+  a.bias = static_cast<int32_t>(1u << (a.precision - 1));
+  a.xmin = st.xmin.data();
+  a.w = st.w.data();
+  if (c == 3) {
+    a.groups = (taps + 3) / 4;
+    st.wv.assign(static_cast<size_t>(out * a.groups * 16), 0);
+    for (int64_t i = 0; i < out; ++i) {
+      for (int j = 0; j < taps; ++j) {
+        const int16_t wj = st.w[static_cast<size_t>(i * taps + j)];
+        int16_t* lane = st.wv.data() + (i * a.groups + j / 4) * 16 + ((j / 2) % 2) * 8;
+        for (int k = 0; k < 3; ++k) lane[2 * k + j % 2] = wj;
+      }
+    }
+    a.wv = st.wv.data();
+  }
+}
+
+struct QuantBuffers {
+  AxisStore sx, sy;
+  std::vector<uint8_t> u8;
+  std::vector<int32_t> i32;
+  std::vector<float> f32;
+};
+
+void prepare_quantized(const float* prm, const ApplyParams& p, QuantBuffers& b,
+                       cpu::QuantScratch& s) {
+  const int64_t c = p.c, oh = p.out_h, ow = p.out_w, n = oh * ow;
+  const auto ch = static_cast<int64_t>(prm[kCropH]), cw = static_cast<int64_t>(prm[kCropW]);
+  build_resample_axis(cw, ow, c, b.sx, s.ax);
+  build_resample_axis(ch, oh, 1, b.sy, s.ay);
+  if (s.ay.identity) {
+    s.r0 = 0, s.r1 = oh;
+  } else {
+    s.r0 = s.ay.xmin[0], s.r1 = 0;
+    for (int64_t y = 0; y < oh; ++y) {
+      s.r0 = std::min<int64_t>(s.r0, s.ay.xmin[y]);
+      s.r1 = std::max<int64_t>(s.r1, s.ay.xmin[y] + s.ay.taps);
+    }
+  }
+  const int64_t nrows = s.r1 - s.r0;
+  b.u8.resize(static_cast<size_t>(c * nrows * ow + c * n));
+  s.tmp8 = b.u8.data();
+  s.img = b.u8.data() + c * nrows * ow;
+  const bool blur = prm[kBlur] != 0.f;
+  const int k = blur ? static_cast<int>(prm[kBlurKernel]) : 0, half = k / 2;
+  const int64_t wp = ow + 2 * half, hp = oh + 2 * half;
+  b.i32.resize(static_cast<size_t>(ow + (blur ? wp + hp : 0)));
+  s.iacc = b.i32.data();
+  s.blur_k = k;
+  if (blur) {
+    b.f32.resize(static_cast<size_t>(k + wp + n + ow));
+    float* f = b.f32.data();
+    gaussian_kernel1d(k, prm[kBlurSigma], f);
+    int32_t* xi = b.i32.data() + ow;
+    int32_t* yi = xi + wp;
+    for (int64_t i = 0; i < wp; ++i) xi[i] = static_cast<int32_t>(reflect_index(i - half, ow));
+    for (int64_t i = 0; i < hp; ++i) yi[i] = static_cast<int32_t>(reflect_index(i - half, oh));
+    s.blur_w = f, s.blur_xi = xi, s.blur_yi = yi;
+    s.frow = f + k, s.ftmp = f + k + wp, s.facc = f + k + wp + n;
+  }
+}
+
+using QuantFn = void (*)(const ImageRef&, const float*, const ApplyParams&, int64_t, void*,
+                         const cpu::QuantScratch&);
+
+struct SimdPath {
+  const char* name;
+  QuantFn fn;
+};
+
+bool equals(const char* a, const char* b) { return std::strcmp(a, b) == 0; }
+
+const char* baseline_name() {
+#if defined(__AVX512F__)
+  return "avx512";
+#elif defined(__AVX2__)
+  return "avx2";
+#elif defined(__SSE2__) || defined(_M_X64)
+  return "baseline-sse2";
+#elif defined(__ARM_NEON) || defined(__aarch64__)
+  return "baseline-neon";
+#else
+  return "baseline-scalar";
+#endif
+}
+
+// The best path this CPU runs, lowered by PYXFER_SIMD=baseline|scalar|avx2 if set.
+SimdPath select_path() {
+  const char* want = std::getenv("PYXFER_SIMD");
+  const bool force_base = want != nullptr && (equals(want, "baseline") || equals(want, "scalar"));
+#if defined(PYXFER_X86_DISPATCH)
+  __builtin_cpu_init();
+  const bool has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  const bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
+                    __builtin_cpu_supports("bmi2");
+  const bool only2 = want != nullptr && equals(want, "avx2");
+  if (has512 && !force_base && !only2) return {"avx512", &cpu::avx512::apply_view_quantized};
+  if (has2 && !force_base) return {"avx2", &cpu::avx2::apply_view_quantized};
+#endif
+  (void)force_base;
+  return {baseline_name(), &cpu::baseline::apply_view_quantized};
+}
+
+}  // namespace
+
+const char* augment_simd_path() { return select_path().name; }
+
 void augment_apply_cpu(const ImageRef* images, int64_t n_images, const float* params,
                        int64_t rows, void* out, const ApplyParams& p, int threads) {
   (void)n_images;
+  if (p.quantize) {
+    const QuantFn fn = select_path().fn;
+    parallel_for(rows, threads, 1, [&](int64_t begin, int64_t end) {
+      thread_local QuantBuffers b;  // reused across views and calls
+      cpu::QuantScratch s;
+      for (int64_t r = begin; r < end; ++r) {
+        const float* prm = params + r * kParamCount;
+        prepare_quantized(prm, p, b, s);
+        fn(images[r / p.views], prm, p, r, out, s);
+      }
+    });
+    return;
+  }
   parallel_for(rows, threads, 1, [&](int64_t begin, int64_t end) {
     thread_local ViewBuffers b;  // reused across views and calls: no per-view allocation
     for (int64_t r = begin; r < end; ++r) {
