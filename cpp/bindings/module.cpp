@@ -27,6 +27,7 @@ PYBIND11_MODULE(_C, m) {
         d["compiler"] = PYXFER_COMPILER;
         d["cxx_standard"] = __cplusplus;
         d["simd"] = info.simd;
+        d["augment_simd"] = info.augment_simd;
         d["threading"] = "std::thread parallel-for";
         d["hardware_threads"] = info.hardware_threads;
         d["cuda_compiled"] = info.cuda_compiled;

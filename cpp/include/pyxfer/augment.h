@@ -228,6 +228,20 @@ PYXFER_HD void gaussian_kernel1d(int k, float sigma, float* w) {
   for (int i = 0; i < k; ++i) w[i] = static_cast<float>(w[i] / total);
 }
 
+// Taps dropped at each end of a kernel from gaussian_kernel1d: the outermost pairs whose total
+// weight stays below 4e-7, so together they move an output by less than 1e-4 grey levels (below
+// the float rounding noise of torchvision's own convolution). Small sigmas keep few of the k taps.
+PYXFER_HD int gaussian_trim(int k, const float* w) {
+  double dropped = 0.0;
+  int t = 0;
+  while (t < k / 2) {
+    dropped += static_cast<double>(w[t]) + static_cast<double>(w[k - 1 - t]);
+    if (dropped * 255.0 >= 1e-4) break;
+    ++t;
+  }
+  return t;
+}
+
 // Reflect index (no edge repeat) into [0, n); works for any offset.
 PYXFER_HD int64_t reflect_index(int64_t i, int64_t n) {
   if (n == 1) return 0;

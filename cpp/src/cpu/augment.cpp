@@ -90,6 +90,7 @@ void gaussian_blur(float* img, int64_t c, int64_t h, int64_t w, int k, float sig
   std::vector<float> kw(static_cast<size_t>(k));
   gaussian_kernel1d(k, sigma, kw.data());
   const int half = k / 2;
+  const int j0 = gaussian_trim(k, kw.data()), j1 = k - j0;
   const int64_t n = h * w;
   tmp.resize(static_cast<size_t>(n));
   std::vector<int64_t> xi(static_cast<size_t>(w + 2 * half)), yi(static_cast<size_t>(h + 2 * half));
@@ -103,7 +104,7 @@ void gaussian_blur(float* img, int64_t c, int64_t h, int64_t w, int k, float sig
       for (int64_t i = 0; i < w + 2 * half; ++i) row[static_cast<size_t>(i)] = src[xi[static_cast<size_t>(i)]];
       float* t = tmp.data() + y * w;
       for (int64_t x = 0; x < w; ++x) t[x] = 0.f;
-      for (int j = 0; j < k; ++j) {
+      for (int j = j0; j < j1; ++j) {
         const float wj = kw[static_cast<size_t>(j)];
         const float* rj = row.data() + j;
         for (int64_t x = 0; x < w; ++x) t[x] += wj * rj[x];
@@ -112,7 +113,7 @@ void gaussian_blur(float* img, int64_t c, int64_t h, int64_t w, int k, float sig
     for (int64_t y = 0; y < h; ++y) {  // vertical back into p
       float* o = p + y * w;
       for (int64_t x = 0; x < w; ++x) o[x] = 0.f;
-      for (int j = 0; j < k; ++j) {
+      for (int j = j0; j < j1; ++j) {
         const float wj = kw[static_cast<size_t>(j)];
         const float* t = tmp.data() + yi[static_cast<size_t>(y + j)] * w;
         for (int64_t x = 0; x < w; ++x) o[x] += wj * t[x];
@@ -262,6 +263,7 @@ struct QuantBuffers {
   std::vector<uint8_t> u8;
   std::vector<int32_t> i32;
   std::vector<float> f32;
+  std::vector<const float*> rowp;
 };
 
 void prepare_quantized(const float* prm, const ApplyParams& p, QuantBuffers& b,
@@ -299,6 +301,8 @@ void prepare_quantized(const float* prm, const ApplyParams& p, QuantBuffers& b,
     for (int64_t i = 0; i < hp; ++i) yi[i] = static_cast<int32_t>(reflect_index(i - half, oh));
     s.blur_w = f, s.blur_xi = xi, s.blur_yi = yi;
     s.frow = f + k, s.ftmp = f + k + wp, s.facc = f + k + wp + n;
+    b.rowp.resize(static_cast<size_t>(k));
+    s.blur_rows = b.rowp.data();
   }
 }
 

@@ -46,6 +46,7 @@ struct QuantScratch {
   float* frow = nullptr;  // out_w + k - 1
   float* ftmp = nullptr;  // out_h * out_w
   float* facc = nullptr;  // out_w
+  const float** blur_rows = nullptr;  // k row pointers
 };
 
 #define PYXFER_DECLARE_AUG(ns)                                                            \
