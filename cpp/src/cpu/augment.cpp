@@ -219,17 +219,20 @@ void build_resample_axis(int64_t in, int64_t out, int64_t c, AxisStore& st,
   a.wv = nullptr, a.groups = 0;
   if (a.identity) return;
   const int max_taps = aa_max_taps(in, out);
-  const int taps = static_cast<int>(std::min<int64_t>(max_taps, in));
   st.wd.resize(static_cast<size_t>(max_taps));
   st.xmin.resize(static_cast<size_t>(out));
-  st.w.assign(static_cast<size_t>(out * taps), 0);
-  // Precision from the largest weight of the axis (as torch), then the clamped, padded rows.
+  // Precision from the largest weight of the axis (as torch); taps = the longest row actually
+  // used (often one less than the bound), then the clamped, zero-padded rows.
   double wmax = 0.0;
+  int longest = 1;
   for (int64_t i = 0; i < out; ++i) {
     int64_t xmin = 0;
     int xsize = 0;
     wmax = std::max(wmax, aa_weights_at(i, in, out, st.wd.data(), &xmin, &xsize));
+    longest = std::max(longest, xsize);
   }
+  const int taps = static_cast<int>(std::min<int64_t>(longest, in));
+  st.w.assign(static_cast<size_t>(out * taps), 0);
   a.precision = aa_precision(wmax);
   for (int64_t i = 0; i < out; ++i) {
     int64_t xmin = 0;
@@ -262,6 +265,7 @@ struct QuantBuffers {
   AxisStore sx, sy;
   std::vector<uint8_t> u8;
   std::vector<int32_t> i32;
+  std::vector<uint32_t> u32;
   std::vector<float> f32;
   std::vector<const float*> rowp;
 };
@@ -290,6 +294,8 @@ void prepare_quantized(const float* prm, const ApplyParams& p, QuantBuffers& b,
   const int64_t wp = ow + 2 * half, hp = oh + 2 * half;
   b.i32.resize(static_cast<size_t>(ow + (blur ? wp + hp : 0)));
   s.iacc = b.i32.data();
+  b.u32.resize(static_cast<size_t>(ow));
+  s.packed = b.u32.data();
   s.blur_k = k;
   if (blur) {
     b.f32.resize(static_cast<size_t>(k + wp + n + ow));

@@ -38,6 +38,7 @@ struct QuantScratch {
   int64_t r0 = 0, r1 = 0;  // crop rows the vertical pass reads
   uint8_t* tmp8 = nullptr;  // (c, r1 - r0, out_w)
   int32_t* iacc = nullptr;  // out_w
+  uint32_t* packed = nullptr;  // out_w packed RGB pixels
   uint8_t* img = nullptr;   // (c, out_h, out_w)
   int blur_k = 0;
   const float* blur_w = nullptr;

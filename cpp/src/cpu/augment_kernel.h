@@ -71,53 +71,107 @@ void resample_rows(const uint8_t* src, int64_t src_w, int64_t c, int64_t top, in
 }
 
 #if defined(PYXFER_AUG_AVX2)
-// The horizontal pass for RGB with AVX2: one output pixel per step, four taps per pmaddwd (two
-// per 128-bit lane, channels in int32 lanes R, G, B, 0). Integer sums: same result as the scalar
-// loop. Pixels whose 16-byte loads would pass the end of the image take the scalar loop.
+// Scalar taps of one RGB output pixel, packed as R | G << 8 | B << 16.
+inline uint32_t rgb_pixel_scalar(const uint8_t* p, const int16_t* w, int taps, int32_t bias,
+                                 unsigned prec) {
+  int32_t s0 = bias, s1 = bias, s2 = bias;
+  for (int j = 0; j < taps; ++j) {
+    const int32_t wj = w[j];
+    s0 += wj * p[j * 3], s1 += wj * p[j * 3 + 1], s2 += wj * p[j * 3 + 2];
+  }
+  return static_cast<uint32_t>(aa_finish(s0, prec)) |
+         static_cast<uint32_t>(aa_finish(s1, prec)) << 8 |
+         static_cast<uint32_t>(aa_finish(s2, prec)) << 16;
+}
+
+// The horizontal pass for RGB with AVX2: pmaddwd on (tap pair) x (R, G, B, 0) int16 lanes, four
+// taps per 256-bit step (two per 128-bit lane), or two output pixels per step (one per lane)
+// when the axis has at most four taps. Packed pixels go to a row buffer, then to the planes.
+// Integer sums: the same result as the scalar loop. Rows whose 16-byte loads could pass the end
+// of the image take the scalar loop.
 void resample_rows_rgb_avx2(const uint8_t* src, const uint8_t* src_end, int64_t src_w,
                             int64_t top, int64_t left, const ResampleAxis& ax, int64_t r0,
-                            int64_t r1, int64_t ow, bool flip, uint8_t* tmp) {
+                            int64_t r1, int64_t ow, bool flip, uint8_t* tmp, uint32_t* packed) {
   const int64_t nrows = r1 - r0, plane = nrows * ow;
   const int groups = ax.groups, taps = ax.taps;
-  const __m256i mask = _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1,
-                                        6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1,
-                                        -1);
+  const __m256i lo_hi = _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1,
+                                         -1, 6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1,
+                                         -1, -1);
+  const __m256i pair01 = _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1,
+                                          -1, 0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1,
+                                          -1, -1);
+  const __m256i pair23 = _mm256_setr_epi8(6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1,
+                                          -1, 6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1,
+                                          -1, -1);
+  const __m256i bias8 = _mm256_set1_epi32(ax.bias);
   const __m128i bias = _mm_set1_epi32(ax.bias);
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(ax.precision));
   const int64_t reach = 12 * static_cast<int64_t>(groups - 1) + 16;
+  const int32_t* xmin = ax.xmin;
   for (int64_t r = 0; r < nrows; ++r) {
     const uint8_t* in = src + ((top + r0 + r) * src_w + left) * 3;
-    uint8_t* t = tmp + r * ow;
-    for (int64_t x = 0; x < ow; ++x) {
-      const uint8_t* p = in + static_cast<int64_t>(ax.xmin[x]) * 3;
-      const int64_t xo = flip ? ow - 1 - x : x;
-      if (src_end - p < reach) {
-        const int16_t* w = ax.w + x * taps;
-        int32_t s0 = ax.bias, s1 = ax.bias, s2 = ax.bias;
-        for (int j = 0; j < taps; ++j) {
-          const int32_t wj = w[j];
-          s0 += wj * p[j * 3], s1 += wj * p[j * 3 + 1], s2 += wj * p[j * 3 + 2];
+    if (src_end - (in + static_cast<int64_t>(xmin[ow - 1]) * 3) < reach) {
+      for (int64_t x = 0; x < ow; ++x) {
+        packed[x] = rgb_pixel_scalar(in + static_cast<int64_t>(xmin[x]) * 3, ax.w + x * taps,
+                                     taps, ax.bias, ax.precision);
+      }
+    } else if (groups == 1) {
+      int64_t x = 0;
+      for (; x + 2 <= ow; x += 2) {
+        const __m256i raw = _mm256_loadu2_m128i(
+            reinterpret_cast<const __m128i*>(in + static_cast<int64_t>(xmin[x + 1]) * 3),
+            reinterpret_cast<const __m128i*>(in + static_cast<int64_t>(xmin[x]) * 3));
+        const __m256i* w = reinterpret_cast<const __m256i*>(ax.wv + x * 16);
+        // lanes: pixel x, pixel x + 1; weights of (x: taps 0-1 | 2-3), (x + 1: taps 0-1 | 2-3)
+        const __m256i w01 = _mm256_permute2x128_si256(_mm256_loadu_si256(w),
+                                                      _mm256_loadu_si256(w + 1), 0x20);
+        const __m256i w23 = _mm256_permute2x128_si256(_mm256_loadu_si256(w),
+                                                      _mm256_loadu_si256(w + 1), 0x31);
+        __m256i acc = _mm256_add_epi32(
+            _mm256_madd_epi16(_mm256_shuffle_epi8(raw, pair01), w01),
+            _mm256_madd_epi16(_mm256_shuffle_epi8(raw, pair23), w23));
+        acc = _mm256_sra_epi32(_mm256_add_epi32(acc, bias8), shift);
+        acc = _mm256_packus_epi16(_mm256_packs_epi32(acc, acc), acc);
+        packed[x] = static_cast<uint32_t>(_mm256_cvtsi256_si32(acc));
+        packed[x + 1] = static_cast<uint32_t>(_mm256_extract_epi32(acc, 4));
+      }
+      for (; x < ow; ++x) {
+        packed[x] = rgb_pixel_scalar(in + static_cast<int64_t>(xmin[x]) * 3, ax.w + x * taps,
+                                     taps, ax.bias, ax.precision);
+      }
+    } else {
+      for (int64_t x = 0; x < ow; ++x) {
+        const uint8_t* p = in + static_cast<int64_t>(xmin[x]) * 3;
+        const int16_t* w = ax.wv + x * groups * 16;
+        __m256i acc = _mm256_setzero_si256();
+        for (int g = 0; g < groups; ++g) {
+          const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 12 * g));
+          const __m256i v = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(raw), lo_hi);
+          const __m256i wg = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16 * g));
+          acc = _mm256_add_epi32(acc, _mm256_madd_epi16(v, wg));
         }
-        t[xo] = static_cast<uint8_t>(aa_finish(s0, ax.precision));
-        t[plane + xo] = static_cast<uint8_t>(aa_finish(s1, ax.precision));
-        t[2 * plane + xo] = static_cast<uint8_t>(aa_finish(s2, ax.precision));
-        continue;
+        __m128i sum =
+            _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        sum = _mm_sra_epi32(_mm_add_epi32(sum, bias), shift);
+        sum = _mm_packus_epi16(_mm_packs_epi32(sum, sum), sum);
+        packed[x] = static_cast<uint32_t>(_mm_cvtsi128_si32(sum));
       }
-      const int16_t* w = ax.wv + x * groups * 16;
-      __m256i acc = _mm256_setzero_si256();
-      for (int g = 0; g < groups; ++g) {
-        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 12 * g));
-        const __m256i v = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(raw), mask);
-        const __m256i wg = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16 * g));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(v, wg));
+    }
+    uint8_t* t0 = tmp + r * ow;
+    uint8_t* t1 = t0 + plane;
+    uint8_t* t2 = t1 + plane;
+    if (flip) {
+      for (int64_t x = 0; x < ow; ++x) {
+        const uint32_t v = packed[ow - 1 - x];
+        t0[x] = static_cast<uint8_t>(v), t1[x] = static_cast<uint8_t>(v >> 8);
+        t2[x] = static_cast<uint8_t>(v >> 16);
       }
-      __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-      sum = _mm_sra_epi32(_mm_add_epi32(sum, bias), shift);
-      sum = _mm_packus_epi16(_mm_packs_epi32(sum, sum), sum);
-      const auto px = static_cast<uint32_t>(_mm_cvtsi128_si32(sum));
-      t[xo] = static_cast<uint8_t>(px);
-      t[plane + xo] = static_cast<uint8_t>(px >> 8);
-      t[2 * plane + xo] = static_cast<uint8_t>(px >> 16);
+    } else {
+      for (int64_t x = 0; x < ow; ++x) {
+        const uint32_t v = packed[x];
+        t0[x] = static_cast<uint8_t>(v), t1[x] = static_cast<uint8_t>(v >> 8);
+        t2[x] = static_cast<uint8_t>(v >> 16);
+      }
     }
   }
 }
@@ -357,7 +411,7 @@ void apply_view_quantized(const ImageRef& im, const float* prm, const ApplyParam
 #if defined(PYXFER_AUG_AVX2)
   if (c == 3 && !s.ax.identity && s.ax.wv != nullptr) {
     resample_rows_rgb_avx2(im.data, im.data + im.h * im.w * 3, im.w, top, left, s.ax, s.r0, s.r1,
-                           ow, flip, s.tmp8);
+                           ow, flip, s.tmp8, s.packed);
   } else {
     resample_rows(im.data, im.w, c, top, left, s.ax, s.r0, s.r1, ow, flip, s.tmp8);
   }
