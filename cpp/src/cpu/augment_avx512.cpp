@@ -6,6 +6,7 @@
 // AVX-512F has fused multiply-add: keep products and sums separately rounded (bit-exact paths).
 #pragma GCC optimize("fp-contract=off")
 #define PYXFER_AUG_AVX2 1
+#define PYXFER_AUG_AVX512 1
 #define PYXFER_AUG_NS avx512
 #include "augment_kernel.h"
 #endif

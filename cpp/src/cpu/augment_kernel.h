@@ -210,6 +210,61 @@ void resample_cols(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0,
   }
 }
 
+#if defined(PYXFER_AUG_AVX2)
+// Vertical pass with AVX2: 16 columns per step, taps in pairs through pmaddwd (rows j and j + 1
+// interleaved as int16), accumulators in registers. Integer sums: same result as the loop above.
+void resample_cols_avx2(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0,
+                        const ResampleAxis& ay, int64_t oh, int64_t ow, int32_t* acc,
+                        uint8_t* img) {
+  const int taps = ay.taps;
+  const int64_t tplane = nrows * ow, plane = oh * ow, xb = ow - ow % 16;
+  const __m256i bias = _mm256_set1_epi32(ay.bias);
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(ay.precision));
+  const __m128i zero = _mm_setzero_si128();
+  for (int64_t k = 0; k < c; ++k) {
+    const uint8_t* t = tmp + k * tplane;
+    uint8_t* o = img + k * plane;
+    for (int64_t y = 0; y < oh; ++y) {
+      const int16_t* w = ay.w + y * taps;
+      const uint8_t* base = t + (ay.xmin[y] - r0) * ow;
+      for (int64_t x = 0; x < xb; x += 16) {
+        __m256i lo = bias, hi = bias;
+        for (int j = 0; j < taps; j += 2) {
+          const __m256i a = _mm256_cvtepu8_epi16(
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(base + j * ow + x)));
+          const bool two = j + 1 < taps;
+          const __m256i b =
+              two ? _mm256_cvtepu8_epi16(_mm_loadu_si128(
+                        reinterpret_cast<const __m128i*>(base + (j + 1) * ow + x)))
+                  : _mm256_setzero_si256();
+          const int32_t pair = static_cast<int32_t>(static_cast<uint16_t>(w[j])) |
+                               (two ? static_cast<int32_t>(static_cast<uint32_t>(
+                                          static_cast<uint16_t>(w[j + 1])) << 16)
+                                    : 0);
+          const __m256i wp = _mm256_set1_epi32(pair);
+          lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), wp));
+          hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), wp));
+        }
+        lo = _mm256_sra_epi32(lo, shift);
+        hi = _mm256_sra_epi32(hi, shift);
+        const __m256i p16 = _mm256_packs_epi32(lo, hi);  // pixels 0-7 | 8-15 as int16
+        const __m128i p8 = _mm_packus_epi16(_mm256_castsi256_si128(p16),
+                                            _mm256_extracti128_si256(p16, 1));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + y * ow + x), p8);
+      }
+      for (int64_t x = xb; x < ow; ++x) {
+        int32_t v = ay.bias;
+        for (int j = 0; j < taps; ++j) v += static_cast<int32_t>(w[j]) * base[j * ow + x];
+        v >>= ay.precision;
+        v = v < 0 ? 0 : v;
+        o[y * ow + x] = static_cast<uint8_t>(v > 255 ? 255 : v);
+      }
+    }
+  }
+  (void)acc, (void)zero;
+}
+#endif
+
 void brightness_u8(uint8_t* img, int64_t total, float f) {
   for (int64_t i = 0; i < total; ++i) {
     img[i] = to_u8(floor_pos(clamp255(static_cast<float>(img[i]) * f)));
@@ -276,7 +331,19 @@ void gray_u8(uint8_t* img, int64_t n) {
 // from 0 like augment.h, with the accumulators in registers: the same per-element roundings as
 // the scalar loop (separate multiply and add, no FMA).
 constexpr int64_t kBlock = 32;
-#if defined(PYXFER_AUG_AVX2)
+#if defined(PYXFER_AUG_AVX512)
+inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j0, int j1,
+                      float* dst) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+  for (int j = j0; j < j1; ++j) {
+    const __m512 wj = _mm512_set1_ps(w[j]);
+    const float* s = rows[j] + x;
+    a0 = _mm512_add_ps(a0, _mm512_mul_ps(wj, _mm512_loadu_ps(s)));
+    a1 = _mm512_add_ps(a1, _mm512_mul_ps(wj, _mm512_loadu_ps(s + 16)));
+  }
+  _mm512_storeu_ps(dst, a0), _mm512_storeu_ps(dst + 16, a1);
+}
+#elif defined(PYXFER_AUG_AVX2)
 inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j0, int j1,
                       float* dst) {
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -332,7 +399,9 @@ void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* 
     uint8_t* p = img + ch * n;
     for (int64_t y = 0; y < h; ++y) {
       const uint8_t* src = p + y * w;
-      for (int64_t i = 0; i < wp; ++i) row[i] = static_cast<float>(src[xi[i]]);
+      for (int64_t i = 0; i < half; ++i) row[i] = static_cast<float>(src[xi[i]]);
+      for (int64_t x = 0; x < w; ++x) row[half + x] = static_cast<float>(src[x]);
+      for (int64_t i = half + w; i < wp; ++i) row[i] = static_cast<float>(src[xi[i]]);
       float* t = tmp + y * w;
       for (int64_t x = 0; x < wb; x += kBlock) taps_block(row + x, kw, j0, j1, t + x);
       for (int64_t x = wb; x < w; ++x) {
@@ -418,7 +487,15 @@ void apply_view_quantized(const ImageRef& im, const float* prm, const ApplyParam
 #else
   resample_rows(im.data, im.w, c, top, left, s.ax, s.r0, s.r1, ow, flip, s.tmp8);
 #endif
+#if defined(PYXFER_AUG_AVX2)
+  if (!s.ay.identity) {
+    resample_cols_avx2(s.tmp8, c, s.r1 - s.r0, s.r0, s.ay, oh, ow, s.iacc, img);
+  } else {
+    resample_cols(s.tmp8, c, s.r1 - s.r0, s.r0, s.ay, oh, ow, s.iacc, img);
+  }
+#else
   resample_cols(s.tmp8, c, s.r1 - s.r0, s.r0, s.ay, oh, ow, s.iacc, img);
+#endif
   if (prm[kJitter] != 0.f) {
     for (int pos = 0; pos < 4; ++pos) {
       switch (static_cast<int>(prm[kOrder0 + pos])) {
