@@ -9,12 +9,14 @@ p 0.2, gaussian blur, normalize) with the 224-pixel preset's own blur probabilit
 (c) CIFAR-10 test JPEGs upsampled to 256x256 -> 224x224 views (when the shared data exists).
 
 All implementations replay the same sampled parameters. Baselines: a batched pure-torch
-pipeline (this process) and the torchvision v2 per-image functional pipeline, run in a separate
-interpreter that has torchvision (``--tv-python``, default ``/work/venv-tv/bin/python``) and
-talks to this one through an .npz file and JSON, so pyxfer never needs torchvision. Ratios are
-pyxfer / baseline. ``v/s/core`` is wall-clock views per second divided by the thread count;
-``cpu v/s`` is views per second of process CPU time (all threads), which stays meaningful when
-the machine is shared. The load averages are printed with the table.
+pipeline (this process, same thread count) and the torchvision v2 per-image functional
+pipeline, run in a separate interpreter that has torchvision (``--tv-python``, default
+``/work/venv-tv/bin/python``) and talks to this one through an .npz file and JSON, so pyxfer never
+needs torchvision. torchvision runs with one torch thread, as each DataLoader worker does; its
+``tv v/s`` at t threads is t times that (t ideal workers). Ratios are pyxfer / baseline.
+``v/s/core`` is wall-clock views per second divided by the thread count; ``cpu v/s`` is views
+per second of process CPU time (all threads), which stays meaningful when the machine is
+shared. The load averages are printed with the table.
 
     python bench/augment.py                 # CPU, 1 and 2 threads, all baselines
     python bench/augment.py --device cuda   # GPU (needs a CUDA build of pyxfer._C)
@@ -99,15 +101,14 @@ def run_torchvision_child(npz: str, out_json: str) -> None:
         x = torch.from_numpy(z[f"{case}/images"]).permute(0, 3, 1, 2).contiguous()
         params = z[f"{case}/params"]
         size = int(z[f"{case}/size"])
+        torch.set_num_threads(1)  # one per-image pipeline per core, as DataLoader workers run
         for dtype in meta["dtypes"]:
             td = torch.float16 if dtype == "float16" else torch.float32
-            for t in meta["threads"]:
-                torch.set_num_threads(t)
-                wall, cpu = timed(
-                    lambda x=x, p=params, s=size, d=td: torchvision_views(x, p, col, s, d),
-                    meta["repeats"],
-                )
-                results[f"{case}/{dtype}/{t}"] = [wall, cpu]
+            wall, cpu = timed(
+                lambda x=x, p=params, s=size, d=td: torchvision_views(x, p, col, s, d),
+                meta["repeats"],
+            )
+            results[f"{case}/{dtype}"] = [wall, cpu]
         # one output for an agreement check against pyxfer (grey levels)
         one = torchvision_views(x[:2], params[: 2 * (len(params) // len(x))], col, size, td)
         np.save(out_json + f".{case}.npy", one.float().numpy())
@@ -352,10 +353,10 @@ def main() -> None:
                     row += f" {views / tw:9.0f} {tw / wall:7.1f}"
                 else:
                     row += f" {'-':>9s} {'-':>7s}"
-                key = f"{name}/{dtype}/{t}"
-                if key in tv:
+                key = f"{name}/{dtype}"
+                if key in tv:  # t single-threaded pipelines (ideal DataLoader workers)
                     tvw, tvc = tv[key]
-                    row += f" {views / tvw:7.0f} {tvw / wall:6.1f} {tvc / cpu:8.1f}"
+                    row += f" {t * views / tvw:7.0f} {tvw / t / wall:6.1f} {tvc / cpu:8.1f}"
                 print(row, flush=True)
                 if args.device == "cuda":
                     break
