@@ -209,6 +209,7 @@ namespace {
 // Axis weights of one view in torch's int16 fixed point (see cpu::ResampleAxis).
 struct AxisStore {
   std::vector<int32_t> xmin;
+  std::vector<int> xsize;
   std::vector<int16_t> w, wv;
   std::vector<double> wd;
 };
@@ -219,8 +220,9 @@ void build_resample_axis(int64_t in, int64_t out, int64_t c, AxisStore& st,
   a.wv = nullptr, a.groups = 0;
   if (a.identity) return;
   const int max_taps = aa_max_taps(in, out);
-  st.wd.resize(static_cast<size_t>(max_taps));
+  st.wd.resize(static_cast<size_t>(out * max_taps));
   st.xmin.resize(static_cast<size_t>(out));
+  st.xsize.resize(static_cast<size_t>(out));
   // Precision from the largest weight of the axis (as torch); taps = the longest row actually
   // used (often one less than the bound), then the clamped, zero-padded rows.
   double wmax = 0.0;
@@ -228,20 +230,23 @@ void build_resample_axis(int64_t in, int64_t out, int64_t c, AxisStore& st,
   for (int64_t i = 0; i < out; ++i) {
     int64_t xmin = 0;
     int xsize = 0;
-    wmax = std::max(wmax, aa_weights_at(i, in, out, st.wd.data(), &xmin, &xsize));
+    wmax = std::max(wmax, aa_weights_at(i, in, out, st.wd.data() + i * max_taps, &xmin, &xsize));
+    st.xmin[static_cast<size_t>(i)] = static_cast<int32_t>(xmin);
+    st.xsize[static_cast<size_t>(i)] = xsize;
     longest = std::max(longest, xsize);
   }
   const int taps = static_cast<int>(std::min<int64_t>(longest, in));
   st.w.assign(static_cast<size_t>(out * taps), 0);
   a.precision = aa_precision(wmax);
   for (int64_t i = 0; i < out; ++i) {
-    int64_t xmin = 0;
-    int xsize = 0;
-    aa_weights_at(i, in, out, st.wd.data(), &xmin, &xsize);
+    const int64_t xmin = st.xmin[static_cast<size_t>(i)];
     const int64_t start = std::min<int64_t>(xmin, in - taps);
     st.xmin[static_cast<size_t>(i)] = static_cast<int32_t>(start);
     int16_t* w = st.w.data() + i * taps + (xmin - start);
-    for (int j = 0; j < xsize; ++j) w[j] = aa_quantize(st.wd[static_cast<size_t>(j)], a.precision);
+    const double* wd = st.wd.data() + i * max_taps;
+    for (int j = 0; j < st.xsize[static_cast<size_t>(i)]; ++j) {
+      w[j] = aa_quantize(wd[j], a.precision);
+    }
   }
   a.taps = taps;
   a.bias = static_cast<int32_t>(1u << (a.precision - 1));
