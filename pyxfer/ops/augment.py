@@ -20,8 +20,9 @@ about two grey levels after a full jitter chain, float mode does not).
 Gaussian blur sums only the kernel's non-negligible taps: the outermost tap pairs whose total
 weight stays below 4e-7 are dropped (together they move a value by less than 1e-4 grey levels,
 below the float rounding noise of torchvision's own convolution; a 23-tap kernel keeps about
-2 * 5 * sigma + 1 taps). This is the one deliberate numerical difference from torchvision's blur;
-CPU and CUDA drop the same taps.
+2 * 5 * sigma + 1 taps), and mirrored taps are added before their (exactly symmetric) weight
+multiplies them. These are the deliberate numerical differences from torchvision's blur; CPU and
+CUDA compute the same sums in the same order.
 
 On x86-64 the CPU kernel for ``quantize=True`` is compiled for the baseline instruction set and
 for AVX2 and AVX-512, and the best one the CPU supports runs (``build_info()["augment_simd"]``);

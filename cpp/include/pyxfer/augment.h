@@ -216,11 +216,15 @@ PYXFER_HD void hue_shift(float& r8, float& g8, float& b8, float hue, bool q) {
 
 // Gaussian kernel of odd size k (torchvision: softmax of -(x / sigma)^2 over
 // x = linspace(-(k-1)/(2 sqrt 2), +(k-1)/(2 sqrt 2), k)). Writes k weights.
+// The weights are exactly symmetric (like torch's linspace, computed from the left half), and the
+// blur kernels sum each output as w[h] * v[0] + w[h - d] * (v[-d] + v[+d]) for d = 1, 2, ... in
+// that order (h = k / 2): the same float operations on CPU and CUDA.
 PYXFER_HD void gaussian_kernel1d(int k, float sigma, float* w) {
   const double lim = (k - 1) / (2.0 * sqrt(2.0));
   double total = 0.0;
   for (int i = 0; i < k; ++i) {
-    const double x = k == 1 ? 0.0 : -lim + 2.0 * lim * i / (k - 1);
+    const int m = i < k - 1 - i ? i : k - 1 - i;
+    const double x = k == 1 ? 0.0 : -lim + 2.0 * lim * m / (k - 1);
     const double z = x / sigma;
     w[i] = static_cast<float>(exp(-z * z));
     total += w[i];

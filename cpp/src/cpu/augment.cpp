@@ -90,7 +90,7 @@ void gaussian_blur(float* img, int64_t c, int64_t h, int64_t w, int k, float sig
   std::vector<float> kw(static_cast<size_t>(k));
   gaussian_kernel1d(k, sigma, kw.data());
   const int half = k / 2;
-  const int j0 = gaussian_trim(k, kw.data()), j1 = k - j0;
+  const int j0 = gaussian_trim(k, kw.data());
   const int64_t n = h * w;
   tmp.resize(static_cast<size_t>(n));
   std::vector<int64_t> xi(static_cast<size_t>(w + 2 * half)), yi(static_cast<size_t>(h + 2 * half));
@@ -103,20 +103,24 @@ void gaussian_blur(float* img, int64_t c, int64_t h, int64_t w, int k, float sig
       const float* src = p + y * w;
       for (int64_t i = 0; i < w + 2 * half; ++i) row[static_cast<size_t>(i)] = src[xi[static_cast<size_t>(i)]];
       float* t = tmp.data() + y * w;
-      for (int64_t x = 0; x < w; ++x) t[x] = 0.f;
-      for (int j = j0; j < j1; ++j) {
-        const float wj = kw[static_cast<size_t>(j)];
-        const float* rj = row.data() + j;
-        for (int64_t x = 0; x < w; ++x) t[x] += wj * rj[x];
+      const float* rc = row.data() + half;
+      const float wc = kw[static_cast<size_t>(half)];
+      for (int64_t x = 0; x < w; ++x) t[x] = wc * rc[x];
+      for (int d = 1; d <= half - j0; ++d) {
+        const float wd = kw[static_cast<size_t>(half - d)];
+        for (int64_t x = 0; x < w; ++x) t[x] += wd * (rc[x - d] + rc[x + d]);
       }
     }
     for (int64_t y = 0; y < h; ++y) {  // vertical back into p
       float* o = p + y * w;
-      for (int64_t x = 0; x < w; ++x) o[x] = 0.f;
-      for (int j = j0; j < j1; ++j) {
-        const float wj = kw[static_cast<size_t>(j)];
-        const float* t = tmp.data() + yi[static_cast<size_t>(y + j)] * w;
-        for (int64_t x = 0; x < w; ++x) o[x] += wj * t[x];
+      const float* tc = tmp.data() + y * w;
+      const float wc = kw[static_cast<size_t>(half)];
+      for (int64_t x = 0; x < w; ++x) o[x] = wc * tc[x];
+      for (int d = 1; d <= half - j0; ++d) {
+        const float wd = kw[static_cast<size_t>(half - d)];
+        const float* ta = tmp.data() + yi[static_cast<size_t>(y + half - d)] * w;
+        const float* tb = tmp.data() + yi[static_cast<size_t>(y + half + d)] * w;
+        for (int64_t x = 0; x < w; ++x) o[x] += wd * (ta[x] + tb[x]);
       }
       if (q) {
         for (int64_t x = 0; x < w; ++x) o[x] = round_even(clamp255(o[x]));

@@ -327,33 +327,48 @@ void gray_u8(uint8_t* img, int64_t n) {
   }
 }
 
-// dst[0..32) = sum over taps j in [j0, j1) of w[j] * rows[j][x + 0..32), summed in tap order
-// from 0 like augment.h, with the accumulators in registers: the same per-element roundings as
-// the scalar loop (separate multiply and add, no FMA).
+// dst[0..32) = the blur sum over taps [j0, j1) of rows[j][x + 0..32) in augment.h's order (centre
+// tap, then w[c - d] * (left + right) for d = 1, 2, ...), accumulators in registers; separate
+// multiply and add (no FMA), so every element rounds as in the scalar code.
 constexpr int64_t kBlock = 32;
 #if defined(PYXFER_AUG_AVX512)
 inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j0, int j1,
                       float* dst) {
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-  for (int j = j0; j < j1; ++j) {
-    const __m512 wj = _mm512_set1_ps(w[j]);
-    const float* s = rows[j] + x;
-    a0 = _mm512_add_ps(a0, _mm512_mul_ps(wj, _mm512_loadu_ps(s)));
-    a1 = _mm512_add_ps(a1, _mm512_mul_ps(wj, _mm512_loadu_ps(s + 16)));
+  const int c = (j0 + j1 - 1) / 2;
+  const __m512 wc = _mm512_set1_ps(w[c]);
+  __m512 a0 = _mm512_mul_ps(wc, _mm512_loadu_ps(rows[c] + x));
+  __m512 a1 = _mm512_mul_ps(wc, _mm512_loadu_ps(rows[c] + x + 16));
+  for (int d = 1; d <= c - j0; ++d) {
+    const __m512 wd = _mm512_set1_ps(w[c - d]);
+    const float* s = rows[c - d] + x;
+    const float* t = rows[c + d] + x;
+    a0 = _mm512_add_ps(
+        a0, _mm512_mul_ps(wd, _mm512_add_ps(_mm512_loadu_ps(s), _mm512_loadu_ps(t))));
+    a1 = _mm512_add_ps(
+        a1, _mm512_mul_ps(wd, _mm512_add_ps(_mm512_loadu_ps(s + 16), _mm512_loadu_ps(t + 16))));
   }
   _mm512_storeu_ps(dst, a0), _mm512_storeu_ps(dst + 16, a1);
 }
 #elif defined(PYXFER_AUG_AVX2)
 inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j0, int j1,
                       float* dst) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  for (int j = j0; j < j1; ++j) {
-    const __m256 wj = _mm256_set1_ps(w[j]);
-    const float* s = rows[j] + x;
-    a0 = _mm256_add_ps(a0, _mm256_mul_ps(wj, _mm256_loadu_ps(s)));
-    a1 = _mm256_add_ps(a1, _mm256_mul_ps(wj, _mm256_loadu_ps(s + 8)));
-    a2 = _mm256_add_ps(a2, _mm256_mul_ps(wj, _mm256_loadu_ps(s + 16)));
-    a3 = _mm256_add_ps(a3, _mm256_mul_ps(wj, _mm256_loadu_ps(s + 24)));
+  const int c = (j0 + j1 - 1) / 2;
+  const __m256 wc = _mm256_set1_ps(w[c]);
+  const float* m = rows[c] + x;
+  __m256 a0 = _mm256_mul_ps(wc, _mm256_loadu_ps(m)), a1 = _mm256_mul_ps(wc, _mm256_loadu_ps(m + 8));
+  __m256 a2 = _mm256_mul_ps(wc, _mm256_loadu_ps(m + 16));
+  __m256 a3 = _mm256_mul_ps(wc, _mm256_loadu_ps(m + 24));
+  for (int d = 1; d <= c - j0; ++d) {
+    const __m256 wd = _mm256_set1_ps(w[c - d]);
+    const float* s = rows[c - d] + x;
+    const float* t = rows[c + d] + x;
+    a0 = _mm256_add_ps(a0, _mm256_mul_ps(wd, _mm256_add_ps(_mm256_loadu_ps(s), _mm256_loadu_ps(t))));
+    a1 = _mm256_add_ps(
+        a1, _mm256_mul_ps(wd, _mm256_add_ps(_mm256_loadu_ps(s + 8), _mm256_loadu_ps(t + 8))));
+    a2 = _mm256_add_ps(
+        a2, _mm256_mul_ps(wd, _mm256_add_ps(_mm256_loadu_ps(s + 16), _mm256_loadu_ps(t + 16))));
+    a3 = _mm256_add_ps(
+        a3, _mm256_mul_ps(wd, _mm256_add_ps(_mm256_loadu_ps(s + 24), _mm256_loadu_ps(t + 24))));
   }
   _mm256_storeu_ps(dst, a0), _mm256_storeu_ps(dst + 8, a1);
   _mm256_storeu_ps(dst + 16, a2), _mm256_storeu_ps(dst + 24, a3);
@@ -363,15 +378,22 @@ __extension__ typedef float vf4 __attribute__((vector_size(16), aligned(4)));
 
 inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j0, int j1,
                       float* dst) {
+  const int c = (j0 + j1 - 1) / 2;
   vf4 a[8];
-  for (int i = 0; i < 8; ++i) a[i] = vf4{};
-  for (int j = j0; j < j1; ++j) {
-    const float wj = w[j];
-    const float* s = rows[j] + x;
+  for (int i = 0; i < 8; ++i) {
+    vf4 v;
+    __builtin_memcpy(&v, rows[c] + x + 4 * i, sizeof v);
+    a[i] = w[c] * v;
+  }
+  for (int d = 1; d <= c - j0; ++d) {
+    const float wd = w[c - d];
+    const float* s = rows[c - d] + x;
+    const float* t = rows[c + d] + x;
     for (int i = 0; i < 8; ++i) {
-      vf4 v;
-      __builtin_memcpy(&v, s + 4 * i, sizeof v);
-      a[i] += wj * v;
+      vf4 u, v;
+      __builtin_memcpy(&u, s + 4 * i, sizeof u);
+      __builtin_memcpy(&v, t + 4 * i, sizeof v);
+      a[i] += wd * (u + v);
     }
   }
   __builtin_memcpy(dst, a, sizeof a);
@@ -405,8 +427,9 @@ void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* 
       float* t = tmp + y * w;
       for (int64_t x = 0; x < wb; x += kBlock) taps_block(row + x, kw, j0, j1, t + x);
       for (int64_t x = wb; x < w; ++x) {
-        float a = 0.f;
-        for (int j = j0; j < j1; ++j) a += kw[j] * row[x + j];
+        const float* r = row + x + half;
+        float a = kw[half] * r[0];
+        for (int d = 1; d <= half - j0; ++d) a += kw[half - d] * (r[-d] + r[d]);
         t[x] = a;
       }
     }
@@ -414,8 +437,8 @@ void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* 
       for (int j = j0; j < j1; ++j) rows[j] = tmp + static_cast<int64_t>(yi[y + j]) * w;
       for (int64_t x = 0; x < wb; x += kBlock) taps_rows(rows, x, kw, j0, j1, acc + x);
       for (int64_t x = wb; x < w; ++x) {
-        float a = 0.f;
-        for (int j = j0; j < j1; ++j) a += kw[j] * rows[j][x];
+        float a = kw[half] * rows[half][x];
+        for (int d = 1; d <= half - j0; ++d) a += kw[half - d] * (rows[half - d][x] + rows[half + d][x]);
         acc[x] = a;
       }
       uint8_t* o = p + y * w;
