@@ -333,6 +333,33 @@ def test_threads_and_batch_splits_give_identical_output():
     np.testing.assert_array_equal(outs[0][6:], half)
 
 
+@pytest.mark.parametrize("path", ["baseline", "avx2"])
+def test_simd_paths_give_identical_output(monkeypatch, path):
+    """The run-time chosen instruction-set copy (build_info()["augment_simd"]) and the lower
+    ones forced through PYXFER_SIMD write bit-identical views."""
+    assert _C.build_info()["augment_simd"]
+    rng = np.random.default_rng(8)
+    x = _random_images(rng, 3, 75, 90)
+    spec = A.ViewSpec(
+        size=(40, 36), jitter_p=1.0, gray_p=0.3, blur_p=1.0, blur_kernel=9, solarize_p=0.5
+    )
+    params = A.sample_params([spec, spec], [(75, 90)] * 3, seed=8)
+    params[0, :4] = (75 - 50, 90 - 61, 50, 61)  # bottom-right crop: loads end at the image end
+    params[1, :4] = (0, 0, 75, 90)
+    args = dict(size=(40, 36), mean=MEAN, std=STD)
+    best = A.apply(x, params, **args)
+    best16 = A.apply(x, params, dtype="float16", channels_last=True, **args)
+    monkeypatch.setenv("PYXFER_SIMD", path)
+    np.testing.assert_array_equal(A.apply(x, params, **args), best)
+    np.testing.assert_array_equal(
+        A.apply(x, params, dtype="float16", channels_last=True, **args), best16
+    )
+    for r in (0, 1):
+        want = ref.apply_row(torch.from_numpy(x[0]), params[r], (40, 36), MEAN, STD).numpy()
+        err = np.abs(best[r] - want) * 255 * np.asarray(STD)[:, None, None]
+        assert err.max() <= 2.001
+
+
 def test_ragged_equals_dense_and_channels_last_and_fp16():
     rng = np.random.default_rng(5)
     x = _random_images(rng, 3, 33, 47)

@@ -40,7 +40,7 @@ def test_cuda_kernels_match_cpu_when_emulated(tmp_path):
         HERE / "driver.cpp",
         _host_source("augment", "augment_kernel", tmp_path),
         _host_source("preprocess", "preprocess_kernel", tmp_path),
-        cpp / "src" / "cpu" / "augment.cpp",
+        *sorted((cpp / "src" / "cpu").glob("augment*.cpp")),  # + per-instruction-set copies
         cpp / "src" / "cpu" / "preprocess.cpp",
         cpp / "src" / "cpu" / "parallel.cpp",
     ]

@@ -36,6 +36,7 @@ PYBIND11_MODULE(_C, m) {
           if (pyxfer::simd_path_available(path)) paths.append(pyxfer::simd_path_name(path));
         }
         d["simd_paths"] = paths;
+        d["augment_simd"] = info.augment_simd;  // fused augmentation path in use
         d["threading"] = "std::thread parallel-for";
         d["hardware_threads"] = info.hardware_threads;
         d["cuda_compiled"] = info.cuda_compiled;

@@ -17,6 +17,18 @@ blur), so outputs match torchvision on uint8 input to a grey level; ``quantize=F
 everything in float (slightly smoother; torchvision's truncations bias its output down by up to
 about two grey levels after a full jitter chain, float mode does not).
 
+Gaussian blur sums only the kernel's non-negligible taps: the outermost tap pairs whose total
+weight stays below 4e-7 are dropped (together they move a value by less than 1e-4 grey levels,
+below the float rounding noise of torchvision's own convolution; a 23-tap kernel keeps about
+2 * 5 * sigma + 1 taps), and mirrored taps are added before their (exactly symmetric) weight
+multiplies them. These are the deliberate numerical differences from torchvision's blur; CPU and
+CUDA compute the same sums in the same order.
+
+On x86-64 the CPU kernel for ``quantize=True`` is compiled for the baseline instruction set and
+for AVX2 and AVX-512, and the best one the CPU supports runs (``build_info()["augment_simd"]``);
+the environment variable ``PYXFER_SIMD=baseline`` or ``avx2`` selects a lower one. All paths
+give bit-identical output (integer resampling, no fused multiply-add).
+
 CUDA tensors in give CUDA tensors out: parameters are always sampled on the CPU (they are tiny)
 and uploaded with the launch; the device kernels share the maths headers with the CPU kernels
 and are compiled without FMA contraction, so both give the same grey levels. (In float mode the

@@ -216,16 +216,34 @@ PYXFER_HD void hue_shift(float& r8, float& g8, float& b8, float hue, bool q) {
 
 // Gaussian kernel of odd size k (torchvision: softmax of -(x / sigma)^2 over
 // x = linspace(-(k-1)/(2 sqrt 2), +(k-1)/(2 sqrt 2), k)). Writes k weights.
+// The weights are exactly symmetric (like torch's linspace, computed from the left half), and the
+// blur kernels sum each output as w[h] * v[0] + w[h - d] * (v[-d] + v[+d]) for d = 1, 2, ... in
+// that order (h = k / 2): the same float operations on CPU and CUDA.
 PYXFER_HD void gaussian_kernel1d(int k, float sigma, float* w) {
   const double lim = (k - 1) / (2.0 * sqrt(2.0));
   double total = 0.0;
   for (int i = 0; i < k; ++i) {
-    const double x = k == 1 ? 0.0 : -lim + 2.0 * lim * i / (k - 1);
+    const int m = i < k - 1 - i ? i : k - 1 - i;
+    const double x = k == 1 ? 0.0 : -lim + 2.0 * lim * m / (k - 1);
     const double z = x / sigma;
     w[i] = static_cast<float>(exp(-z * z));
     total += w[i];
   }
   for (int i = 0; i < k; ++i) w[i] = static_cast<float>(w[i] / total);
+}
+
+// Taps dropped at each end of a kernel from gaussian_kernel1d: the outermost pairs whose total
+// weight stays below 4e-7, so together they move an output by less than 1e-4 grey levels (below
+// the float rounding noise of torchvision's own convolution). Small sigmas keep few of the k taps.
+PYXFER_HD int gaussian_trim(int k, const float* w) {
+  double dropped = 0.0;
+  int t = 0;
+  while (t < k / 2) {
+    dropped += static_cast<double>(w[t]) + static_cast<double>(w[k - 1 - t]);
+    if (dropped * 255.0 >= 1e-4) break;
+    ++t;
+  }
+  return t;
 }
 
 // Reflect index (no edge repeat) into [0, n); works for any offset.
@@ -265,6 +283,11 @@ void sample_params_cpu(const ViewConfig* configs, int64_t views, const int64_t* 
 // Apply parameter rows to images; out is (rows, C, out_h, out_w) or (rows, out_h, out_w, C).
 void augment_apply_cpu(const ImageRef* images, int64_t n_images, const float* params,
                        int64_t rows, void* out, const ApplyParams& p, int threads);
+
+// Instruction-set path the CPU kernel runs for quantize=True ("avx512", "avx2", "baseline-sse2",
+// ...): the best one this CPU supports, lowered by the environment variable
+// PYXFER_SIMD=baseline|avx2 (read at each call). Every path gives the same output.
+const char* augment_simd_path();
 
 #if defined(PYXFER_WITH_CUDA)
 // CUDA: image_ptrs / hs / ws / params on the host (device pointers to HWC uint8 images), out on

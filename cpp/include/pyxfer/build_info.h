@@ -8,6 +8,7 @@ namespace pyxfer {
 struct BuildInfo {
   std::string version;
   std::string simd;          // best SIMD instruction set the kernels were compiled for
+  std::string augment_simd;  // path the augmentation kernel runs on this CPU (run-time choice)
   bool cuda_compiled = false;
   std::string cuda_version;  // toolkit version the CUDA kernels were built with ("" if none)
   int cuda_devices = 0;      // devices visible at run time (0 without CUDA)

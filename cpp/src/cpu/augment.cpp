@@ -1,11 +1,20 @@
 #include "pyxfer/augment.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
+#include "augment_cpu.h"
 #include "pyxfer/half.h"
 #include "pyxfer/parallel.h"
 #include "resample_cpu.h"
+
+// The quantized kernel for the baseline instruction set of this build.
+#define PYXFER_AUG_NS baseline
+#include "augment_kernel.h"
+#undef PYXFER_AUG_NS
 
 namespace pyxfer {
 namespace {
@@ -81,6 +90,7 @@ void gaussian_blur(float* img, int64_t c, int64_t h, int64_t w, int k, float sig
   std::vector<float> kw(static_cast<size_t>(k));
   gaussian_kernel1d(k, sigma, kw.data());
   const int half = k / 2;
+  const int j0 = gaussian_trim(k, kw.data());
   const int64_t n = h * w;
   tmp.resize(static_cast<size_t>(n));
   std::vector<int64_t> xi(static_cast<size_t>(w + 2 * half)), yi(static_cast<size_t>(h + 2 * half));
@@ -93,20 +103,24 @@ void gaussian_blur(float* img, int64_t c, int64_t h, int64_t w, int k, float sig
       const float* src = p + y * w;
       for (int64_t i = 0; i < w + 2 * half; ++i) row[static_cast<size_t>(i)] = src[xi[static_cast<size_t>(i)]];
       float* t = tmp.data() + y * w;
-      for (int64_t x = 0; x < w; ++x) t[x] = 0.f;
-      for (int j = 0; j < k; ++j) {
-        const float wj = kw[static_cast<size_t>(j)];
-        const float* rj = row.data() + j;
-        for (int64_t x = 0; x < w; ++x) t[x] += wj * rj[x];
+      const float* rc = row.data() + half;
+      const float wc = kw[static_cast<size_t>(half)];
+      for (int64_t x = 0; x < w; ++x) t[x] = wc * rc[x];
+      for (int d = 1; d <= half - j0; ++d) {
+        const float wd = kw[static_cast<size_t>(half - d)];
+        for (int64_t x = 0; x < w; ++x) t[x] += wd * (rc[x - d] + rc[x + d]);
       }
     }
     for (int64_t y = 0; y < h; ++y) {  // vertical back into p
       float* o = p + y * w;
-      for (int64_t x = 0; x < w; ++x) o[x] = 0.f;
-      for (int j = 0; j < k; ++j) {
-        const float wj = kw[static_cast<size_t>(j)];
-        const float* t = tmp.data() + yi[static_cast<size_t>(y + j)] * w;
-        for (int64_t x = 0; x < w; ++x) o[x] += wj * t[x];
+      const float* tc = tmp.data() + y * w;
+      const float wc = kw[static_cast<size_t>(half)];
+      for (int64_t x = 0; x < w; ++x) o[x] = wc * tc[x];
+      for (int d = 1; d <= half - j0; ++d) {
+        const float wd = kw[static_cast<size_t>(half - d)];
+        const float* ta = tmp.data() + yi[static_cast<size_t>(y + half - d)] * w;
+        const float* tb = tmp.data() + yi[static_cast<size_t>(y + half + d)] * w;
+        for (int64_t x = 0; x < w; ++x) o[x] += wd * (ta[x] + tb[x]);
       }
       if (q) {
         for (int64_t x = 0; x < w; ++x) o[x] = round_even(clamp255(o[x]));
@@ -192,9 +206,183 @@ void sample_params_cpu(const ViewConfig* configs, int64_t views, const int64_t* 
   });
 }
 
+// ---- quantized path: scratch and instruction-set dispatch -------------------------------------
+
+namespace {
+
+// Axis weights of one view in torch's int16 fixed point (see cpu::ResampleAxis).
+struct AxisStore {
+  std::vector<int32_t> xmin;
+  std::vector<int> xsize;
+  std::vector<int16_t> w, wv;
+  std::vector<double> wd;
+};
+
+void build_resample_axis(int64_t in, int64_t out, int64_t c, AxisStore& st,
+                         cpu::ResampleAxis& a) {
+  a.identity = in == out;
+  a.wv = nullptr, a.groups = 0;
+  if (a.identity) return;
+  const int max_taps = aa_max_taps(in, out);
+  st.wd.resize(static_cast<size_t>(out * max_taps));
+  st.xmin.resize(static_cast<size_t>(out));
+  st.xsize.resize(static_cast<size_t>(out));
+  // Precision from the largest weight of the axis (as torch); taps = the longest row actually
+  // used (often one less than the bound), then the clamped, zero-padded rows.
+  double wmax = 0.0;
+  int longest = 1;
+  for (int64_t i = 0; i < out; ++i) {
+    int64_t xmin = 0;
+    int xsize = 0;
+    wmax = std::max(wmax, aa_weights_at(i, in, out, st.wd.data() + i * max_taps, &xmin, &xsize));
+    st.xmin[static_cast<size_t>(i)] = static_cast<int32_t>(xmin);
+    st.xsize[static_cast<size_t>(i)] = xsize;
+    longest = std::max(longest, xsize);
+  }
+  const int taps = static_cast<int>(std::min<int64_t>(longest, in));
+  st.w.assign(static_cast<size_t>(out * taps), 0);
+  a.precision = aa_precision(wmax);
+  for (int64_t i = 0; i < out; ++i) {
+    const int64_t xmin = st.xmin[static_cast<size_t>(i)];
+    const int64_t start = std::min<int64_t>(xmin, in - taps);
+    st.xmin[static_cast<size_t>(i)] = static_cast<int32_t>(start);
+    int16_t* w = st.w.data() + i * taps + (xmin - start);
+    const double* wd = st.wd.data() + i * max_taps;
+    for (int j = 0; j < st.xsize[static_cast<size_t>(i)]; ++j) {
+      w[j] = aa_quantize(wd[j], a.precision);
+    }
+  }
+  a.taps = taps;
+  a.bias = static_cast<int32_t>(1u << (a.precision - 1));
+  a.xmin = st.xmin.data();
+  a.w = st.w.data();
+  if (c == 3) {
+    a.groups = (taps + 3) / 4;
+    st.wv.assign(static_cast<size_t>(out * a.groups * 16), 0);
+    for (int64_t i = 0; i < out; ++i) {
+      for (int j = 0; j < taps; ++j) {
+        const int16_t wj = st.w[static_cast<size_t>(i * taps + j)];
+        int16_t* lane = st.wv.data() + (i * a.groups + j / 4) * 16 + ((j / 2) % 2) * 8;
+        for (int k = 0; k < 3; ++k) lane[2 * k + j % 2] = wj;
+      }
+    }
+    a.wv = st.wv.data();
+  }
+}
+
+struct QuantBuffers {
+  AxisStore sx, sy;
+  std::vector<uint8_t> u8;
+  std::vector<int32_t> i32;
+  std::vector<uint32_t> u32;
+  std::vector<float> f32;
+  std::vector<const float*> rowp;
+};
+
+void prepare_quantized(const float* prm, const ApplyParams& p, QuantBuffers& b,
+                       cpu::QuantScratch& s) {
+  const int64_t c = p.c, oh = p.out_h, ow = p.out_w, n = oh * ow;
+  const auto ch = static_cast<int64_t>(prm[kCropH]), cw = static_cast<int64_t>(prm[kCropW]);
+  build_resample_axis(cw, ow, c, b.sx, s.ax);
+  build_resample_axis(ch, oh, 1, b.sy, s.ay);
+  if (s.ay.identity) {
+    s.r0 = 0, s.r1 = oh;
+  } else {
+    s.r0 = s.ay.xmin[0], s.r1 = 0;
+    for (int64_t y = 0; y < oh; ++y) {
+      s.r0 = std::min<int64_t>(s.r0, s.ay.xmin[y]);
+      s.r1 = std::max<int64_t>(s.r1, s.ay.xmin[y] + s.ay.taps);
+    }
+  }
+  const int64_t nrows = s.r1 - s.r0;
+  b.u8.resize(static_cast<size_t>(c * nrows * ow + c * n));
+  s.tmp8 = b.u8.data();
+  s.img = b.u8.data() + c * nrows * ow;
+  const bool blur = prm[kBlur] != 0.f;
+  const int k = blur ? static_cast<int>(prm[kBlurKernel]) : 0, half = k / 2;
+  const int64_t wp = ow + 2 * half, hp = oh + 2 * half;
+  b.i32.resize(static_cast<size_t>(ow + (blur ? wp + hp : 0)));
+  s.iacc = b.i32.data();
+  b.u32.resize(static_cast<size_t>(ow));
+  s.packed = b.u32.data();
+  s.blur_k = k;
+  if (blur) {
+    b.f32.resize(static_cast<size_t>(k + wp + n + ow));
+    float* f = b.f32.data();
+    gaussian_kernel1d(k, prm[kBlurSigma], f);
+    int32_t* xi = b.i32.data() + ow;
+    int32_t* yi = xi + wp;
+    for (int64_t i = 0; i < wp; ++i) xi[i] = static_cast<int32_t>(reflect_index(i - half, ow));
+    for (int64_t i = 0; i < hp; ++i) yi[i] = static_cast<int32_t>(reflect_index(i - half, oh));
+    s.blur_w = f, s.blur_xi = xi, s.blur_yi = yi;
+    s.frow = f + k, s.ftmp = f + k + wp, s.facc = f + k + wp + n;
+    b.rowp.resize(static_cast<size_t>(k));
+    s.blur_rows = b.rowp.data();
+  }
+}
+
+using QuantFn = void (*)(const ImageRef&, const float*, const ApplyParams&, int64_t, void*,
+                         const cpu::QuantScratch&);
+
+struct SimdPath {
+  const char* name;
+  QuantFn fn;
+};
+
+bool equals(const char* a, const char* b) { return std::strcmp(a, b) == 0; }
+
+const char* baseline_name() {
+#if defined(__AVX512F__)
+  return "avx512";
+#elif defined(__AVX2__)
+  return "avx2";
+#elif defined(__SSE2__) || defined(_M_X64)
+  return "baseline-sse2";
+#elif defined(__ARM_NEON) || defined(__aarch64__)
+  return "baseline-neon";
+#else
+  return "baseline-scalar";
+#endif
+}
+
+// The best path this CPU runs, lowered by PYXFER_SIMD=baseline|scalar|avx2 if set.
+SimdPath select_path() {
+  const char* want = std::getenv("PYXFER_SIMD");
+  const bool force_base = want != nullptr && (equals(want, "baseline") || equals(want, "scalar"));
+#if defined(PYXFER_X86_DISPATCH)
+  __builtin_cpu_init();
+  const bool has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  const bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
+                    __builtin_cpu_supports("bmi2");
+  const bool only2 = want != nullptr && equals(want, "avx2");
+  if (has512 && !force_base && !only2) return {"avx512", &cpu::avx512::apply_view_quantized};
+  if (has2 && !force_base) return {"avx2", &cpu::avx2::apply_view_quantized};
+#endif
+  (void)force_base;
+  return {baseline_name(), &cpu::baseline::apply_view_quantized};
+}
+
+}  // namespace
+
+const char* augment_simd_path() { return select_path().name; }
+
 void augment_apply_cpu(const ImageRef* images, int64_t n_images, const float* params,
                        int64_t rows, void* out, const ApplyParams& p, int threads) {
   (void)n_images;
+  if (p.quantize) {
+    const QuantFn fn = select_path().fn;
+    parallel_for(rows, threads, 1, [&](int64_t begin, int64_t end) {
+      thread_local QuantBuffers b;  // reused across views and calls
+      cpu::QuantScratch s;
+      for (int64_t r = begin; r < end; ++r) {
+        const float* prm = params + r * kParamCount;
+        prepare_quantized(prm, p, b, s);
+        fn(images[r / p.views], prm, p, r, out, s);
+      }
+    });
+    return;
+  }
   parallel_for(rows, threads, 1, [&](int64_t begin, int64_t end) {
     thread_local ViewBuffers b;  // reused across views and calls: no per-view allocation
     for (int64_t r = begin; r < end; ++r) {

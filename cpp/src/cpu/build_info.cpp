@@ -1,5 +1,6 @@
 #include "pyxfer/build_info.h"
 
+#include "pyxfer/augment.h"
 #include "pyxfer/parallel.h"
 
 namespace pyxfer {
@@ -29,6 +30,7 @@ BuildInfo build_info() {
   BuildInfo info;
   info.version = PYXFER_VERSION;
   info.simd = compiled_simd();
+  info.augment_simd = augment_simd_path();
   info.hardware_threads = hardware_threads();
 #if defined(PYXFER_WITH_CUDA)
   info.cuda_compiled = true;

@@ -110,19 +110,26 @@ __global__ void augment_kernel(const ViewJob* jobs, char* scratch_base, T* out, 
     const int k = static_cast<int>(prm[kBlurKernel]), half = k / 2;
     if (threadIdx.x == 0) gaussian_kernel1d(k, prm[kBlurSigma], kw);
     __syncthreads();
+    const int j0 = gaussian_trim(k, kw);
     for (int64_t ch_i = 0; ch_i < c; ++ch_i) {
       float* plane = img + ch_i * n;
       for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {  // horizontal into tmp
         const int64_t y = i / ow, x = i % ow;
-        float acc = 0.f;
-        for (int j = 0; j < k; ++j) acc += kw[j] * plane[y * ow + reflect_index(x + j - half, ow)];
+        const float* r = plane + y * ow;
+        float acc = kw[half] * r[x];
+        for (int d = 1; d <= half - j0; ++d) {
+          acc += kw[half - d] * (r[reflect_index(x - d, ow)] + r[reflect_index(x + d, ow)]);
+        }
         tmp[i] = acc;
       }
       __syncthreads();
       for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {  // vertical back
         const int64_t y = i / ow, x = i % ow;
-        float acc = 0.f;
-        for (int j = 0; j < k; ++j) acc += kw[j] * tmp[reflect_index(y + j - half, oh) * ow + x];
+        float acc = kw[half] * tmp[y * ow + x];
+        for (int d = 1; d <= half - j0; ++d) {
+          acc += kw[half - d] *
+                 (tmp[reflect_index(y - d, oh) * ow + x] + tmp[reflect_index(y + d, oh) * ow + x]);
+        }
         plane[i] = q ? round_even(clamp255(acc)) : acc;
       }
       __syncthreads();

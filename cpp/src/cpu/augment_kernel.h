@@ -1,0 +1,553 @@
+// Quantized (uint8-level) per-view augmentation kernel, compiled once per instruction set.
+//
+// Included by augment.cpp (baseline target) and by augment_avx2.cpp / augment_avx512.cpp, which
+// set `#pragma GCC target` first; each includer defines PYXFER_AUG_NS, so every copy lives in its
+// own namespace and nothing with external linkage is shared between differently compiled copies.
+// Only raw pointers are used here (no std templates), for the same reason.
+//
+// With quantize=True every intermediate image holds uint8 levels, so the view is kept as planar
+// uint8 (c, h, w) between ops (a quarter of the float traffic) and each op computes exactly the
+// float32 expressions of augment.h on those levels: the results are bit-identical to the float
+// buffer pipeline (and to the CUDA kernel), whatever the instruction set.
+#ifndef PYXFER_AUG_NS
+#error "define PYXFER_AUG_NS before including augment_kernel.h"
+#endif
+
+namespace pyxfer::cpu::PYXFER_AUG_NS {
+
+namespace {
+
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+inline uint8_t to_u8(float v) { return static_cast<uint8_t>(static_cast<int32_t>(v)); }
+
+// Horizontal pass of the crop: rows [r0, r1) of the crop (HWC uint8, `c` channels) into planar
+// uint8 tmp (c, r1 - r0, ow); the output column order is mirrored when `flip`.
+void resample_rows(const uint8_t* src, int64_t src_w, int64_t c, int64_t top, int64_t left,
+                   const ResampleAxis& ax, int64_t r0, int64_t r1, int64_t ow, bool flip,
+                   uint8_t* tmp) {
+  const int64_t nrows = r1 - r0, plane = nrows * ow;
+  for (int64_t r = 0; r < nrows; ++r) {
+    const uint8_t* in = src + ((top + r0 + r) * src_w + left) * c;
+    uint8_t* t = tmp + r * ow;
+    if (ax.identity) {
+      for (int64_t x = 0; x < ow; ++x) {
+        const int64_t xo = flip ? ow - 1 - x : x;
+        for (int64_t k = 0; k < c; ++k) t[k * plane + xo] = in[x * c + k];
+      }
+      continue;
+    }
+    const int taps = ax.taps;
+    const int32_t bias = ax.bias;
+    const unsigned prec = ax.precision;
+    if (c == 3) {
+      for (int64_t x = 0; x < ow; ++x) {
+        const int16_t* w = ax.w + x * taps;
+        const uint8_t* p = in + static_cast<int64_t>(ax.xmin[x]) * 3;
+        int32_t s0 = bias, s1 = bias, s2 = bias;
+        for (int j = 0; j < taps; ++j) {
+          const int32_t wj = w[j];
+          s0 += wj * p[j * 3], s1 += wj * p[j * 3 + 1], s2 += wj * p[j * 3 + 2];
+        }
+        const int64_t xo = flip ? ow - 1 - x : x;
+        t[xo] = static_cast<uint8_t>(aa_finish(s0, prec));
+        t[plane + xo] = static_cast<uint8_t>(aa_finish(s1, prec));
+        t[2 * plane + xo] = static_cast<uint8_t>(aa_finish(s2, prec));
+      }
+    } else {
+      for (int64_t x = 0; x < ow; ++x) {
+        const int16_t* w = ax.w + x * taps;
+        const uint8_t* p = in + static_cast<int64_t>(ax.xmin[x]) * c;
+        const int64_t xo = flip ? ow - 1 - x : x;
+        for (int64_t k = 0; k < c; ++k) {
+          int32_t s = bias;
+          for (int j = 0; j < taps; ++j) s += static_cast<int32_t>(w[j]) * p[j * c + k];
+          t[k * plane + xo] = static_cast<uint8_t>(aa_finish(s, prec));
+        }
+      }
+    }
+  }
+}
+
+#if defined(PYXFER_AUG_AVX2)
+// Scalar taps of one RGB output pixel, packed as R | G << 8 | B << 16.
+inline uint32_t rgb_pixel_scalar(const uint8_t* p, const int16_t* w, int taps, int32_t bias,
+                                 unsigned prec) {
+  int32_t s0 = bias, s1 = bias, s2 = bias;
+  for (int j = 0; j < taps; ++j) {
+    const int32_t wj = w[j];
+    s0 += wj * p[j * 3], s1 += wj * p[j * 3 + 1], s2 += wj * p[j * 3 + 2];
+  }
+  return static_cast<uint32_t>(aa_finish(s0, prec)) |
+         static_cast<uint32_t>(aa_finish(s1, prec)) << 8 |
+         static_cast<uint32_t>(aa_finish(s2, prec)) << 16;
+}
+
+// The horizontal pass for RGB with AVX2: pmaddwd on (tap pair) x (R, G, B, 0) int16 lanes, four
+// taps per 256-bit step (two per 128-bit lane), or two output pixels per step (one per lane)
+// when the axis has at most four taps. Packed pixels go to a row buffer, then to the planes.
+// Integer sums: the same result as the scalar loop. Rows whose 16-byte loads could pass the end
+// of the image take the scalar loop.
+void resample_rows_rgb_avx2(const uint8_t* src, const uint8_t* src_end, int64_t src_w,
+                            int64_t top, int64_t left, const ResampleAxis& ax, int64_t r0,
+                            int64_t r1, int64_t ow, bool flip, uint8_t* tmp, uint32_t* packed) {
+  const int64_t nrows = r1 - r0, plane = nrows * ow;
+  const int groups = ax.groups, taps = ax.taps;
+  const __m256i lo_hi = _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1,
+                                         -1, 6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1,
+                                         -1, -1);
+  const __m256i pair01 = _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1,
+                                          -1, 0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1,
+                                          -1, -1);
+  const __m256i pair23 = _mm256_setr_epi8(6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1,
+                                          -1, 6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1,
+                                          -1, -1);
+  const __m256i bias8 = _mm256_set1_epi32(ax.bias);
+  const __m128i bias = _mm_set1_epi32(ax.bias);
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(ax.precision));
+  const int64_t reach = 12 * static_cast<int64_t>(groups - 1) + 16;
+  const int32_t* xmin = ax.xmin;
+  for (int64_t r = 0; r < nrows; ++r) {
+    const uint8_t* in = src + ((top + r0 + r) * src_w + left) * 3;
+    if (src_end - (in + static_cast<int64_t>(xmin[ow - 1]) * 3) < reach) {
+      for (int64_t x = 0; x < ow; ++x) {
+        packed[x] = rgb_pixel_scalar(in + static_cast<int64_t>(xmin[x]) * 3, ax.w + x * taps,
+                                     taps, ax.bias, ax.precision);
+      }
+    } else if (groups == 1) {
+      int64_t x = 0;
+      for (; x + 2 <= ow; x += 2) {
+        const __m256i raw = _mm256_loadu2_m128i(
+            reinterpret_cast<const __m128i*>(in + static_cast<int64_t>(xmin[x + 1]) * 3),
+            reinterpret_cast<const __m128i*>(in + static_cast<int64_t>(xmin[x]) * 3));
+        const __m256i* w = reinterpret_cast<const __m256i*>(ax.wv + x * 16);
+        // lanes: pixel x, pixel x + 1; weights of (x: taps 0-1 | 2-3), (x + 1: taps 0-1 | 2-3)
+        const __m256i w01 = _mm256_permute2x128_si256(_mm256_loadu_si256(w),
+                                                      _mm256_loadu_si256(w + 1), 0x20);
+        const __m256i w23 = _mm256_permute2x128_si256(_mm256_loadu_si256(w),
+                                                      _mm256_loadu_si256(w + 1), 0x31);
+        __m256i acc = _mm256_add_epi32(
+            _mm256_madd_epi16(_mm256_shuffle_epi8(raw, pair01), w01),
+            _mm256_madd_epi16(_mm256_shuffle_epi8(raw, pair23), w23));
+        acc = _mm256_sra_epi32(_mm256_add_epi32(acc, bias8), shift);
+        acc = _mm256_packus_epi16(_mm256_packs_epi32(acc, acc), acc);
+        packed[x] = static_cast<uint32_t>(_mm256_cvtsi256_si32(acc));
+        packed[x + 1] = static_cast<uint32_t>(_mm256_extract_epi32(acc, 4));
+      }
+      for (; x < ow; ++x) {
+        packed[x] = rgb_pixel_scalar(in + static_cast<int64_t>(xmin[x]) * 3, ax.w + x * taps,
+                                     taps, ax.bias, ax.precision);
+      }
+    } else {
+      for (int64_t x = 0; x < ow; ++x) {
+        const uint8_t* p = in + static_cast<int64_t>(xmin[x]) * 3;
+        const int16_t* w = ax.wv + x * groups * 16;
+        __m256i acc = _mm256_setzero_si256();
+        for (int g = 0; g < groups; ++g) {
+          const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 12 * g));
+          const __m256i v = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(raw), lo_hi);
+          const __m256i wg = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16 * g));
+          acc = _mm256_add_epi32(acc, _mm256_madd_epi16(v, wg));
+        }
+        __m128i sum =
+            _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        sum = _mm_sra_epi32(_mm_add_epi32(sum, bias), shift);
+        sum = _mm_packus_epi16(_mm_packs_epi32(sum, sum), sum);
+        packed[x] = static_cast<uint32_t>(_mm_cvtsi128_si32(sum));
+      }
+    }
+    uint8_t* t0 = tmp + r * ow;
+    uint8_t* t1 = t0 + plane;
+    uint8_t* t2 = t1 + plane;
+    if (flip) {
+      for (int64_t x = 0; x < ow; ++x) {
+        const uint32_t v = packed[ow - 1 - x];
+        t0[x] = static_cast<uint8_t>(v), t1[x] = static_cast<uint8_t>(v >> 8);
+        t2[x] = static_cast<uint8_t>(v >> 16);
+      }
+    } else {
+      for (int64_t x = 0; x < ow; ++x) {
+        const uint32_t v = packed[x];
+        t0[x] = static_cast<uint8_t>(v), t1[x] = static_cast<uint8_t>(v >> 8);
+        t2[x] = static_cast<uint8_t>(v >> 16);
+      }
+    }
+  }
+}
+#endif
+
+// Vertical pass: planar tmp (c, nrows, ow) whose row 0 is crop row r0 -> planar img (c, oh, ow).
+void resample_cols(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0,
+                   const ResampleAxis& ay, int64_t oh, int64_t ow, int32_t* acc, uint8_t* img) {
+  const int64_t tplane = nrows * ow, plane = oh * ow;
+  for (int64_t k = 0; k < c; ++k) {
+    const uint8_t* t = tmp + k * tplane;
+    uint8_t* o = img + k * plane;
+    for (int64_t y = 0; y < oh; ++y) {
+      if (ay.identity) {
+        const uint8_t* row = t + (y - r0) * ow;
+        for (int64_t x = 0; x < ow; ++x) o[y * ow + x] = row[x];
+        continue;
+      }
+      const int16_t* w = ay.w + y * ay.taps;
+      const uint8_t* base = t + (ay.xmin[y] - r0) * ow;
+      for (int64_t x = 0; x < ow; ++x) acc[x] = ay.bias;
+      for (int j = 0; j < ay.taps; ++j) {
+        const int32_t wj = w[j];
+        if (wj == 0) continue;
+        const uint8_t* row = base + j * ow;
+        for (int64_t x = 0; x < ow; ++x) acc[x] += wj * static_cast<int32_t>(row[x]);
+      }
+      const unsigned prec = ay.precision;
+      for (int64_t x = 0; x < ow; ++x) {
+        int32_t v = acc[x] >> prec;
+        v = v < 0 ? 0 : v;
+        v = v > 255 ? 255 : v;
+        o[y * ow + x] = static_cast<uint8_t>(v);
+      }
+    }
+  }
+}
+
+#if defined(PYXFER_AUG_AVX2)
+// Vertical pass with AVX2: 16 columns per step, taps in pairs through pmaddwd (rows j and j + 1
+// interleaved as int16), accumulators in registers. Integer sums: same result as the loop above.
+void resample_cols_avx2(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0,
+                        const ResampleAxis& ay, int64_t oh, int64_t ow, int32_t* acc,
+                        uint8_t* img) {
+  const int taps = ay.taps;
+  const int64_t tplane = nrows * ow, plane = oh * ow, xb = ow - ow % 16;
+  const __m256i bias = _mm256_set1_epi32(ay.bias);
+  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(ay.precision));
+  const __m128i zero = _mm_setzero_si128();
+  for (int64_t k = 0; k < c; ++k) {
+    const uint8_t* t = tmp + k * tplane;
+    uint8_t* o = img + k * plane;
+    for (int64_t y = 0; y < oh; ++y) {
+      const int16_t* w = ay.w + y * taps;
+      const uint8_t* base = t + (ay.xmin[y] - r0) * ow;
+      for (int64_t x = 0; x < xb; x += 16) {
+        __m256i lo = bias, hi = bias;
+        for (int j = 0; j < taps; j += 2) {
+          const __m256i a = _mm256_cvtepu8_epi16(
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(base + j * ow + x)));
+          const bool two = j + 1 < taps;
+          const __m256i b =
+              two ? _mm256_cvtepu8_epi16(_mm_loadu_si128(
+                        reinterpret_cast<const __m128i*>(base + (j + 1) * ow + x)))
+                  : _mm256_setzero_si256();
+          const int32_t pair = static_cast<int32_t>(static_cast<uint16_t>(w[j])) |
+                               (two ? static_cast<int32_t>(static_cast<uint32_t>(
+                                          static_cast<uint16_t>(w[j + 1])) << 16)
+                                    : 0);
+          const __m256i wp = _mm256_set1_epi32(pair);
+          lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), wp));
+          hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), wp));
+        }
+        lo = _mm256_sra_epi32(lo, shift);
+        hi = _mm256_sra_epi32(hi, shift);
+        const __m256i p16 = _mm256_packs_epi32(lo, hi);  // pixels 0-7 | 8-15 as int16
+        const __m128i p8 = _mm_packus_epi16(_mm256_castsi256_si128(p16),
+                                            _mm256_extracti128_si256(p16, 1));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + y * ow + x), p8);
+      }
+      for (int64_t x = xb; x < ow; ++x) {
+        int32_t v = ay.bias;
+        for (int j = 0; j < taps; ++j) v += static_cast<int32_t>(w[j]) * base[j * ow + x];
+        v >>= ay.precision;
+        v = v < 0 ? 0 : v;
+        o[y * ow + x] = static_cast<uint8_t>(v > 255 ? 255 : v);
+      }
+    }
+  }
+  (void)acc, (void)zero;
+}
+#endif
+
+void brightness_u8(uint8_t* img, int64_t total, float f) {
+  for (int64_t i = 0; i < total; ++i) {
+    img[i] = to_u8(floor_pos(clamp255(static_cast<float>(img[i]) * f)));
+  }
+}
+
+// Sum of floor(gray) (c == 3) or of the levels (c == 1): integers, so the int64 sum equals
+// the float kernels' double sum exactly.
+int64_t gray_sum(const uint8_t* img, int64_t c, int64_t n) {
+  int64_t sum = 0;
+  if (c == 3) {
+    const uint8_t *r = img, *g = img + n, *b = img + 2 * n;
+    for (int64_t i = 0; i < n; ++i) {
+      sum += static_cast<int32_t>(
+          floor_pos(gray_of(static_cast<float>(r[i]), static_cast<float>(g[i]),
+                            static_cast<float>(b[i]))));
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) sum += img[i];
+  }
+  return sum;
+}
+
+void contrast_u8(uint8_t* img, int64_t c, int64_t n, float f) {
+  const double sum = static_cast<double>(gray_sum(img, c, n));
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float other = mean * static_cast<float>(1.0 - static_cast<double>(f));
+  for (int64_t i = 0; i < c * n; ++i) {
+    img[i] = to_u8(floor_pos(clamp255(static_cast<float>(img[i]) * f + other)));
+  }
+}
+
+void saturation_u8(uint8_t* img, int64_t n, float f) {
+  uint8_t *r = img, *g = img + n, *b = img + 2 * n;
+  const float omf = static_cast<float>(1.0 - static_cast<double>(f));
+  for (int64_t i = 0; i < n; ++i) {
+    const float rf = r[i], gf = g[i], bf = b[i];
+    const float gr = floor_pos(gray_of(rf, gf, bf));
+    r[i] = to_u8(blend(rf, gr, f, omf, true));
+    g[i] = to_u8(blend(gf, gr, f, omf, true));
+    b[i] = to_u8(blend(bf, gr, f, omf, true));
+  }
+}
+
+void hue_u8(uint8_t* __restrict r, uint8_t* __restrict g, uint8_t* __restrict b, int64_t n,
+            float h) {
+  for (int64_t i = 0; i < n; ++i) {
+    float rf = r[i], gf = g[i], bf = b[i];
+    hue_shift(rf, gf, bf, h, true);
+    r[i] = to_u8(rf), g[i] = to_u8(gf), b[i] = to_u8(bf);
+  }
+}
+
+void gray_u8(uint8_t* img, int64_t n) {
+  uint8_t *r = img, *g = img + n, *b = img + 2 * n;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t v = to_u8(floor_pos(gray_of(static_cast<float>(r[i]), static_cast<float>(g[i]),
+                                              static_cast<float>(b[i]))));
+    r[i] = v, g[i] = v, b[i] = v;
+  }
+}
+
+// dst[0..32) = the blur sum over taps [j0, j1) of rows[j][x + 0..32) in augment.h's order (centre
+// tap, then w[c - d] * (left + right) for d = 1, 2, ...), accumulators in registers; separate
+// multiply and add (no FMA), so every element rounds as in the scalar code.
+constexpr int64_t kBlock = 32;
+#if defined(PYXFER_AUG_AVX512)
+inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j0, int j1,
+                      float* dst) {
+  const int c = (j0 + j1 - 1) / 2;
+  const __m512 wc = _mm512_set1_ps(w[c]);
+  __m512 a0 = _mm512_mul_ps(wc, _mm512_loadu_ps(rows[c] + x));
+  __m512 a1 = _mm512_mul_ps(wc, _mm512_loadu_ps(rows[c] + x + 16));
+  for (int d = 1; d <= c - j0; ++d) {
+    const __m512 wd = _mm512_set1_ps(w[c - d]);
+    const float* s = rows[c - d] + x;
+    const float* t = rows[c + d] + x;
+    a0 = _mm512_add_ps(
+        a0, _mm512_mul_ps(wd, _mm512_add_ps(_mm512_loadu_ps(s), _mm512_loadu_ps(t))));
+    a1 = _mm512_add_ps(
+        a1, _mm512_mul_ps(wd, _mm512_add_ps(_mm512_loadu_ps(s + 16), _mm512_loadu_ps(t + 16))));
+  }
+  _mm512_storeu_ps(dst, a0), _mm512_storeu_ps(dst + 16, a1);
+}
+#elif defined(PYXFER_AUG_AVX2)
+inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j0, int j1,
+                      float* dst) {
+  const int c = (j0 + j1 - 1) / 2;
+  const __m256 wc = _mm256_set1_ps(w[c]);
+  const float* m = rows[c] + x;
+  __m256 a0 = _mm256_mul_ps(wc, _mm256_loadu_ps(m)), a1 = _mm256_mul_ps(wc, _mm256_loadu_ps(m + 8));
+  __m256 a2 = _mm256_mul_ps(wc, _mm256_loadu_ps(m + 16));
+  __m256 a3 = _mm256_mul_ps(wc, _mm256_loadu_ps(m + 24));
+  for (int d = 1; d <= c - j0; ++d) {
+    const __m256 wd = _mm256_set1_ps(w[c - d]);
+    const float* s = rows[c - d] + x;
+    const float* t = rows[c + d] + x;
+    a0 = _mm256_add_ps(a0, _mm256_mul_ps(wd, _mm256_add_ps(_mm256_loadu_ps(s), _mm256_loadu_ps(t))));
+    a1 = _mm256_add_ps(
+        a1, _mm256_mul_ps(wd, _mm256_add_ps(_mm256_loadu_ps(s + 8), _mm256_loadu_ps(t + 8))));
+    a2 = _mm256_add_ps(
+        a2, _mm256_mul_ps(wd, _mm256_add_ps(_mm256_loadu_ps(s + 16), _mm256_loadu_ps(t + 16))));
+    a3 = _mm256_add_ps(
+        a3, _mm256_mul_ps(wd, _mm256_add_ps(_mm256_loadu_ps(s + 24), _mm256_loadu_ps(t + 24))));
+  }
+  _mm256_storeu_ps(dst, a0), _mm256_storeu_ps(dst + 8, a1);
+  _mm256_storeu_ps(dst + 16, a2), _mm256_storeu_ps(dst + 24, a3);
+}
+#else
+__extension__ typedef float vf4 __attribute__((vector_size(16), aligned(4)));
+
+inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j0, int j1,
+                      float* dst) {
+  const int c = (j0 + j1 - 1) / 2;
+  vf4 a[8];
+  for (int i = 0; i < 8; ++i) {
+    vf4 v;
+    __builtin_memcpy(&v, rows[c] + x + 4 * i, sizeof v);
+    a[i] = w[c] * v;
+  }
+  for (int d = 1; d <= c - j0; ++d) {
+    const float wd = w[c - d];
+    const float* s = rows[c - d] + x;
+    const float* t = rows[c + d] + x;
+    for (int i = 0; i < 8; ++i) {
+      vf4 u, v;
+      __builtin_memcpy(&u, s + 4 * i, sizeof u);
+      __builtin_memcpy(&v, t + 4 * i, sizeof v);
+      a[i] += wd * (u + v);
+    }
+  }
+  __builtin_memcpy(dst, a, sizeof a);
+}
+#endif
+
+// The horizontal pass: rows[j] = src + j.
+inline void taps_block(const float* src, const float* w, int j0, int j1, float* dst) {
+  const float* rows[1024];  // k <= 1001
+  for (int j = j0; j < j1; ++j) rows[j] = src + j;
+  taps_rows(rows, 0, w, j0, j1, dst);
+}
+
+// Separable gaussian blur (reflect padding) of each uint8 plane; same float order as augment.h
+// (horizontal sum over the kept taps in order into a float plane, then vertical), rounded half
+// to even.
+void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* kw,
+             const int32_t* xi, const int32_t* yi, float* row, float* tmp, float* acc,
+             const float** rows) {
+  const int half = k / 2;
+  const int j0 = gaussian_trim(k, kw), j1 = k - j0;
+  const int64_t n = h * w, wp = w + 2 * half;
+  const int64_t wb = w - w % kBlock;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    uint8_t* p = img + ch * n;
+    for (int64_t y = 0; y < h; ++y) {
+      const uint8_t* src = p + y * w;
+      for (int64_t i = 0; i < half; ++i) row[i] = static_cast<float>(src[xi[i]]);
+      for (int64_t x = 0; x < w; ++x) row[half + x] = static_cast<float>(src[x]);
+      for (int64_t i = half + w; i < wp; ++i) row[i] = static_cast<float>(src[xi[i]]);
+      float* t = tmp + y * w;
+      for (int64_t x = 0; x < wb; x += kBlock) taps_block(row + x, kw, j0, j1, t + x);
+      for (int64_t x = wb; x < w; ++x) {
+        const float* r = row + x + half;
+        float a = kw[half] * r[0];
+        for (int d = 1; d <= half - j0; ++d) a += kw[half - d] * (r[-d] + r[d]);
+        t[x] = a;
+      }
+    }
+    for (int64_t y = 0; y < h; ++y) {
+      for (int j = j0; j < j1; ++j) rows[j] = tmp + static_cast<int64_t>(yi[y + j]) * w;
+      for (int64_t x = 0; x < wb; x += kBlock) taps_rows(rows, x, kw, j0, j1, acc + x);
+      for (int64_t x = wb; x < w; ++x) {
+        float a = kw[half] * rows[half][x];
+        for (int d = 1; d <= half - j0; ++d) a += kw[half - d] * (rows[half - d][x] + rows[half + d][x]);
+        acc[x] = a;
+      }
+      uint8_t* o = p + y * w;
+      for (int64_t x = 0; x < w; ++x) o[x] = to_u8(round_even(clamp255(acc[x])));
+    }
+  }
+}
+
+void solarize_u8(uint8_t* img, int64_t total, float thr) {
+  for (int64_t i = 0; i < total; ++i) {
+    const uint8_t v = img[i];
+    img[i] = static_cast<float>(v) >= thr ? static_cast<uint8_t>(255 - v) : v;
+  }
+}
+
+void store_f32(const uint8_t* img, const ApplyParams& p, int64_t row, float* out) {
+  const int64_t n = p.out_h * p.out_w, c = p.c;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const float scale = p.inv_std[ch] / 255.0f;
+    const float shift = -p.mean[ch] * p.inv_std[ch];
+    const uint8_t* src = img + ch * n;
+    if (p.layout == Layout::NCHW) {
+      float* dst = out + (row * c + ch) * n;
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) * scale + shift;
+    } else {
+      float* dst = out + row * n * c + ch;
+      for (int64_t i = 0; i < n; ++i) dst[i * c] = static_cast<float>(src[i]) * scale + shift;
+    }
+  }
+}
+
+void store_f16(const uint8_t* img, const ApplyParams& p, int64_t row, uint16_t* out) {
+  const int64_t n = p.out_h * p.out_w, c = p.c;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    // 256 levels: a table of the exact half bits of level * scale + shift.
+    const float scale = p.inv_std[ch] / 255.0f;
+    const float shift = -p.mean[ch] * p.inv_std[ch];
+    uint16_t lut[256];
+    for (int v = 0; v < 256; ++v) {
+      lut[v] = float_to_half_bits_branchless(static_cast<float>(v) * scale + shift);
+    }
+    const uint8_t* src = img + ch * n;
+    if (p.layout == Layout::NCHW) {
+      uint16_t* dst = out + (row * c + ch) * n;
+      for (int64_t i = 0; i < n; ++i) dst[i] = lut[src[i]];
+    } else {
+      uint16_t* dst = out + row * n * c + ch;
+      for (int64_t i = 0; i < n; ++i) dst[i * c] = lut[src[i]];
+    }
+  }
+}
+
+}  // namespace
+
+// One view, quantize=True. `s` points at scratch laid out by QuantScratch.
+void apply_view_quantized(const ImageRef& im, const float* prm, const ApplyParams& p, int64_t row,
+                          void* out, const QuantScratch& s) {
+  const int64_t c = p.c, oh = p.out_h, ow = p.out_w, n = oh * ow;
+  const auto top = static_cast<int64_t>(prm[kTop]), left = static_cast<int64_t>(prm[kLeft]);
+  uint8_t* img = s.img;
+  const bool flip = prm[kFlip] != 0.f;
+#if defined(PYXFER_AUG_AVX2)
+  if (c == 3 && !s.ax.identity && s.ax.wv != nullptr) {
+    resample_rows_rgb_avx2(im.data, im.data + im.h * im.w * 3, im.w, top, left, s.ax, s.r0, s.r1,
+                           ow, flip, s.tmp8, s.packed);
+  } else {
+    resample_rows(im.data, im.w, c, top, left, s.ax, s.r0, s.r1, ow, flip, s.tmp8);
+  }
+#else
+  resample_rows(im.data, im.w, c, top, left, s.ax, s.r0, s.r1, ow, flip, s.tmp8);
+#endif
+#if defined(PYXFER_AUG_AVX2)
+  if (!s.ay.identity) {
+    resample_cols_avx2(s.tmp8, c, s.r1 - s.r0, s.r0, s.ay, oh, ow, s.iacc, img);
+  } else {
+    resample_cols(s.tmp8, c, s.r1 - s.r0, s.r0, s.ay, oh, ow, s.iacc, img);
+  }
+#else
+  resample_cols(s.tmp8, c, s.r1 - s.r0, s.r0, s.ay, oh, ow, s.iacc, img);
+#endif
+  if (prm[kJitter] != 0.f) {
+    for (int pos = 0; pos < 4; ++pos) {
+      switch (static_cast<int>(prm[kOrder0 + pos])) {
+        case 0:
+          if (prm[kBrightness] != 1.f) brightness_u8(img, c * n, prm[kBrightness]);
+          break;
+        case 1:
+          if (prm[kContrast] != 1.f) contrast_u8(img, c, n, prm[kContrast]);
+          break;
+        case 2:
+          if (c == 3 && prm[kSaturation] != 1.f) saturation_u8(img, n, prm[kSaturation]);
+          break;
+        default:
+          if (c == 3 && prm[kHue] != 0.f) hue_u8(img, img + n, img + 2 * n, n, prm[kHue]);
+          break;
+      }
+    }
+  }
+  if (prm[kGray] != 0.f && c == 3) gray_u8(img, n);
+  if (prm[kBlur] != 0.f) {
+    blur_u8(img, c, oh, ow, s.blur_k, s.blur_w, s.blur_xi, s.blur_yi, s.frow, s.ftmp, s.facc,
+            s.blur_rows);
+  }
+  if (prm[kSolarize] != 0.f) solarize_u8(img, c * n, prm[kSolarizeThreshold]);
+  if (p.dtype == OutDType::Float32) {
+    store_f32(img, p, row, static_cast<float*>(out));
+  } else {
+    store_f16(img, p, row, static_cast<uint16_t*>(out));
+  }
+}
+
+}  // namespace pyxfer::cpu::PYXFER_AUG_NS
