@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
         ("compiler", b["compiler"]),
         (
             "SIMD",
-            f"compiled {b['simd']}; run-time {b['simd_runtime']} "
-            f"(available: {', '.join(b['simd_paths'])})",
+            f"compiled {b['simd']}; run-time: feature kernels {b['simd_runtime']} "
+            f"(available: {', '.join(b['simd_paths'])}), augmentation {b['augment_simd']}",
         ),
         ("threading", f"{b['threading']}, {b['hardware_threads']} hardware threads"),
         ("CUDA", cuda),
