@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pyxfer.data.store import check_image
 from pyxfer.ops.augment import ViewSpec, augment, preset
 
 log = logging.getLogger("pyxfer.loader")
@@ -98,18 +99,10 @@ def _is_store(dataset: Any) -> bool:
 
 
 def _hwc(img: Any, where: str) -> np.ndarray:
+    """One uint8 (H, W, C) image from an array or a (CPU or CUDA) tensor."""
     if isinstance(img, torch.Tensor):
         img = img.detach().cpu().numpy()
-    arr = np.asarray(img)
-    if arr.dtype != np.uint8:
-        raise ValueError(f"{where}: expected a uint8 image (H, W, C), received dtype {arr.dtype}")
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3):
-        raise ValueError(
-            f"{where}: expected shape (H, W, C) with C in {{1, 3}}, received {arr.shape}"
-        )
-    return arr
+    return check_image(img, where)
 
 
 class FusedLoader:

@@ -137,3 +137,25 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         self._ensure_loaded()
         return len(self._entries)
+
+
+def register_classes(
+    register: Any,
+    package: str,
+    table: dict[str, tuple[str, str]],
+    attributes: tuple[str, ...] = ("consumes", "augmentation", "num_views"),
+) -> None:
+    """Register the classes of a plugin package, one module per class (lazy: torch-free).
+
+    Args:
+        register: the registrar a ``pyxfer_register_*`` hook received.
+        package: the plugin package (``__name__`` of its ``__init__``).
+        table: registry name -> (module in ``package``, class name).
+        attributes: class attributes stored with each entry as metadata.
+    """
+    import importlib
+
+    for name, (module, cls_name) in table.items():
+        cls = getattr(importlib.import_module(f"{package}.{module}"), cls_name)
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        register(name, cls, description=summary, **{a: getattr(cls, a) for a in attributes})

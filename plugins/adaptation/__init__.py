@@ -27,11 +27,9 @@ mcc           Jin et al. 2020              class confusion, T 2.5, entropy      
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from pyxfer import hookimpl
 from pyxfer.hookspecs import Register
+from pyxfer.registry import register_classes
 
 #: registry name -> (module, class)
 BUILTIN: dict[str, tuple[str, str]] = {
@@ -49,15 +47,9 @@ BUILTIN: dict[str, tuple[str, str]] = {
 
 @hookimpl
 def pyxfer_register_objectives(register: Register) -> None:
-    for name, (module, cls_name) in BUILTIN.items():
-        cls: Any = getattr(importlib.import_module(f"{__name__}.{module}"), cls_name)
-        summary = (cls.__doc__ or "").strip().splitlines()[0]
-        register(
-            name,
-            cls,
-            description=summary,
-            consumes=cls.consumes,
-            augmentation=cls.augmentation,
-            num_views=cls.num_views,
-            target_augmentation=cls.target_augmentation,
-        )
+    register_classes(
+        register,
+        __name__,
+        BUILTIN,
+        ("consumes", "augmentation", "num_views", "target_augmentation"),
+    )

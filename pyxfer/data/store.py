@@ -37,7 +37,7 @@ PACKED_VERSION = 1
 IndexLike = Sequence[int] | np.ndarray | slice
 
 
-def _check_image(img: Any, where: str) -> np.ndarray:
+def check_image(img: Any, where: str) -> np.ndarray:
     """One HWC uint8 image (H×W grey arrays gain a channel axis)."""
     arr = np.asarray(img)
     if arr.dtype != np.uint8:
@@ -97,7 +97,7 @@ class ImageStore:
             n = images.shape[0]
             channels = int(images.shape[3])
         else:
-            ragged = [_check_image(im, f"images[{i}]") for i, im in enumerate(images)]
+            ragged = [check_image(im, f"images[{i}]") for i, im in enumerate(images)]
             chans = {im.shape[2] for im in ragged}
             if len(chans) > 1:
                 raise ValueError(
