@@ -14,6 +14,9 @@ input pipeline differs:
   the same recipe (``RandomResizedCrop``, ``RandomHorizontalFlip``, ``RandomApply(ColorJitter)``,
   ``RandomGrayscale``, ``ToDtype``, ``Normalize``). This side needs only torch and
   torchvision (not pyxfer), so it runs in any environment that has them.
+- ``--side synthetic``: no loader, the same two random tensors every step: the model step
+  alone, to tell the torch build's compute speed from the input pipeline's cost when the
+  two sides run in environments with different torch builds.
 
 Prints one JSON line: images/s (each image gives two views), step time, the share of the
 step spent waiting for the loader, and the compute-only images/s (step time minus wait).
@@ -174,9 +177,21 @@ def torchvision_batches(images: np.ndarray, args: argparse.Namespace):
     return gen(), lambda: wait[0], what
 
 
+def synthetic_batches(images: np.ndarray, args: argparse.Namespace):
+    """The same two fixed random tensors every step: the model step alone (no loader)."""
+    g = torch.Generator().manual_seed(0)
+    v1, v2 = (torch.randn(args.batch_size, 3, 32, 32, generator=g) for _ in range(2))
+
+    def gen():
+        while True:
+            yield v1, v2
+
+    return gen(), lambda: 0.0, "synthetic (no loader: the model step alone)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--side", choices=("pyxfer", "torchvision"), required=True)
+    ap.add_argument("--side", choices=("pyxfer", "torchvision", "synthetic"), required=True)
     ap.add_argument("--data", default="/tmp/cifar32", help="a packed folder (images.npy)")
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--batch-size", type=int, default=256)
@@ -190,7 +205,11 @@ def main() -> None:
     torch.manual_seed(0)
     model = SimCLRStep(args.width)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
-    make = pyxfer_batches if args.side == "pyxfer" else torchvision_batches
+    make = {
+        "pyxfer": pyxfer_batches,
+        "torchvision": torchvision_batches,
+        "synthetic": synthetic_batches,
+    }[args.side]
     batches, wait_time, what = make(images, args)
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
