@@ -30,6 +30,11 @@ class Objective(nn.Module):
             ``"source_target"`` (``forward(source, source_labels, target)``).
         augmentation: name of the augmentation preset the views come from (``"simclr"``...).
         num_views: views per image the objective needs.
+        requires: the backbone family the objective needs, or ``None`` (the default) when any
+            backbone with ``num_features`` works. ``"vit"``: a vision transformer with
+            ``patch_embed``, ``embed_patches`` and ``encode_tokens`` (MAE). Generic code that
+            builds every registered objective around one stand-in backbone (tests, sweeps)
+            reads this class attribute to pick a suitable backbone or skip.
         players: names of the parameter sets optimised in turn. One player (``("main",)``,
             the default) means one optimiser over :meth:`param_groups` ``["main"]`` and
             ``forward(*batch)``. Several players (a GAN's ``("discriminator", "generator")``)
@@ -50,6 +55,7 @@ class Objective(nn.Module):
     consumes: ClassVar[str] = "views"
     augmentation: ClassVar[str] = "simclr"
     num_views: ClassVar[int] = 2
+    requires: ClassVar[str | None] = None
     players: ClassVar[tuple[str, ...]] = ("main",)
 
     def __init__(self, backbone: nn.Module) -> None:

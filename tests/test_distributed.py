@@ -40,6 +40,7 @@ SMALL: dict[str, dict] = {
     "dae": {"channels": 3, "image_size": SIZE, "decoder_width": 4},
     "vae": {"channels": 3, "image_size": SIZE, "latent_dim": 4, "decoder_width": 4},
     "gan": {"channels": 3, "image_size": SIZE, "latent_dim": 4, "generator_width": 4},
+    "mae": {"decoder_dim": 8, "decoder_depth": 1, "decoder_heads": 2},
 }
 
 
@@ -67,9 +68,20 @@ class TinyBackbone(nn.Module):
         return self.forward_features(x).mean(dim=(2, 3))
 
 
+def stand_in(name: str) -> nn.Module:
+    """A tiny backbone for objective ``name``: a real ViT for ``requires = "vit"`` (MAE)."""
+    if getattr(registry("objectives").get(name).factory, "requires", None) == "vit":
+        from pyxfer.backbone import create_backbone
+
+        return create_backbone(
+            "vit_tiny", img_size=SIZE, patch_size=4, depth=1, embed_dim=8, num_heads=2
+        )
+    return TinyBackbone()
+
+
 def build(name: str) -> Objective:
     torch.manual_seed(0)
-    return create_objective(name, TinyBackbone(), **SMALL.get(name, {}))
+    return create_objective(name, stand_in(name), **SMALL.get(name, {}))
 
 
 def whole_batch(num_views: int = 2) -> list[torch.Tensor]:
@@ -214,7 +226,7 @@ def test_moco_enqueues_the_keys_of_every_rank(ranks: list[dict[str, torch.Tensor
 def test_every_objective_runs_under_ddp(ranks: list[dict[str, torch.Tensor]]) -> None:
     names = registry("objectives").list()
     for name in names:
-        players = create_objective(name, TinyBackbone(), **SMALL.get(name, {})).players
+        players = build(name).players
         for player in players:
             key = f"ddp/{name}/{player}"
             losses = [res[f"{key}/loss"] for res in ranks]

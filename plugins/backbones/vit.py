@@ -170,20 +170,37 @@ class VisionTransformer(Backbone):
         patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, gh * gw, d)  # (1, L, D)
         return torch.cat([cls_pos, patch_pos], dim=1)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (N, C, H, W) -> tokens (N, 1 + L, D), class token first."""
+    def embed_patches(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) -> patch tokens (N, L, D) with their position embedding added.
+
+        The first half of :meth:`forward_features`, exposed so that objectives can drop tokens
+        before the transformer (MAE encodes only the visible patches). Tokens are in raster
+        order of the (H/p, W/p) patch grid.
+        """
         h, w = x.shape[-2:]
         p = self.patch_embed.patch_size
         if h % p or w % p:
             raise ValueError(
                 f"x: expected height and width divisible by patch_size={p}, received {h}x{w}"
             )
-        x = self.patch_embed(x)  # (N, L, D)
-        cls = self.cls_token.expand(x.shape[0], -1, -1)  # (N, 1, D)
-        x = torch.cat([cls, x], dim=1) + self._pos_embed(int(h) // p, int(w) // p)
+        pos = self._pos_embed(int(h) // p, int(w) // p)  # (1, 1 + L, D)
+        return self.patch_embed(x) + pos[:, 1:]  # (N, L, D)
+
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Patch tokens (N, T, D) from :meth:`embed_patches` (any subset, any T) -> (N, 1 + T, D).
+
+        Prepends the class token (with its position embedding), runs the transformer blocks
+        and the final LayerNorm: the second half of :meth:`forward_features`.
+        """
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)
+        x = torch.cat([cls, tokens], dim=1)  # (N, 1 + T, D)
         for blk in self.blocks:
             x = blk(x)
-        return self.norm(x)  # (N, 1 + L, D)
+        return self.norm(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) -> tokens (N, 1 + L, D), class token first."""
+        return self.encode_tokens(self.embed_patches(x))  # (N, 1 + L, D)
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
         """Tokens (N, 1 + L, D) -> (N, D): class token, or mean of the patch tokens."""

@@ -12,7 +12,11 @@ rotation         Gidaris et al. 2018          views      rotation     1
 dae              Vincent et al. 2008          views      none         1
 vae              Kingma & Welling 2014        views      none         1
 gan              Radford et al. 2016          views      none         1
+mae              He et al. 2022               views      mae          1
 ===============  ===========================  =========  ===========  =====
+
+MAE needs a vision transformer backbone; its class says so with ``requires = "vit"`` (see
+:class:`pyxfer.objective.Objective`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "dae": ("dae", "DenoisingAutoencoder"),
     "vae": ("vae", "VAE"),
     "gan": ("gan", "DCGAN"),
+    "mae": ("mae", "MAE"),
 }
 
 

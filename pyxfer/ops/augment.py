@@ -169,6 +169,8 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
     - ``fixmatch_strong`` — FixMatch's strong view without RandAugment's affine ops: the weak
       geometry plus always-on colour jitter (0.4, 0.4, 0.4, 0.1), grayscale p 0.2, blur p 0.5,
       solarize p 0.2.
+    - ``mae`` — He et al. 2022, "Masked Autoencoders Are Scalable Vision Learners": crop
+      (0.2, 1) and flip only, no colour distortion; one view.
     - ``eval`` — resize the whole image to ``size`` (no randomness); ``none`` is the same, for
       objectives that corrupt their input themselves (denoising autoencoder, VAE, GAN).
     - ``rotation`` — Gidaris et al. 2018, "Unsupervised Representation Learning by Predicting
@@ -229,6 +231,8 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
                 solarize_p=0.2,
             )
         ]
+    if name == "mae":
+        return [ViewSpec(size=s, scale=(0.2, 1.0), jitter_p=0.0, gray_p=0.0)]
     if name in ("eval", "none"):
         return [ViewSpec(size=s, crop="full", flip_p=0.0, jitter_p=0.0, gray_p=0.0)]
     if name == "rotation":
@@ -243,6 +247,7 @@ PRESETS: tuple[str, ...] = (
     "dino",
     "fixmatch_weak",
     "fixmatch_strong",
+    "mae",
     "eval",
     "none",
     "rotation",
