@@ -755,7 +755,13 @@ def finetune(
         ]
         if run is not None:
             save_results(run / "results.json", results, {"finetune": finetune_doc})
-        log.info("test results:\n%s", format_table(results))
+        log.debug("test results:\n%s", format_table(results))
+        log.info(
+            "test top-1 %.4f, per-class mean %.4f (%d images)",
+            test_metrics["top1"],
+            test_metrics["per_class_mean"],
+            len(test_set),
+        )
     return FinetuneResult(
         run,
         model_dir,
