@@ -11,8 +11,8 @@ p 0.2, gaussian blur, normalize) with the 224-pixel preset's own blur probabilit
 All implementations replay the same sampled parameters. Baselines: a batched pure-torch
 pipeline (this process, same thread count) and the torchvision v2 per-image functional
 pipeline, run in a separate interpreter that has torchvision (``--tv-python``, default
-``/work/venv-tv/bin/python``) and talks to this one through an .npz file and JSON, so pyxfer never
-needs torchvision. torchvision runs with one torch thread, as each DataLoader worker does; its
+``$PYXFER_TV_PYTHON``: a venv with torchvision) and talks to this one through an .npz file
+and JSON, so pyxfer never needs torchvision. torchvision runs with one torch thread, as each DataLoader worker does; its
 ``tv v/s`` at t threads is t times that (t ideal workers). Ratios are pyxfer / baseline.
 ``v/s/core`` is wall-clock views per second divided by the thread count; ``cpu v/s`` is views
 per second of process CPU time (all threads), which stays meaningful when the machine is
@@ -37,7 +37,9 @@ from pathlib import Path
 import numpy as np
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-CIFAR = Path("/work/shared/data/cifar10-test/cifar10-test.tar.gz")
+CIFAR = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-test" / "cifar10-test.tar.gz"
+)
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -228,7 +230,7 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--blur-p", type=float, default=0.5, help="blur probability of every view")
-    ap.add_argument("--tv-python", default="/work/venv-tv/bin/python")
+    ap.add_argument("--tv-python", default=os.environ.get("PYXFER_TV_PYTHON", ""))
     ap.add_argument("--no-torch", action="store_true", help="skip the batched torch baseline")
     ap.add_argument("--torchvision-child", nargs=2, metavar=("NPZ", "JSON"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -270,7 +272,7 @@ def main() -> None:
     # torchvision in its own interpreter
     tv: dict[str, list[float]] = {}
     tv_check: dict[str, np.ndarray] = {}
-    if args.device == "cpu" and Path(args.tv_python).exists():
+    if args.device == "cpu" and args.tv_python and Path(args.tv_python).exists():
         with tempfile.TemporaryDirectory() as d:
             npz, js = os.path.join(d, "in.npz"), os.path.join(d, "out.json")
             arrays = {}
@@ -297,7 +299,11 @@ def main() -> None:
             else:
                 print(f"torchvision baseline failed:\n{res.stderr[-2000:]}", file=sys.stderr)
     else:
-        print(f"torchvision baseline skipped (no {args.tv_python})", file=sys.stderr)
+        print(
+            f"torchvision baseline skipped (no interpreter at {args.tv_python!r}; set "
+            "PYXFER_TV_PYTHON or --tv-python)",
+            file=sys.stderr,
+        )
 
     info = pyxfer.build_info()
     print(
