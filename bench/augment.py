@@ -12,7 +12,8 @@ All implementations replay the same sampled parameters. Baselines: a batched pur
 pipeline (this process, same thread count) and the torchvision v2 per-image functional
 pipeline, run in a separate interpreter that has torchvision (``--tv-python``, default
 ``$PYXFER_TV_PYTHON``: a venv with torchvision) and talks to this one through an .npz file
-and JSON, so pyxfer never needs torchvision. torchvision runs with one torch thread, as each DataLoader worker does; its
+and JSON, so pyxfer never needs torchvision. torchvision runs with one torch thread, as each
+DataLoader worker does; its
 ``tv v/s`` at t threads is t times that (t ideal workers). Ratios are pyxfer / baseline.
 ``v/s/core`` is wall-clock views per second divided by the thread count; ``cpu v/s`` is views
 per second of process CPU time (all threads), which stays meaningful when the machine is
