@@ -230,3 +230,60 @@ def source_name(path: str | os.PathLike[str]) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def decode_to_store(
+    reader: str,
+    path: str | os.PathLike[str],
+    sources: Sequence[Any],
+    names: Sequence[str],
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    hw: tuple[int, int] | None,
+    channels: int | None,
+    fit: str,
+    threads: int,
+    on_error: str,
+    progress: bool | None,
+    draft: bool,
+    info: dict[str, Any] | None = None,
+) -> Any:
+    """Decode image files (paths or bytes) in threads and build the labelled ``ImageStore``.
+
+    Shared by the file readers: ``reader`` names the source (``"folder"``, ``"tar"``) in
+    errors, in ``info`` and in the store's ``source`` (``"reader:path"``); files that could not
+    be read (``on_error="skip"``) drop their labels too.
+    """
+    from pyxfer.data.store import ImageStore
+
+    images, kept = decode_many(
+        sources,
+        names,
+        hw=hw,
+        channels=channels,
+        fit=fit,
+        threads=threads,
+        on_error=on_error,
+        progress=progress,
+        desc=f"reading {source_name(path)}",
+        draft=draft,
+    )
+    if not images:
+        raise ValueError(f"{reader}: none of the {len(sources)} image files could be read")
+    meta: dict[str, Any] = {
+        "reader": reader,
+        "files": len(sources),
+        "skipped": len(sources) - len(kept),
+    }
+    if hw is not None:
+        meta.update(size=list(hw), fit=fit)
+    meta.update(info or {})
+    return ImageStore(
+        stack_if_uniform(images, channels),
+        labels[kept],
+        class_names,
+        name=source_name(path),
+        source=f"{reader}:{path}",
+        info=meta,
+    )

@@ -17,17 +17,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from pyxfer.data.decode import (
-    check_options,
-    decode_many,
-    is_image_name,
-    source_name,
-    stack_if_uniform,
-)
+from pyxfer.data.decode import check_options, decode_to_store, is_image_name
 from pyxfer.data.store import ImageStore
 
 log = logging.getLogger("pyxfer.data")
@@ -113,32 +106,18 @@ def read_folder(
             f"folder: no image files ({', '.join(('jpg', 'png', 'bmp', 'webp', 'gif', 'tif'))}) "
             f"found under {str(root)!r}"
         )
-    images, kept = decode_many(
+    return decode_to_store(
+        "folder",
+        root,
         [str(p) for p in paths],
         [str(p) for p in paths],
+        labels,
+        class_names,
         hw=hw,
         channels=channels,
         fit=fit,
         threads=threads,
         on_error=on_error,
         progress=progress,
-        desc=f"reading {source_name(root)}",
         draft=draft,
-    )
-    if not images:
-        raise ValueError(f"folder: none of the {len(paths)} image files could be read")
-    info: dict[str, Any] = {
-        "reader": "folder",
-        "files": len(paths),
-        "skipped": len(paths) - len(kept),
-    }
-    if hw is not None:
-        info.update(size=list(hw), fit=fit)
-    return ImageStore(
-        stack_if_uniform(images, channels),
-        labels[kept],
-        class_names,
-        name=source_name(root),
-        source=f"folder:{root}",
-        info=info,
     )

@@ -15,17 +15,10 @@ import logging
 import os
 import tarfile
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import numpy as np
 
-from pyxfer.data.decode import (
-    check_options,
-    decode_many,
-    is_image_name,
-    source_name,
-    stack_if_uniform,
-)
+from pyxfer.data.decode import check_options, decode_to_store, is_image_name
 from pyxfer.data.store import ImageStore
 
 log = logging.getLogger("pyxfer.data")
@@ -95,34 +88,19 @@ def read_tar(
         ids = {c: i for i, c in enumerate(class_names)}
         labels = np.asarray([ids[p[k]] for p, _ in members], np.int64)
     names = [f"{path}/{'/'.join(p)}" for p, _ in members]
-    images, kept = decode_many(
+    return decode_to_store(
+        "tar",
+        path,
         [b for _, b in members],
         names,
+        labels,
+        class_names,
         hw=hw,
         channels=channels,
         fit=fit,
         threads=threads,
         on_error=on_error,
         progress=progress,
-        desc=f"reading {source_name(path)}",
         draft=draft,
-    )
-    if not images:
-        raise ValueError(f"tar: none of the {len(members)} image files could be read")
-    info: dict[str, Any] = {
-        "reader": "tar",
-        "files": len(members),
-        "skipped": len(members) - len(kept),
-    }
-    if hw is not None:
-        info.update(size=list(hw), fit=fit)
-    if root:
-        info["root"] = root
-    return ImageStore(
-        stack_if_uniform(images, channels),
-        labels[kept],
-        class_names,
-        name=source_name(path),
-        source=f"tar:{path}",
-        info=info,
+        info={"root": root} if root else None,
     )
