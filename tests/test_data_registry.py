@@ -65,10 +65,32 @@ def test_bad_options_and_arguments(tmp_path) -> None:
         load_dataset("digits", size=32)
     with pytest.raises(ValueError, match="expected folder:DIR"):
         load_dataset("folder")
-    with pytest.raises(ValueError, match="digits: takes no argument"):
+    with pytest.raises(ValueError, match="digits: expected no argument or 'mnist', received 'x'"):
         load_dataset("digits:x")
     with pytest.raises(ValueError, match="spec: expected"):
         load_dataset(42)  # type: ignore[arg-type]
+
+
+def test_digits_in_the_mnist_frame() -> None:
+    """digits:mnist: 28 px, the digit inside a centred 20 px box, same labels and order."""
+    plain, framed = load_dataset("digits"), load_dataset("digits:mnist")
+    assert framed.images.shape == (1797, 28, 28, 1) and framed.images.dtype == np.uint8
+    np.testing.assert_array_equal(framed.labels, plain.labels)
+    ink = framed.images[..., 0].astype(np.float64)
+    # each digit's ink fits the 20 px box it was placed in
+    for axis in (1, 2):
+        lines = ink.sum(axis=axis) > 0  # (N, 28) rows or columns with ink
+        first, last = lines.argmax(axis=1), 27 - lines[:, ::-1].argmax(axis=1)
+        assert (last - first + 1).max() <= 20
+    # centre of mass of each image within a pixel of the canvas centre
+    ys, xs = np.indices((28, 28))
+    tot = ink.sum(axis=(1, 2))
+    cy, cx = (ink * ys).sum(axis=(1, 2)) / tot, (ink * xs).sum(axis=(1, 2)) / tot
+    assert np.abs(cy - 13.5).max() <= 1.0 and np.abs(cx - 13.5).max() <= 1.0
+    # the ink is the original digit's, scaled by the area ratio (20 / 8)^2, within 10 %
+    ratio = tot / plain.images[..., 0].astype(np.float64).sum(axis=(1, 2)) / (20 / 8) ** 2
+    assert np.abs(ratio - 1).max() < 0.1, ratio
+    assert framed.info["frame"].startswith("mnist")
 
 
 def test_third_party_source_through_a_plugin() -> None:

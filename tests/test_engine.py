@@ -3,6 +3,7 @@ non-finite stop, wall-clock budget, kNN monitor, DDP equivalence."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import socket
@@ -152,6 +153,18 @@ def test_two_view_objective_loss_falls() -> None:
     Trainer(Align(_lenet()), _digits(256), cfg, callbacks=[record]).fit()
     assert len(seen) == 16
     assert np.mean(seen[-3:]) < 0.5 * np.mean(seen[:3])
+
+
+def test_flip_false_turns_every_flip_off() -> None:
+    """``flip=False`` (``--no-flip``): no view of the objective's preset is ever mirrored."""
+    on = Trainer(Align(_lenet()), _digits(64), _config(max_steps=1, out=None))
+    off = Trainer(Align(_lenet()), _digits(64), _config(max_steps=1, out=None, flip=False))
+    on._setup(), off._setup()
+    assert [v.flip_p for v in on.loader.specs] == [0.5, 0.5]
+    assert [v.flip_p for v in off.loader.specs] == [0.0, 0.0]
+    rest = [dataclasses.replace(v, flip_p=0.5) for v in off.loader.specs]
+    assert rest == on.loader.specs  # nothing else changed
+    assert all(b.views[0].shape[0] == 32 for b in [next(iter(off.loader))])
 
 
 def test_knn_monitor_matches_a_direct_computation() -> None:

@@ -3,7 +3,8 @@
 ========  =====================  ==========================================================
 name      argument               what it reads
 ========  =====================  ==========================================================
-digits    (none)                 scikit-learn's 1,797 8×8 digits (embedded, no download)
+digits    (none) or ``mnist``    scikit-learn's 1,797 8×8 digits (embedded, no download);
+                                 ``digits:mnist`` frames them as MNIST's 28×28 digits
 folder    a directory            ``DIR/<class>/<file>`` image files, or a flat folder
 tar       an archive             a ``.tar[.gz]`` of a class-per-folder tree, read in place
 idx       a directory or file    MNIST-style IDX files (raw or gzip)
@@ -29,12 +30,12 @@ def _need(name: str, argument: str | None, what: str) -> str:
 
 
 def digits(argument: str | None = None) -> Any:
-    """scikit-learn's bundled 8×8 digits."""
-    if argument:
-        raise ValueError(f"digits: takes no argument, received {argument!r}")
+    """scikit-learn's bundled 8×8 digits; ``digits:mnist`` frames them as MNIST's."""
+    if argument not in (None, "", "mnist"):
+        raise ValueError(f"digits: expected no argument or 'mnist', received {argument!r}")
     from pyxfer.data.digits import read_digits
 
-    return read_digits()
+    return read_digits(frame=argument or None)
 
 
 def folder(argument: str | None = None, **options: Any) -> Any:
@@ -67,7 +68,11 @@ def packed(argument: str | None = None, *, mmap: bool = True) -> Any:
 
 @hookimpl
 def pyxfer_register_datasets(register: Register) -> None:
-    register("digits", digits, description="scikit-learn 8x8 digits (1,797 images, embedded)")
+    register(
+        "digits",
+        digits,
+        description="scikit-learn 8x8 digits (1,797 images, embedded); digits:mnist at 28 px",
+    )
     register("folder", folder, description="folder:DIR of DIR/<class>/<image> files", resizes=True)
     register("tar", tar, description="tar:ARCHIVE of a class-per-folder image tree", resizes=True)
     register("idx", idx, description="idx:DIR with MNIST-style IDX files (raw or .gz)")

@@ -60,6 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a("--warmup-steps", type=int, metavar="N", help="linear warmup steps")
     a("--seed", type=int, help="random seed (default 0)")
     a("--threads", type=int, help="augmentation threads (0 = all cores)")
+    a("--no-flip", dest="flip", action="store_false", help="no horizontal flips (digits, text)")
     a("--device", choices=("auto", "cpu", "cuda"), help="device (default auto)")
     a("--out", metavar="RUN", help="run directory")
     return p

@@ -99,6 +99,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a("--no-balance", dest="balance", action="store_false", help="no class-balanced batches")
     a("--fast-probe", action="store_true", help="probe phases on cached features (no aug.)")
     a("--views", metavar="PRESET", help="training augmentation (default fixmatch_weak)")
+    a("--no-flip", dest="flip", action="store_false", help="no horizontal flips (digits, text)")
     a("--epochs", type=int, metavar="E", help="passes over the training labels (default 1)")
     a("--max-steps", type=int, metavar="N", help="optimiser steps (overrides --epochs)")
     a("--max-time", type=float, metavar="SECONDS", help="wall-clock budget per phase")

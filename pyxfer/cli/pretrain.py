@@ -88,6 +88,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a("--objective-opt", action="append", metavar="K=V", help="objective option (repeatable)")
     a("--views", metavar="PRESET", help="augmentation preset (default: the objective's)")
     a("--size", type=int, metavar="S", help="view side (default: the backbone's input size)")
+    a("--no-flip", dest="flip", action="store_false", help="no horizontal flips (digits, text)")
     a("--epochs", type=int, metavar="E", help="passes over the data (default 1)")
     a("--max-steps", type=int, metavar="N", help="optimiser steps (overrides --epochs)")
     a("--max-time", type=float, metavar="SECONDS", help="wall-clock budget; stops cleanly")

@@ -30,6 +30,7 @@ class TrainConfig:
     objective_opts: dict[str, Any] = field(default_factory=dict)
     views: str | None = None  # augmentation preset; None: the objective's own
     size: int | None = None  # view side; None: the backbone's input size
+    flip: bool = True  # horizontal flips in the training views (False: digits, text, ...)
     # -- budget ---------------------------------------------------------------------------
     epochs: int = 1  # passes over the data (ignored when max_steps is set)
     max_steps: int | None = None  # optimiser steps (the schedule's length); None: from epochs

@@ -172,9 +172,24 @@ class Trainer:
         size = self.config.size or self.backbone.input_spec.size
         return [spec for name in presets for spec in preset(name, size=size)]
 
+    def _no_flip(self, views: Any) -> Any:
+        """``views`` with every flip probability at 0 (``flip=False``: FixMatch drops the flip
+        for SVHN's digits; a mirrored digit or letter is another symbol or none)."""
+        import dataclasses
+
+        from pyxfer.ops.augment import ViewSpec, preset
+
+        if isinstance(views, str):
+            views = preset(views, size=self.config.size or self.backbone.input_spec.size)
+        elif isinstance(views, ViewSpec):
+            views = [views]
+        return [dataclasses.replace(v, flip_p=0.0) for v in views]
+
     def _make_loader(self, data: Any, seed: int, views: Any = None) -> FusedLoader:
         cfg = self.config
         views = views or cfg.views or getattr(self.objective, "augmentation", "simclr")
+        if not cfg.flip:
+            views = self._no_flip(views)
         return FusedLoader(
             data,
             cfg.batch_size,
