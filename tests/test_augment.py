@@ -333,6 +333,49 @@ def test_threads_and_batch_splits_give_identical_output():
     np.testing.assert_array_equal(outs[0][6:], half)
 
 
+def _colour_params(h: int, w: int, factors, order, gray=0.0) -> np.ndarray:
+    row = np.zeros(len(PARAM_COLUMNS), np.float32)
+    row[[COL["crop_h"], COL["crop_w"]]] = (h, w)
+    row[COL["jitter"]] = 1.0
+    for name, f in zip(("brightness", "contrast", "saturation", "hue"), factors, strict=True):
+        row[COL[name]] = f
+    row[COL["order0"] : COL["order0"] + 4] = order
+    row[COL["gray"]] = gray
+    row[COL["blur_kernel"]] = 3.0
+    return row
+
+
+@pytest.mark.parametrize("path", ["baseline", "avx2"])
+def test_colour_ops_match_lower_simd_paths_on_all_levels(monkeypatch, path):
+    """Colour jitter on every grey level, saturated colours and random colours (an odd pixel
+    count, so the vector loops have a tail): the best path equals the lower ones bit for bit."""
+    rng = np.random.default_rng(21)
+    h, w = 61, 67
+    x = rng.integers(0, 256, size=(1, h, w, 3), dtype=np.uint8)
+    flat = x.reshape(-1, 3)
+    levels = np.arange(256, dtype=np.uint8)
+    flat[:256] = levels[:, None]  # greys
+    flat[256:512, 0], flat[256:512, 1:] = levels, 0  # pure reds, ...
+    flat[512:768] = np.stack([levels, 255 - levels, levels // 2], axis=1)
+    flat[768:1024] = np.stack([levels, levels, 255 - levels], axis=1)  # ties of the maximum
+    rows = [
+        _colour_params(h, w, (1.0, 1.0, 1.0, hue), (3, 0, 1, 2))
+        for hue in (-0.5, -0.25, -0.1, -1e-4, 1e-4, 0.03, 0.1, 1 / 6, 0.5)
+    ]
+    for k in range(24):
+        f = rng.uniform(0.0, 2.0, 3)
+        rows.append(
+            _colour_params(
+                h, w, (*f, rng.uniform(-0.5, 0.5)), rng.permutation(4), gray=float(k % 5 == 0)
+            )
+        )
+    params = np.stack(rows)
+    args = dict(size=(h, w), mean=MEAN, std=STD, views=len(rows))
+    best = A.apply(x, params, **args)
+    monkeypatch.setenv("PYXFER_SIMD", path)
+    np.testing.assert_array_equal(A.apply(x, params, **args), best)
+
+
 @pytest.mark.parametrize("path", ["baseline", "avx2"])
 def test_simd_paths_give_identical_output(monkeypatch, path):
     """The run-time chosen instruction-set copy (build_info()["augment_simd"]) and the lower
