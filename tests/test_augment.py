@@ -377,6 +377,32 @@ def test_colour_ops_match_lower_simd_paths_on_all_levels(monkeypatch, path):
 
 
 @pytest.mark.parametrize("path", ["baseline", "avx2"])
+@pytest.mark.parametrize("out_hw", [(20, 16), (9, 47), (33, 64), (64, 15)])
+def test_resample_agrees_with_lower_simd_paths_on_many_crops(monkeypatch, path, out_hw):
+    """Random crops from 0.3x to 3x the output size, both flips, crops touching the image's
+    right and bottom edges: the resized views of every path are identical."""
+    rng = np.random.default_rng(out_hw[0] * 100 + out_hw[1])
+    h, w = 83, 97
+    x = rng.integers(0, 256, size=(1, h, w, 3), dtype=np.uint8)
+    rows = []
+    for k in range(40):
+        ch = int(np.clip(out_hw[0] * rng.uniform(0.3, 3.0), 1, h))
+        cw = int(np.clip(out_hw[1] * rng.uniform(0.3, 3.0), 1, w))
+        top = h - ch if k % 3 == 0 else int(rng.integers(0, h - ch + 1))
+        left = w - cw if k % 4 == 0 else int(rng.integers(0, w - cw + 1))
+        row = _colour_params(h, w, (1.0, 1.0, 1.0, 0.0), (0, 1, 2, 3))
+        row[:4] = (top, left, ch, cw)
+        row[COL["flip"]] = k % 2
+        row[COL["jitter"]] = 0.0
+        rows.append(row)
+    params = np.stack(rows)
+    args = dict(size=out_hw, views=len(rows))
+    best = A.apply(x, params, **args)
+    monkeypatch.setenv("PYXFER_SIMD", path)
+    np.testing.assert_array_equal(A.apply(x, params, **args), best)
+
+
+@pytest.mark.parametrize("path", ["baseline", "avx2"])
 def test_simd_paths_give_identical_output(monkeypatch, path):
     """The run-time chosen instruction-set copy (build_info()["augment_simd"]) and the lower
     ones forced through PYXFER_SIMD write bit-identical views."""

@@ -13,6 +13,15 @@
 #error "define PYXFER_AUG_NS before including augment_kernel.h"
 #endif
 
+// -DPYXFER_AUG_PROFILE keeps the stages out of line, for per-stage profiles.
+#if !defined(PYXFER_AUG_STAGE)
+#if defined(PYXFER_AUG_PROFILE)
+#define PYXFER_AUG_STAGE __attribute__((noinline))
+#else
+#define PYXFER_AUG_STAGE
+#endif
+#endif
+
 namespace pyxfer::cpu::PYXFER_AUG_NS {
 
 namespace {
@@ -24,6 +33,7 @@ inline uint8_t to_u8(float v) { return static_cast<uint8_t>(static_cast<int32_t>
 
 // Horizontal pass of the crop: rows [r0, r1) of the crop (HWC uint8, `c` channels) into planar
 // uint8 tmp (c, r1 - r0, ow); the output column order is mirrored when `flip`.
+PYXFER_AUG_STAGE
 void resample_rows(const uint8_t* src, int64_t src_w, int64_t c, int64_t top, int64_t left,
                    const ResampleAxis& ax, int64_t r0, int64_t r1, int64_t ow, bool flip,
                    uint8_t* tmp) {
@@ -88,10 +98,12 @@ inline uint32_t rgb_pixel_scalar(const uint8_t* p, const int16_t* w, int taps, i
 // taps per 256-bit step (two per 128-bit lane), or two output pixels per step (one per lane)
 // when the axis has at most four taps. Packed pixels go to a row buffer, then to the planes.
 // Integer sums: the same result as the scalar loop. Rows whose 16-byte loads could pass the end
-// of the image take the scalar loop.
+// of the image take the scalar loop. Computes rows [first, r1 - r0) of the crop rows [r0, r1).
+PYXFER_AUG_STAGE
 void resample_rows_rgb_avx2(const uint8_t* src, const uint8_t* src_end, int64_t src_w,
                             int64_t top, int64_t left, const ResampleAxis& ax, int64_t r0,
-                            int64_t r1, int64_t ow, bool flip, uint8_t* tmp, uint32_t* packed) {
+                            int64_t r1, int64_t first, int64_t ow, bool flip, uint8_t* tmp,
+                            uint32_t* packed) {
   const int64_t nrows = r1 - r0, plane = nrows * ow;
   const int groups = ax.groups, taps = ax.taps;
   const __m256i lo_hi = _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1,
@@ -108,7 +120,7 @@ void resample_rows_rgb_avx2(const uint8_t* src, const uint8_t* src_end, int64_t 
   const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(ax.precision));
   const int64_t reach = 12 * static_cast<int64_t>(groups - 1) + 16;
   const int32_t* xmin = ax.xmin;
-  for (int64_t r = 0; r < nrows; ++r) {
+  for (int64_t r = first; r < nrows; ++r) {
     const uint8_t* in = src + ((top + r0 + r) * src_w + left) * 3;
     if (src_end - (in + static_cast<int64_t>(xmin[ow - 1]) * 3) < reach) {
       for (int64_t x = 0; x < ow; ++x) {
@@ -177,7 +189,111 @@ void resample_rows_rgb_avx2(const uint8_t* src, const uint8_t* src_end, int64_t 
 }
 #endif
 
+#if defined(PYXFER_AUG_AVX512)
+template <int k>
+inline void store_lane(uint8_t* dst, __m512i v) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_extracti32x4_epi32(v, k));
+}
+
+// The horizontal pass for RGB with AVX-512 when every output pixel has at most four taps: four
+// crop rows at once (one per 128-bit lane, the pixel's weights broadcast to all four), sixteen
+// output pixels per step, transposed in registers into sixteen planar bytes per row and plane.
+// Integer sums as in resample_rows_rgb_avx2; the rows it cannot take (a last block whose loads
+// could pass the end of the image, fewer than four left) go to that function.
+PYXFER_AUG_STAGE
+void resample_rows_rgb_avx512(const uint8_t* src, const uint8_t* src_end, int64_t src_w,
+                              int64_t top, int64_t left, const ResampleAxis& ax, int64_t r0,
+                              int64_t r1, int64_t ow, bool flip, uint8_t* tmp, uint32_t* packed) {
+  const int64_t nrows = r1 - r0, plane = nrows * ow, stride = src_w * 3;
+  const int64_t xb = ow - ow % 16;
+  int64_t r = 0;
+  if (ax.groups == 1 && xb > 0) {
+    const __m512i pair01 = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1));
+    const __m512i pair23 = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1));
+    // R0 G0 B0 0 R1 G1 B1 0 ... (four pixels) -> R0..R3 G0..G3 B0..B3 0 0 0 0
+    const __m512i planar = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    const __m512i reverse = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0));
+    const __m512i bias = _mm512_set1_epi32(ax.bias);
+    const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(ax.precision));
+    const int32_t* xmin = ax.xmin;
+    for (; r + 4 <= nrows; r += 4) {
+      const uint8_t* in = src + ((top + r0 + r) * src_w + left) * 3;
+      if (src_end - (in + 3 * stride + static_cast<int64_t>(xmin[ow - 1]) * 3) < 16) break;
+      for (int64_t x = 0; x < xb; x += 16) {
+        __m512i q[4];
+        for (int k = 0; k < 4; ++k) {
+          __m512i acc[4];
+          for (int i = 0; i < 4; ++i) {
+            const int64_t xx = x + 4 * k + i;
+            const uint8_t* p = in + static_cast<int64_t>(xmin[xx]) * 3;
+            __m512i raw =
+                _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+            raw = _mm512_inserti32x4(
+                raw, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + stride)), 1);
+            raw = _mm512_inserti32x4(
+                raw, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * stride)), 2);
+            raw = _mm512_inserti32x4(
+                raw, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 3 * stride)), 3);
+            const __m128i* w = reinterpret_cast<const __m128i*>(ax.wv + xx * 16);
+            const __m512i w01 = _mm512_broadcast_i32x4(_mm_loadu_si128(w));
+            const __m512i w23 = _mm512_broadcast_i32x4(_mm_loadu_si128(w + 1));
+            const __m512i sum =
+                _mm512_add_epi32(_mm512_madd_epi16(_mm512_shuffle_epi8(raw, pair01), w01),
+                                 _mm512_madd_epi16(_mm512_shuffle_epi8(raw, pair23), w23));
+            acc[i] = _mm512_sra_epi32(_mm512_add_epi32(sum, bias), shift);  // R G B 0 per row
+          }
+          const __m512i u8 = _mm512_packus_epi16(_mm512_packs_epi32(acc[0], acc[1]),
+                                                 _mm512_packs_epi32(acc[2], acc[3]));
+          q[k] = _mm512_shuffle_epi8(u8, planar);
+        }
+        const __m512i rg01 = _mm512_unpacklo_epi32(q[0], q[1]);  // R 0-7 interleaved, G 0-7
+        const __m512i rg23 = _mm512_unpacklo_epi32(q[2], q[3]);
+        const __m512i b01 = _mm512_unpackhi_epi32(q[0], q[1]);
+        const __m512i b23 = _mm512_unpackhi_epi32(q[2], q[3]);
+        __m512i vr = _mm512_unpacklo_epi64(rg01, rg23);  // lane k: R of pixels x..x+15, row k
+        __m512i vg = _mm512_unpackhi_epi64(rg01, rg23);
+        __m512i vb = _mm512_unpacklo_epi64(b01, b23);
+        if (flip) {
+          vr = _mm512_shuffle_epi8(vr, reverse);
+          vg = _mm512_shuffle_epi8(vg, reverse);
+          vb = _mm512_shuffle_epi8(vb, reverse);
+        }
+        uint8_t* t = tmp + r * ow + (flip ? ow - 16 - x : x);
+        store_lane<0>(t, vr), store_lane<1>(t + ow, vr);
+        store_lane<2>(t + 2 * ow, vr), store_lane<3>(t + 3 * ow, vr);
+        t += plane;
+        store_lane<0>(t, vg), store_lane<1>(t + ow, vg);
+        store_lane<2>(t + 2 * ow, vg), store_lane<3>(t + 3 * ow, vg);
+        t += plane;
+        store_lane<0>(t, vb), store_lane<1>(t + ow, vb);
+        store_lane<2>(t + 2 * ow, vb), store_lane<3>(t + 3 * ow, vb);
+      }
+      for (int k = 0; k < 4; ++k) {
+        const uint8_t* row = in + k * stride;
+        uint8_t* t = tmp + (r + k) * ow;
+        for (int64_t x = xb; x < ow; ++x) {
+          const uint32_t v =
+              rgb_pixel_scalar(row + static_cast<int64_t>(xmin[x]) * 3, ax.w + x * ax.taps,
+                               ax.taps, ax.bias, ax.precision);
+          const int64_t xo = flip ? ow - 1 - x : x;
+          t[xo] = static_cast<uint8_t>(v), t[plane + xo] = static_cast<uint8_t>(v >> 8);
+          t[2 * plane + xo] = static_cast<uint8_t>(v >> 16);
+        }
+      }
+    }
+  }
+  if (r < nrows) {
+    resample_rows_rgb_avx2(src, src_end, src_w, top, left, ax, r0, r1, r, ow, flip, tmp, packed);
+  }
+}
+#endif
+
 // Vertical pass: planar tmp (c, nrows, ow) whose row 0 is crop row r0 -> planar img (c, oh, ow).
+PYXFER_AUG_STAGE
 void resample_cols(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0,
                    const ResampleAxis& ay, int64_t oh, int64_t ow, int32_t* acc, uint8_t* img) {
   const int64_t tplane = nrows * ow, plane = oh * ow;
@@ -213,6 +329,7 @@ void resample_cols(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0,
 #if defined(PYXFER_AUG_AVX2)
 // Vertical pass with AVX2: 16 columns per step, taps in pairs through pmaddwd (rows j and j + 1
 // interleaved as int16), accumulators in registers. Integer sums: same result as the loop above.
+PYXFER_AUG_STAGE
 void resample_cols_avx2(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0,
                         const ResampleAxis& ay, int64_t oh, int64_t ow, int32_t* acc,
                         uint8_t* img) {
@@ -265,6 +382,7 @@ void resample_cols_avx2(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0
 }
 #endif
 
+PYXFER_AUG_STAGE
 void brightness_u8(uint8_t* img, int64_t total, float f) {
   for (int64_t i = 0; i < total; ++i) {
     img[i] = to_u8(floor_pos(clamp255(static_cast<float>(img[i]) * f)));
@@ -273,6 +391,7 @@ void brightness_u8(uint8_t* img, int64_t total, float f) {
 
 // Sum of floor(gray) (c == 3) or of the levels (c == 1): integers, so the int64 sum equals
 // the float kernels' double sum exactly.
+PYXFER_AUG_STAGE
 int64_t gray_sum(const uint8_t* img, int64_t c, int64_t n) {
   int64_t sum = 0;
   if (c == 3) {
@@ -288,6 +407,7 @@ int64_t gray_sum(const uint8_t* img, int64_t c, int64_t n) {
   return sum;
 }
 
+PYXFER_AUG_STAGE
 void contrast_u8(uint8_t* img, int64_t c, int64_t n, float f) {
   const double sum = static_cast<double>(gray_sum(img, c, n));
   const float mean = static_cast<float>(sum / static_cast<double>(n));
@@ -297,6 +417,7 @@ void contrast_u8(uint8_t* img, int64_t c, int64_t n, float f) {
   }
 }
 
+PYXFER_AUG_STAGE
 void saturation_u8(uint8_t* img, int64_t n, float f) {
   uint8_t *r = img, *g = img + n, *b = img + 2 * n;
   const float omf = static_cast<float>(1.0 - static_cast<double>(f));
@@ -334,8 +455,8 @@ inline __m512 hue_clamp01(__m512 v) {
   return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(1.f));
 }
 inline void hue_store(uint8_t* p, __m512 v) {
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
-                   _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(255.999f)))));
+  const __m512i i = _mm512_cvttps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(255.999f)));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(i));
 }
 
 inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, __m512 hue) {
@@ -381,12 +502,12 @@ inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, __m512 hue) {
   const __mmask16 i5 = _mm512_cmpeq_epi32_mask(i, _mm512_set1_epi32(5));
   const __mmask16 i0 = static_cast<__mmask16>(~(i1 | i2 | i3 | i4 | i5));
   // i: 0 (v,t,p) 1 (q,v,p) 2 (p,v,t) 3 (p,q,v) 4 (t,p,v) 5 (v,p,q)
-  const __m512 ro = _mm512_mask_mov_ps(_mm512_mask_mov_ps(_mm512_mask_mov_ps(v, i1, pq), i2 | i3, pp),
-                                 i4, pt);
+  const __m512 ro =
+      _mm512_mask_mov_ps(_mm512_mask_mov_ps(_mm512_mask_mov_ps(v, i1, pq), i2 | i3, pp), i4, pt);
   const __m512 go = _mm512_mask_mov_ps(_mm512_mask_mov_ps(_mm512_mask_mov_ps(v, i0, pt), i3, pq),
                                  i4 | i5, pp);
-  const __m512 bo = _mm512_mask_mov_ps(_mm512_mask_mov_ps(_mm512_mask_mov_ps(v, i0 | i1, pp), i2, pt),
-                                 i5, pq);
+  const __m512 bo =
+      _mm512_mask_mov_ps(_mm512_mask_mov_ps(_mm512_mask_mov_ps(v, i0 | i1, pp), i2, pt), i5, pq);
   hue_store(r8, ro), hue_store(g8, go), hue_store(b8, bo);
 }
 #elif defined(PYXFER_AUG_AVX2)
@@ -453,6 +574,7 @@ inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, __m256 hue) {
 }
 #endif
 
+PYXFER_AUG_STAGE
 void hue_u8(uint8_t* __restrict r, uint8_t* __restrict g, uint8_t* __restrict b, int64_t n,
             float h) {
 #if defined(PYXFER_AUG_AVX2)
@@ -480,6 +602,7 @@ void hue_u8(uint8_t* __restrict r, uint8_t* __restrict g, uint8_t* __restrict b,
 #endif
 }
 
+PYXFER_AUG_STAGE
 void gray_u8(uint8_t* img, int64_t n) {
   uint8_t *r = img, *g = img + n, *b = img + 2 * n;
   for (int64_t i = 0; i < n; ++i) {
@@ -563,6 +686,7 @@ inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j
 #endif
 
 // The horizontal pass: rows[j] = src + j.
+PYXFER_AUG_STAGE
 inline void taps_block(const float* src, const float* w, int j0, int j1, float* dst) {
   const float* rows[1024];  // k <= 1001
   for (int j = j0; j < j1; ++j) rows[j] = src + j;
@@ -572,6 +696,7 @@ inline void taps_block(const float* src, const float* w, int j0, int j1, float* 
 // Separable gaussian blur (reflect padding) of each uint8 plane; same float order as augment.h
 // (horizontal sum over the kept taps in order into a float plane, then vertical), rounded half
 // to even.
+PYXFER_AUG_STAGE
 void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* kw,
              const int32_t* xi, const int32_t* yi, float* row, float* tmp, float* acc,
              const float** rows) {
@@ -609,6 +734,7 @@ void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* 
   }
 }
 
+PYXFER_AUG_STAGE
 void solarize_u8(uint8_t* img, int64_t total, float thr) {
   for (int64_t i = 0; i < total; ++i) {
     const uint8_t v = img[i];
@@ -616,6 +742,7 @@ void solarize_u8(uint8_t* img, int64_t total, float thr) {
   }
 }
 
+PYXFER_AUG_STAGE
 void store_f32(const uint8_t* img, const ApplyParams& p, int64_t row, float* out) {
   const int64_t n = p.out_h * p.out_w, c = p.c;
   for (int64_t ch = 0; ch < c; ++ch) {
@@ -632,6 +759,7 @@ void store_f32(const uint8_t* img, const ApplyParams& p, int64_t row, float* out
   }
 }
 
+PYXFER_AUG_STAGE
 void store_f16(const uint8_t* img, const ApplyParams& p, int64_t row, uint16_t* out) {
   const int64_t n = p.out_h * p.out_w, c = p.c;
   for (int64_t ch = 0; ch < c; ++ch) {
@@ -664,8 +792,13 @@ void apply_view_quantized(const ImageRef& im, const float* prm, const ApplyParam
   const bool flip = prm[kFlip] != 0.f;
 #if defined(PYXFER_AUG_AVX2)
   if (c == 3 && !s.ax.identity && s.ax.wv != nullptr) {
+#if defined(PYXFER_AUG_AVX512)
+    resample_rows_rgb_avx512(im.data, im.data + im.h * im.w * 3, im.w, top, left, s.ax, s.r0,
+                             s.r1, ow, flip, s.tmp8, s.packed);
+#else
     resample_rows_rgb_avx2(im.data, im.data + im.h * im.w * 3, im.w, top, left, s.ax, s.r0, s.r1,
-                           ow, flip, s.tmp8, s.packed);
+                           0, ow, flip, s.tmp8, s.packed);
+#endif
   } else {
     resample_rows(im.data, im.w, c, top, left, s.ax, s.r0, s.r1, ow, flip, s.tmp8);
   }
