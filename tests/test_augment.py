@@ -377,6 +377,27 @@ def test_colour_ops_match_lower_simd_paths_on_all_levels(monkeypatch, path):
 
 
 @pytest.mark.parametrize("path", ["baseline", "avx2"])
+@pytest.mark.parametrize("hw", [(12, 13), (16, 16), (31, 130), (40, 145), (130, 33)])
+def test_blur_agrees_with_lower_simd_paths(monkeypatch, path, hw):
+    """Blur kernels of 3 to 23 taps and sigmas from 0.1 to 2 on widths that are and are not
+    multiples of the vector blocks: identical views on every path."""
+    rng = np.random.default_rng(hw[0] * 1000 + hw[1])
+    h, w = hw
+    x = rng.integers(0, 256, size=(1, h, w, 3), dtype=np.uint8)
+    rows = []
+    for k, sigma in zip((3, 5, 9, 23, 23, 11), (0.1, 0.8, 1.3, 2.0, 0.5, 1.7), strict=True):
+        row = _colour_params(h, w, (1.0, 1.0, 1.0, 0.0), (0, 1, 2, 3))
+        row[COL["jitter"]] = 0.0
+        row[[COL["blur"], COL["blur_sigma"], COL["blur_kernel"]]] = (1.0, sigma, k)
+        rows.append(row)
+    params = np.stack(rows)
+    args = dict(size=hw, views=len(rows))
+    best = A.apply(x, params, **args)
+    monkeypatch.setenv("PYXFER_SIMD", path)
+    np.testing.assert_array_equal(A.apply(x, params, **args), best)
+
+
+@pytest.mark.parametrize("path", ["baseline", "avx2"])
 @pytest.mark.parametrize("out_hw", [(20, 16), (9, 47), (33, 64), (64, 15)])
 def test_resample_agrees_with_lower_simd_paths_on_many_crops(monkeypatch, path, out_hw):
     """Random crops from 0.3x to 3x the output size, both flips, crops touching the image's

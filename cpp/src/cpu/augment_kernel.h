@@ -617,16 +617,16 @@ void gray_u8(uint8_t* img, int64_t n) {
 // multiply and add (no FMA), so every element rounds as in the scalar code.
 constexpr int64_t kBlock = 32;
 #if defined(PYXFER_AUG_AVX512)
-inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j0, int j1,
-                      float* dst) {
+template <typename At>
+inline void taps_rows(At at, const float* w, int j0, int j1, float* dst) {
   const int c = (j0 + j1 - 1) / 2;
   const __m512 wc = _mm512_set1_ps(w[c]);
-  __m512 a0 = _mm512_mul_ps(wc, _mm512_loadu_ps(rows[c] + x));
-  __m512 a1 = _mm512_mul_ps(wc, _mm512_loadu_ps(rows[c] + x + 16));
+  __m512 a0 = _mm512_mul_ps(wc, _mm512_loadu_ps(at(c)));
+  __m512 a1 = _mm512_mul_ps(wc, _mm512_loadu_ps(at(c) + 16));
   for (int d = 1; d <= c - j0; ++d) {
     const __m512 wd = _mm512_set1_ps(w[c - d]);
-    const float* s = rows[c - d] + x;
-    const float* t = rows[c + d] + x;
+    const float* s = at(c - d);
+    const float* t = at(c + d);
     a0 = _mm512_add_ps(
         a0, _mm512_mul_ps(wd, _mm512_add_ps(_mm512_loadu_ps(s), _mm512_loadu_ps(t))));
     a1 = _mm512_add_ps(
@@ -635,18 +635,18 @@ inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j
   _mm512_storeu_ps(dst, a0), _mm512_storeu_ps(dst + 16, a1);
 }
 #elif defined(PYXFER_AUG_AVX2)
-inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j0, int j1,
-                      float* dst) {
+template <typename At>
+inline void taps_rows(At at, const float* w, int j0, int j1, float* dst) {
   const int c = (j0 + j1 - 1) / 2;
   const __m256 wc = _mm256_set1_ps(w[c]);
-  const float* m = rows[c] + x;
+  const float* m = at(c);
   __m256 a0 = _mm256_mul_ps(wc, _mm256_loadu_ps(m)), a1 = _mm256_mul_ps(wc, _mm256_loadu_ps(m + 8));
   __m256 a2 = _mm256_mul_ps(wc, _mm256_loadu_ps(m + 16));
   __m256 a3 = _mm256_mul_ps(wc, _mm256_loadu_ps(m + 24));
   for (int d = 1; d <= c - j0; ++d) {
     const __m256 wd = _mm256_set1_ps(w[c - d]);
-    const float* s = rows[c - d] + x;
-    const float* t = rows[c + d] + x;
+    const float* s = at(c - d);
+    const float* t = at(c + d);
     a0 = _mm256_add_ps(a0, _mm256_mul_ps(wd, _mm256_add_ps(_mm256_loadu_ps(s), _mm256_loadu_ps(t))));
     a1 = _mm256_add_ps(
         a1, _mm256_mul_ps(wd, _mm256_add_ps(_mm256_loadu_ps(s + 8), _mm256_loadu_ps(t + 8))));
@@ -661,19 +661,19 @@ inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j
 #else
 __extension__ typedef float vf4 __attribute__((vector_size(16), aligned(4)));
 
-inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j0, int j1,
-                      float* dst) {
+template <typename At>
+inline void taps_rows(At at, const float* w, int j0, int j1, float* dst) {
   const int c = (j0 + j1 - 1) / 2;
   vf4 a[8];
   for (int i = 0; i < 8; ++i) {
     vf4 v;
-    __builtin_memcpy(&v, rows[c] + x + 4 * i, sizeof v);
+    __builtin_memcpy(&v, at(c) + 4 * i, sizeof v);
     a[i] = w[c] * v;
   }
   for (int d = 1; d <= c - j0; ++d) {
     const float wd = w[c - d];
-    const float* s = rows[c - d] + x;
-    const float* t = rows[c + d] + x;
+    const float* s = at(c - d);
+    const float* t = at(c + d);
     for (int i = 0; i < 8; ++i) {
       vf4 u, v;
       __builtin_memcpy(&u, s + 4 * i, sizeof u);
@@ -685,13 +685,63 @@ inline void taps_rows(const float* const* rows, int64_t x, const float* w, int j
 }
 #endif
 
-// The horizontal pass: rows[j] = src + j.
-PYXFER_AUG_STAGE
-inline void taps_block(const float* src, const float* w, int j0, int j1, float* dst) {
-  const float* rows[1024];  // k <= 1001
-  for (int j = j0; j < j1; ++j) rows[j] = src + j;
-  taps_rows(rows, 0, w, j0, j1, dst);
+#if defined(PYXFER_AUG_AVX512)
+// The same sums on NV vectors of 16 (NV independent accumulator chains), lanes past `m` of the
+// last vector masked off; the vertical pass (`level`) rounds straight to uint8 levels.
+template <int NV, bool level, typename At>
+inline void taps_wide(At at, const float* w, int j0, int j1, __mmask16 m, void* dst) {
+  const int c = (j0 + j1 - 1) / 2;
+  auto load = [m](const float* p, int v) {
+    return v == NV - 1 ? _mm512_maskz_loadu_ps(m, p + 16 * v) : _mm512_loadu_ps(p + 16 * v);
+  };
+  __m512 a[NV];
+  const __m512 wc = _mm512_set1_ps(w[c]);
+  for (int v = 0; v < NV; ++v) a[v] = _mm512_mul_ps(wc, load(at(c), v));
+  for (int d = 1; d <= c - j0; ++d) {
+    const __m512 wd = _mm512_set1_ps(w[c - d]);
+    const float* s = at(c - d);
+    const float* t = at(c + d);
+    for (int v = 0; v < NV; ++v) {
+      a[v] = _mm512_add_ps(a[v], _mm512_mul_ps(wd, _mm512_add_ps(load(s, v), load(t, v))));
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    const __mmask16 mv = v == NV - 1 ? m : static_cast<__mmask16>(0xFFFF);
+    if (level) {  // to_u8(round_even(clamp255(a)))
+      const __m512 magic = _mm512_set1_ps(12582912.f);
+      __m512 r = _mm512_min_ps(_mm512_max_ps(a[v], _mm512_setzero_ps()), _mm512_set1_ps(255.f));
+      r = _mm512_sub_ps(_mm512_add_ps(r, magic), magic);
+      _mm_mask_storeu_epi8(static_cast<uint8_t*>(dst) + 16 * v, mv,
+                           _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(r)));
+    } else {
+      _mm512_mask_storeu_ps(static_cast<float*>(dst) + 16 * v, mv, a[v]);
+    }
+  }
 }
+
+// One row of the blur: x in [0, w) in blocks of up to 128.
+template <bool level, typename At>
+inline void taps_line(At at, int64_t w, const float* kw, int j0, int j1, void* dst) {
+  const int64_t size = level ? 1 : 4;
+  for (int64_t x = 0; x < w; x += 128) {
+    const int64_t rem = w - x < 128 ? w - x : 128;
+    const int nv = static_cast<int>((rem + 15) / 16);
+    const auto m = static_cast<__mmask16>(rem % 16 == 0 ? 0xFFFF : (1u << (rem % 16)) - 1);
+    auto ax = [&](int j) { return at(j) + x; };
+    void* d = static_cast<uint8_t*>(dst) + x * size;
+    switch (nv) {
+      case 1: taps_wide<1, level>(ax, kw, j0, j1, m, d); break;
+      case 2: taps_wide<2, level>(ax, kw, j0, j1, m, d); break;
+      case 3: taps_wide<3, level>(ax, kw, j0, j1, m, d); break;
+      case 4: taps_wide<4, level>(ax, kw, j0, j1, m, d); break;
+      case 5: taps_wide<5, level>(ax, kw, j0, j1, m, d); break;
+      case 6: taps_wide<6, level>(ax, kw, j0, j1, m, d); break;
+      case 7: taps_wide<7, level>(ax, kw, j0, j1, m, d); break;
+      default: taps_wide<8, level>(ax, kw, j0, j1, m, d); break;
+    }
+  }
+}
+#endif
 
 // Separable gaussian blur (reflect padding) of each uint8 plane; same float order as augment.h
 // (horizontal sum over the kept taps in order into a float plane, then vertical), rounded half
@@ -712,7 +762,14 @@ void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* 
       for (int64_t x = 0; x < w; ++x) row[half + x] = static_cast<float>(src[x]);
       for (int64_t i = half + w; i < wp; ++i) row[i] = static_cast<float>(src[xi[i]]);
       float* t = tmp + y * w;
-      for (int64_t x = 0; x < wb; x += kBlock) taps_block(row + x, kw, j0, j1, t + x);
+#if defined(PYXFER_AUG_AVX512)
+      taps_line<false>([row](int j) { return row + j; }, w, kw, j0, j1, t);
+      (void)wb;
+      continue;
+#endif
+      for (int64_t x = 0; x < wb; x += kBlock) {
+        taps_rows([row, x](int j) { return row + x + j; }, kw, j0, j1, t + x);
+      }
       for (int64_t x = wb; x < w; ++x) {
         const float* r = row + x + half;
         float a = kw[half] * r[0];
@@ -722,13 +779,22 @@ void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* 
     }
     for (int64_t y = 0; y < h; ++y) {
       for (int j = j0; j < j1; ++j) rows[j] = tmp + static_cast<int64_t>(yi[y + j]) * w;
-      for (int64_t x = 0; x < wb; x += kBlock) taps_rows(rows, x, kw, j0, j1, acc + x);
+      uint8_t* o = p + y * w;
+#if defined(PYXFER_AUG_AVX512)
+      taps_line<true>([rows](int j) { return rows[j]; }, w, kw, j0, j1, o);
+      (void)acc;
+      continue;
+#endif
+      for (int64_t x = 0; x < wb; x += kBlock) {
+        taps_rows([rows, x](int j) { return rows[j] + x; }, kw, j0, j1, acc + x);
+      }
       for (int64_t x = wb; x < w; ++x) {
         float a = kw[half] * rows[half][x];
-        for (int d = 1; d <= half - j0; ++d) a += kw[half - d] * (rows[half - d][x] + rows[half + d][x]);
+        for (int d = 1; d <= half - j0; ++d) {
+          a += kw[half - d] * (rows[half - d][x] + rows[half + d][x]);
+        }
         acc[x] = a;
       }
-      uint8_t* o = p + y * w;
       for (int64_t x = 0; x < w; ++x) o[x] = to_u8(round_even(clamp255(acc[x])));
     }
   }
