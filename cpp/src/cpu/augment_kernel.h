@@ -344,7 +344,35 @@ void resample_cols_avx2(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0
     for (int64_t y = 0; y < oh; ++y) {
       const int16_t* w = ay.w + y * taps;
       const uint8_t* base = t + (ay.xmin[y] - r0) * ow;
-      for (int64_t x = 0; x < xb; x += 16) {
+      int64_t x0 = 0;
+#if defined(PYXFER_AUG_AVX512)
+      // 32 columns per step; lanes of 8 columns keep their order through unpack and packs
+      const __m512i bias16 = _mm512_set1_epi32(ay.bias);
+      for (; x0 + 32 <= ow; x0 += 32) {
+        __m512i lo = bias16, hi = bias16;
+        for (int j = 0; j < taps; j += 2) {
+          const __m512i a = _mm512_cvtepu8_epi16(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + j * ow + x0)));
+          const bool two = j + 1 < taps;
+          const __m512i b =
+              two ? _mm512_cvtepu8_epi16(_mm256_loadu_si256(
+                        reinterpret_cast<const __m256i*>(base + (j + 1) * ow + x0)))
+                  : _mm512_setzero_si512();
+          const int32_t pair = static_cast<int32_t>(static_cast<uint16_t>(w[j])) |
+                               (two ? static_cast<int32_t>(static_cast<uint32_t>(
+                                          static_cast<uint16_t>(w[j + 1])) << 16)
+                                    : 0);
+          const __m512i wp = _mm512_set1_epi32(pair);
+          lo = _mm512_add_epi32(lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(a, b), wp));
+          hi = _mm512_add_epi32(hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(a, b), wp));
+        }
+        const __m512i p16 =
+            _mm512_packs_epi32(_mm512_sra_epi32(lo, shift), _mm512_sra_epi32(hi, shift));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + y * ow + x0),
+                            _mm512_cvtusepi16_epi8(_mm512_max_epi16(p16, _mm512_setzero_si512())));
+      }
+#endif
+      for (int64_t x = x0; x < xb; x += 16) {
         __m256i lo = bias, hi = bias;
         for (int j = 0; j < taps; j += 2) {
           const __m256i a = _mm256_cvtepu8_epi16(
