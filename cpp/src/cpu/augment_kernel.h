@@ -410,8 +410,47 @@ void resample_cols_avx2(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0
 }
 #endif
 
+#if defined(PYXFER_AUG_AVX512)
+// Per-level ops (brightness, contrast, solarize) map each of the 256 levels through the op's own
+// scalar expression once, then the image through that table: 64 bytes per two VBMI byte
+// permutes where the CPU has them (the table holds exactly the values the loop would compute).
+#define PYXFER_VBMI_TARGET \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,bmi2,avx512vbmi")))
+
+PYXFER_VBMI_TARGET PYXFER_AUG_STAGE
+void lut_apply_vbmi(uint8_t* img, int64_t total, const uint8_t* lut) {
+  const __m512i t0 = _mm512_loadu_si512(lut), t1 = _mm512_loadu_si512(lut + 64);
+  const __m512i t2 = _mm512_loadu_si512(lut + 128), t3 = _mm512_loadu_si512(lut + 192);
+  for (int64_t i = 0; i < total; i += 64) {
+    const __mmask64 m =
+        total - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (total - i)) - 1;
+    const __m512i idx = _mm512_maskz_loadu_epi8(m, img + i);
+    const __m512i lo = _mm512_permutex2var_epi8(t0, idx, t1);  // levels 0..127
+    const __m512i hi = _mm512_permutex2var_epi8(t2, idx, t3);  // levels 128..255
+    _mm512_mask_storeu_epi8(img + i, m,
+                            _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi));
+  }
+}
+
+bool has_vbmi() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vbmi") != 0;
+  }();
+  return yes;
+}
+#endif
+
 PYXFER_AUG_STAGE
 void brightness_u8(uint8_t* img, int64_t total, float f) {
+#if defined(PYXFER_AUG_AVX512)
+  if (has_vbmi()) {
+    alignas(64) uint8_t lut[256];
+    for (int v = 0; v < 256; ++v) lut[v] = to_u8(floor_pos(clamp255(static_cast<float>(v) * f)));
+    lut_apply_vbmi(img, total, lut);
+    return;
+  }
+#endif
   for (int64_t i = 0; i < total; ++i) {
     img[i] = to_u8(floor_pos(clamp255(static_cast<float>(img[i]) * f)));
   }
@@ -440,6 +479,16 @@ void contrast_u8(uint8_t* img, int64_t c, int64_t n, float f) {
   const double sum = static_cast<double>(gray_sum(img, c, n));
   const float mean = static_cast<float>(sum / static_cast<double>(n));
   const float other = mean * static_cast<float>(1.0 - static_cast<double>(f));
+#if defined(PYXFER_AUG_AVX512)
+  if (has_vbmi()) {
+    alignas(64) uint8_t lut[256];
+    for (int v = 0; v < 256; ++v) {
+      lut[v] = to_u8(floor_pos(clamp255(static_cast<float>(v) * f + other)));
+    }
+    lut_apply_vbmi(img, c * n, lut);
+    return;
+  }
+#endif
   for (int64_t i = 0; i < c * n; ++i) {
     img[i] = to_u8(floor_pos(clamp255(static_cast<float>(img[i]) * f + other)));
   }
@@ -830,6 +879,17 @@ void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* 
 
 PYXFER_AUG_STAGE
 void solarize_u8(uint8_t* img, int64_t total, float thr) {
+#if defined(PYXFER_AUG_AVX512)
+  if (has_vbmi()) {
+    alignas(64) uint8_t lut[256];
+    for (int v = 0; v < 256; ++v) {
+      lut[v] = static_cast<float>(v) >= thr ? static_cast<uint8_t>(255 - v)
+                                            : static_cast<uint8_t>(v);
+    }
+    lut_apply_vbmi(img, total, lut);
+    return;
+  }
+#endif
   for (int64_t i = 0; i < total; ++i) {
     const uint8_t v = img[i];
     img[i] = static_cast<float>(v) >= thr ? static_cast<uint8_t>(255 - v) : v;
