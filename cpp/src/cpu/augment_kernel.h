@@ -821,45 +821,51 @@ inline void taps_line(At at, int64_t w, const float* kw, int j0, int j1, void* d
 #endif
 
 // Separable gaussian blur (reflect padding) of each uint8 plane; same float order as augment.h
-// (horizontal sum over the kept taps in order into a float plane, then vertical), rounded half
-// to even.
+// (horizontal sum over the kept taps in order, then vertical), rounded half to even. The
+// horizontal rows live in a ring of R >= 2 D + 2 rows (D the kept radius) that fits the L1 cache,
+// each computed just before the first output row that reads it (rows of the plane above the
+// current output row are overwritten only after their horizontal pass).
 PYXFER_AUG_STAGE
 void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* kw,
              const int32_t* xi, const int32_t* yi, float* row, float* tmp, float* acc,
              const float** rows) {
   const int half = k / 2;
-  const int j0 = gaussian_trim(k, kw), j1 = k - j0;
+  const int j0 = gaussian_trim(k, kw), j1 = k - j0, radius = half - j0;
   const int64_t n = h * w, wp = w + 2 * half;
   const int64_t wb = w - w % kBlock;
+  int64_t ring = 1;
+  while (ring < 2 * radius + 2) ring *= 2;
+  const int64_t mask = ring < h ? ring - 1 : -1;  // -1: the whole plane, row r at r
+  auto slot = [&](int64_t r) { return tmp + (r & mask) * w; };
   for (int64_t ch = 0; ch < c; ++ch) {
     uint8_t* p = img + ch * n;
+    int64_t done = 0;  // horizontal rows computed so far
     for (int64_t y = 0; y < h; ++y) {
-      const uint8_t* src = p + y * w;
-      for (int64_t i = 0; i < half; ++i) row[i] = static_cast<float>(src[xi[i]]);
-      for (int64_t x = 0; x < w; ++x) row[half + x] = static_cast<float>(src[x]);
-      for (int64_t i = half + w; i < wp; ++i) row[i] = static_cast<float>(src[xi[i]]);
-      float* t = tmp + y * w;
+      for (const int64_t need = y + radius + 1 < h ? y + radius + 1 : h; done < need; ++done) {
+        const uint8_t* src = p + done * w;
+        for (int64_t i = 0; i < half; ++i) row[i] = static_cast<float>(src[xi[i]]);
+        for (int64_t x = 0; x < w; ++x) row[half + x] = static_cast<float>(src[x]);
+        for (int64_t i = half + w; i < wp; ++i) row[i] = static_cast<float>(src[xi[i]]);
+        float* t = slot(done);
 #if defined(PYXFER_AUG_AVX512)
-      taps_line<false>([row](int j) { return row + j; }, w, kw, j0, j1, t);
-      (void)wb;
-      continue;
+        taps_line<false>([row](int j) { return row + j; }, w, kw, j0, j1, t);
+        continue;
 #endif
-      for (int64_t x = 0; x < wb; x += kBlock) {
-        taps_rows([row, x](int j) { return row + x + j; }, kw, j0, j1, t + x);
+        for (int64_t x = 0; x < wb; x += kBlock) {
+          taps_rows([row, x](int j) { return row + x + j; }, kw, j0, j1, t + x);
+        }
+        for (int64_t x = wb; x < w; ++x) {
+          const float* r = row + x + half;
+          float a = kw[half] * r[0];
+          for (int d = 1; d <= radius; ++d) a += kw[half - d] * (r[-d] + r[d]);
+          t[x] = a;
+        }
       }
-      for (int64_t x = wb; x < w; ++x) {
-        const float* r = row + x + half;
-        float a = kw[half] * r[0];
-        for (int d = 1; d <= half - j0; ++d) a += kw[half - d] * (r[-d] + r[d]);
-        t[x] = a;
-      }
-    }
-    for (int64_t y = 0; y < h; ++y) {
-      for (int j = j0; j < j1; ++j) rows[j] = tmp + static_cast<int64_t>(yi[y + j]) * w;
+      for (int j = j0; j < j1; ++j) rows[j] = slot(yi[y + j]);
       uint8_t* o = p + y * w;
 #if defined(PYXFER_AUG_AVX512)
       taps_line<true>([rows](int j) { return rows[j]; }, w, kw, j0, j1, o);
-      (void)acc;
+      (void)acc, (void)wb;
       continue;
 #endif
       for (int64_t x = 0; x < wb; x += kBlock) {
@@ -867,7 +873,7 @@ void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* 
       }
       for (int64_t x = wb; x < w; ++x) {
         float a = kw[half] * rows[half][x];
-        for (int d = 1; d <= half - j0; ++d) {
+        for (int d = 1; d <= radius; ++d) {
           a += kw[half - d] * (rows[half - d][x] + rows[half + d][x]);
         }
         acc[x] = a;
