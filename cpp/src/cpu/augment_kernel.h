@@ -773,15 +773,18 @@ inline void taps_wide(At at, const float* w, int j0, int j1, __mmask16 m, void* 
   };
   __m512 a[NV];
   const __m512 wc = _mm512_set1_ps(w[c]);
+#pragma GCC unroll 16
   for (int v = 0; v < NV; ++v) a[v] = _mm512_mul_ps(wc, load(at(c), v));
   for (int d = 1; d <= c - j0; ++d) {
     const __m512 wd = _mm512_set1_ps(w[c - d]);
     const float* s = at(c - d);
     const float* t = at(c + d);
+#pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
       a[v] = _mm512_add_ps(a[v], _mm512_mul_ps(wd, _mm512_add_ps(load(s, v), load(t, v))));
     }
   }
+#pragma GCC unroll 16
   for (int v = 0; v < NV; ++v) {
     const __mmask16 mv = v == NV - 1 ? m : static_cast<__mmask16>(0xFFFF);
     if (level) {  // to_u8(round_even(clamp255(a)))
@@ -796,12 +799,12 @@ inline void taps_wide(At at, const float* w, int j0, int j1, __mmask16 m, void* 
   }
 }
 
-// One row of the blur: x in [0, w) in blocks of up to 128.
+// One row of the blur: x in [0, w) in blocks of up to 256 (16 accumulators, 32 registers).
 template <bool level, typename At>
 inline void taps_line(At at, int64_t w, const float* kw, int j0, int j1, void* dst) {
   const int64_t size = level ? 1 : 4;
-  for (int64_t x = 0; x < w; x += 128) {
-    const int64_t rem = w - x < 128 ? w - x : 128;
+  for (int64_t x = 0; x < w; x += 256) {
+    const int64_t rem = w - x < 256 ? w - x : 256;
     const int nv = static_cast<int>((rem + 15) / 16);
     const auto m = static_cast<__mmask16>(rem % 16 == 0 ? 0xFFFF : (1u << (rem % 16)) - 1);
     auto ax = [&](int j) { return at(j) + x; };
@@ -814,7 +817,15 @@ inline void taps_line(At at, int64_t w, const float* kw, int j0, int j1, void* d
       case 5: taps_wide<5, level>(ax, kw, j0, j1, m, d); break;
       case 6: taps_wide<6, level>(ax, kw, j0, j1, m, d); break;
       case 7: taps_wide<7, level>(ax, kw, j0, j1, m, d); break;
-      default: taps_wide<8, level>(ax, kw, j0, j1, m, d); break;
+      case 8: taps_wide<8, level>(ax, kw, j0, j1, m, d); break;
+      case 9: taps_wide<9, level>(ax, kw, j0, j1, m, d); break;
+      case 10: taps_wide<10, level>(ax, kw, j0, j1, m, d); break;
+      case 11: taps_wide<11, level>(ax, kw, j0, j1, m, d); break;
+      case 12: taps_wide<12, level>(ax, kw, j0, j1, m, d); break;
+      case 13: taps_wide<13, level>(ax, kw, j0, j1, m, d); break;
+      case 14: taps_wide<14, level>(ax, kw, j0, j1, m, d); break;
+      case 15: taps_wide<15, level>(ax, kw, j0, j1, m, d); break;
+      default: taps_wide<16, level>(ax, kw, j0, j1, m, d); break;
     }
   }
 }
