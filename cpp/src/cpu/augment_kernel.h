@@ -458,9 +458,41 @@ void brightness_u8(uint8_t* img, int64_t total, float f) {
 
 // Sum of floor(gray) (c == 3) or of the levels (c == 1): integers, so the int64 sum equals
 // the float kernels' double sum exactly.
+#if defined(PYXFER_AUG_AVX512)
+// 16 levels as float, lanes past `m` zero.
+inline __m512 level16(const uint8_t* p, __mmask16 m) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p)));
+}
+inline __mmask16 tail16(int64_t left) {
+  return static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1);
+}
+// floor_pos(gray_of(r, g, b)) as int32 lanes (separate products and sums, as gray_of).
+inline __m512i gray16(__m512 r, __m512 g, __m512 b) {
+  const __m512 rg = _mm512_add_ps(_mm512_mul_ps(r, _mm512_set1_ps(0.2989f)),
+                                  _mm512_mul_ps(g, _mm512_set1_ps(0.587f)));
+  return _mm512_cvttps_epi32(_mm512_add_ps(rg, _mm512_mul_ps(b, _mm512_set1_ps(0.114f))));
+}
+#endif
+
 PYXFER_AUG_STAGE
 int64_t gray_sum(const uint8_t* img, int64_t c, int64_t n) {
   int64_t sum = 0;
+#if defined(PYXFER_AUG_AVX512)
+  if (c == 3) {
+    const uint8_t *r = img, *g = img + n, *b = img + 2 * n;
+    for (int64_t i0 = 0; i0 < n; i0 += 16 << 16) {  // int32 lanes take 2^16 steps of <= 255
+      const int64_t i1 = n - i0 < (16 << 16) ? n : i0 + (16 << 16);
+      __m512i acc = _mm512_setzero_si512();
+      for (int64_t i = i0; i < i1; i += 16) {
+        const __mmask16 m = tail16(i1 - i);
+        acc = _mm512_add_epi32(acc, gray16(level16(r + i, m), level16(g + i, m),
+                                           level16(b + i, m)));
+      }
+      sum += _mm512_reduce_add_epi32(acc);
+    }
+    return sum;
+  }
+#endif
   if (c == 3) {
     const uint8_t *r = img, *g = img + n, *b = img + 2 * n;
     for (int64_t i = 0; i < n; ++i) {
@@ -498,6 +530,24 @@ PYXFER_AUG_STAGE
 void saturation_u8(uint8_t* img, int64_t n, float f) {
   uint8_t *r = img, *g = img + n, *b = img + 2 * n;
   const float omf = static_cast<float>(1.0 - static_cast<double>(f));
+#if defined(PYXFER_AUG_AVX512)
+  {  // blend(x, gray, f, 1 - f) = floor(clamp255(x * f + gray * (1 - f)))
+    const __m512 vf = _mm512_set1_ps(f), vo = _mm512_set1_ps(omf);
+    const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.f);
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = tail16(n - i);
+      const __m512 rf = level16(r + i, m), gf = level16(g + i, m), bf = level16(b + i, m);
+      const __m512 other = _mm512_mul_ps(_mm512_cvtepi32_ps(gray16(rf, gf, bf)), vo);
+      auto out = [&](uint8_t* p, __m512 x) {
+        const __m512 v = _mm512_add_ps(_mm512_mul_ps(x, vf), other);
+        const __m512 cl = _mm512_min_ps(_mm512_max_ps(v, zero), top);
+        _mm_mask_storeu_epi8(p + i, m, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(cl)));
+      };
+      out(r, rf), out(g, gf), out(b, bf);
+    }
+    return;
+  }
+#endif
   for (int64_t i = 0; i < n; ++i) {
     const float rf = r[i], gf = g[i], bf = b[i];
     const float gr = floor_pos(gray_of(rf, gf, bf));
@@ -682,6 +732,16 @@ void hue_u8(uint8_t* __restrict r, uint8_t* __restrict g, uint8_t* __restrict b,
 PYXFER_AUG_STAGE
 void gray_u8(uint8_t* img, int64_t n) {
   uint8_t *r = img, *g = img + n, *b = img + 2 * n;
+#if defined(PYXFER_AUG_AVX512)
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail16(n - i);
+    const __m128i v = _mm512_cvtepi32_epi8(
+        gray16(level16(r + i, m), level16(g + i, m), level16(b + i, m)));
+    _mm_mask_storeu_epi8(r + i, m, v), _mm_mask_storeu_epi8(g + i, m, v);
+    _mm_mask_storeu_epi8(b + i, m, v);
+  }
+  return;
+#endif
   for (int64_t i = 0; i < n; ++i) {
     const uint8_t v = to_u8(floor_pos(gray_of(static_cast<float>(r[i]), static_cast<float>(g[i]),
                                               static_cast<float>(b[i]))));
