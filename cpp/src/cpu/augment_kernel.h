@@ -908,25 +908,38 @@ void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* 
   while (ring < 2 * radius + 2) ring *= 2;
   const int64_t mask = ring < h ? ring - 1 : -1;  // -1: the whole plane, row r at r
   auto slot = [&](int64_t r) { return tmp + (r & mask) * w; };
+  // The padded float copy of a plane row, filled one row ahead into the other half of `row`, so
+  // that the vector loads of a row never wait on the stores that just wrote it.
+  auto fill = [&](const uint8_t* src, float* dst) {
+    for (int64_t i = 0; i < half; ++i) dst[i] = static_cast<float>(src[xi[i]]);
+#if defined(PYXFER_AUG_AVX512)
+    for (int64_t x = 0; x < w; x += 16) {
+      const __mmask16 m = tail16(w - x);
+      _mm512_mask_storeu_ps(dst + half + x, m, level16(src + x, m));
+    }
+#else
+    for (int64_t x = 0; x < w; ++x) dst[half + x] = static_cast<float>(src[x]);
+#endif
+    for (int64_t i = half + w; i < wp; ++i) dst[i] = static_cast<float>(src[xi[i]]);
+  };
   for (int64_t ch = 0; ch < c; ++ch) {
     uint8_t* p = img + ch * n;
     int64_t done = 0;  // horizontal rows computed so far
+    fill(p, row);
     for (int64_t y = 0; y < h; ++y) {
       for (const int64_t need = y + radius + 1 < h ? y + radius + 1 : h; done < need; ++done) {
-        const uint8_t* src = p + done * w;
-        for (int64_t i = 0; i < half; ++i) row[i] = static_cast<float>(src[xi[i]]);
-        for (int64_t x = 0; x < w; ++x) row[half + x] = static_cast<float>(src[x]);
-        for (int64_t i = half + w; i < wp; ++i) row[i] = static_cast<float>(src[xi[i]]);
+        const float* cur = row + (done & 1) * wp;
+        if (done + 1 < h) fill(p + (done + 1) * w, row + ((done + 1) & 1) * wp);
         float* t = slot(done);
 #if defined(PYXFER_AUG_AVX512)
-        taps_line<false>([row](int j) { return row + j; }, w, kw, j0, j1, t);
+        taps_line<false>([cur](int j) { return cur + j; }, w, kw, j0, j1, t);
         continue;
 #endif
         for (int64_t x = 0; x < wb; x += kBlock) {
-          taps_rows([row, x](int j) { return row + x + j; }, kw, j0, j1, t + x);
+          taps_rows([cur, x](int j) { return cur + x + j; }, kw, j0, j1, t + x);
         }
         for (int64_t x = wb; x < w; ++x) {
-          const float* r = row + x + half;
+          const float* r = cur + x + half;
           float a = kw[half] * r[0];
           for (int d = 1; d <= radius; ++d) a += kw[half - d] * (r[-d] + r[d]);
           t[x] = a;
