@@ -220,6 +220,7 @@ void resample_rows_rgb_avx512(const uint8_t* src, const uint8_t* src_end, int64_
     const __m512i bias = _mm512_set1_epi32(ax.bias);
     const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(ax.precision));
     const int32_t* xmin = ax.xmin;
+    const bool two_taps = ax.taps <= 2;
     for (; r + 4 <= nrows; r += 4) {
       const uint8_t* in = src + ((top + r0 + r) * src_w + left) * 3;
       if (src_end - (in + 3 * stride + static_cast<int64_t>(xmin[ow - 1]) * 3) < 16) break;
@@ -240,10 +241,12 @@ void resample_rows_rgb_avx512(const uint8_t* src, const uint8_t* src_end, int64_
                 raw, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 3 * stride)), 3);
             const __m128i* w = reinterpret_cast<const __m128i*>(ax.wv + xx * 16);
             const __m512i w01 = _mm512_broadcast_i32x4(_mm_loadu_si128(w));
-            const __m512i w23 = _mm512_broadcast_i32x4(_mm_loadu_si128(w + 1));
-            const __m512i sum =
-                _mm512_add_epi32(_mm512_madd_epi16(_mm512_shuffle_epi8(raw, pair01), w01),
-                                 _mm512_madd_epi16(_mm512_shuffle_epi8(raw, pair23), w23));
+            __m512i sum = _mm512_madd_epi16(_mm512_shuffle_epi8(raw, pair01), w01);
+            if (!two_taps) {  // taps 2 and 3 (their weights are 0 on a two-tap axis)
+              const __m512i w23 = _mm512_broadcast_i32x4(_mm_loadu_si128(w + 1));
+              sum = _mm512_add_epi32(sum,
+                                     _mm512_madd_epi16(_mm512_shuffle_epi8(raw, pair23), w23));
+            }
             acc[i] = _mm512_sra_epi32(_mm512_add_epi32(sum, bias), shift);  // R G B 0 per row
           }
           const __m512i u8 = _mm512_packus_epi16(_mm512_packs_epi32(acc[0], acc[1]),
