@@ -44,10 +44,19 @@ def test_exceptions_propagate_and_pool_survives(threads):
 
 
 def test_concurrent_callers_share_the_pool():
+    """Callers that find the pool busy run on threads of their own: same results, same errors."""
     results: list[bool] = []
 
     def call() -> None:
-        ok = all(_C._parallel_check(64, 4) == _expected(64) for _ in range(30))
+        ok = True
+        for k in range(30):
+            ok &= _C._parallel_check(64, 4) == _expected(64)
+            if k % 5 == 0:
+                try:
+                    _C._parallel_check(64, 4, 1, 33)
+                    ok = False
+                except RuntimeError as e:
+                    ok &= "failure at item 33" in str(e)
         results.append(ok)
 
     workers = [threading.Thread(target=call) for _ in range(4)]

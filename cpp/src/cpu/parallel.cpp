@@ -115,7 +115,8 @@ class Pool {
   int wanted_ = 0, busy_ = 0;
 };
 
-// One job at a time goes to the pool; other callers wait here. The pool is never destroyed
+// One job at a time goes to the pool; a caller that finds it busy starts threads of its own
+// for that call (as every call did before the pool existed). The pool is never destroyed
 // (workers may still sleep at exit); a forked child drops the parent's pool, whose threads do
 // not exist there, and starts its own on first use.
 std::mutex g_submit;
@@ -159,9 +160,24 @@ void parallel_for(int64_t n, int threads, int64_t grain,
   Job job;
   job.fn = &fn;
   job.n = n, job.grain = grain, job.chunks = chunks;
-  {
-    std::lock_guard<std::mutex> lock(g_submit);
+  std::unique_lock<std::mutex> lock(g_submit, std::try_to_lock);
+  if (lock.owns_lock()) {
     pool_locked().run(job, workers - 1);
+    lock.unlock();
+  } else {
+    // The pool is busy with another caller's job (e.g. a loader thread's batch): rather than
+    // wait for it, this call gets threads of its own for its duration.
+    std::vector<std::thread> extra;
+    extra.reserve(static_cast<size_t>(workers - 1));
+    auto work = [&job] {
+      t_in_parallel = true;
+      job.run();
+    };
+    for (int t = 1; t < workers; ++t) extra.emplace_back(work);
+    t_in_parallel = true;
+    job.run();
+    t_in_parallel = false;
+    for (auto& th : extra) th.join();
   }
   if (job.error) std::rethrow_exception(job.error);
 }
