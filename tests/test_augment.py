@@ -376,6 +376,21 @@ def test_colour_ops_match_lower_simd_paths_on_all_levels(monkeypatch, path):
     np.testing.assert_array_equal(A.apply(x, params, **args), best)
 
 
+@pytest.mark.parametrize("shift", [0, 1, 5])
+def test_large_views_into_unaligned_outputs(monkeypatch, shift):
+    """Views of 256 KB and more (streamed stores on AVX-512) into outputs at any float offset
+    equal the lower paths' views."""
+    rng = np.random.default_rng(shift)
+    x = rng.integers(0, 256, size=(2, 90, 120, 3), dtype=np.uint8)
+    params = A.sample_params("simclr", [(90, 120)] * 2, seed=shift, size=161)
+    buf = np.full(4 * 3 * 161 * 161 + shift, np.nan, np.float32)
+    out = buf[shift:].reshape(4, 3, 161, 161)
+    A.apply(x, params, out, mean=MEAN, std=STD)
+    assert np.isnan(buf[:shift]).all()
+    monkeypatch.setenv("PYXFER_SIMD", "baseline")
+    np.testing.assert_array_equal(out, A.apply(x, params, size=161, mean=MEAN, std=STD))
+
+
 @pytest.mark.parametrize("path", ["baseline", "avx2"])
 @pytest.mark.parametrize("hw", [(12, 13), (16, 16), (31, 130), (40, 145), (130, 33)])
 def test_blur_agrees_with_lower_simd_paths(monkeypatch, path, hw):
