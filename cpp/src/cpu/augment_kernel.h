@@ -459,8 +459,6 @@ void brightness_u8(uint8_t* img, int64_t total, float f) {
   }
 }
 
-// Sum of floor(gray) (c == 3) or of the levels (c == 1): integers, so the int64 sum equals
-// the float kernels' double sum exactly.
 #if defined(PYXFER_AUG_AVX512)
 // 16 levels as float, lanes past `m` zero.
 inline __m512 level16(const uint8_t* p, __mmask16 m) {
@@ -477,6 +475,8 @@ inline __m512i gray16(__m512 r, __m512 g, __m512 b) {
 }
 #endif
 
+// Sum of floor(gray) (c == 3) or of the levels (c == 1): integers, so the int64 sum equals
+// the float kernels' double sum exactly.
 PYXFER_AUG_STAGE
 int64_t gray_sum(const uint8_t* img, int64_t c, int64_t n) {
   int64_t sum = 0;
