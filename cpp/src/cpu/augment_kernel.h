@@ -892,6 +892,84 @@ inline void taps_line(At at, int64_t w, const float* kw, int j0, int j1, void* d
     }
   }
 }
+#elif defined(PYXFER_AUG_AVX2)
+// AVX2: the same sums on NV vectors of 8 (NV <= 12 of the 16 registers), the last vector
+// holding `tail` (1..8) lanes.
+template <int NV, bool level, typename At>
+inline void taps_wide(At at, const float* w, int j0, int j1, int tail, void* dst) {
+  const int c = (j0 + j1 - 1) / 2;
+  const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail),
+                                           _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  auto load = [&](const float* p, int v) {
+    return v == NV - 1 && tail < 8 ? _mm256_maskload_ps(p + 8 * v, lanes)
+                                   : _mm256_loadu_ps(p + 8 * v);
+  };
+  __m256 a[NV];
+  const __m256 wc = _mm256_set1_ps(w[c]);
+#pragma GCC unroll 12
+  for (int v = 0; v < NV; ++v) a[v] = _mm256_mul_ps(wc, load(at(c), v));
+  for (int d = 1; d <= c - j0; ++d) {
+    const __m256 wd = _mm256_set1_ps(w[c - d]);
+    const float* s = at(c - d);
+    const float* t = at(c + d);
+#pragma GCC unroll 12
+    for (int v = 0; v < NV; ++v) {
+      a[v] = _mm256_add_ps(a[v], _mm256_mul_ps(wd, _mm256_add_ps(load(s, v), load(t, v))));
+    }
+  }
+#pragma GCC unroll 12
+  for (int v = 0; v < NV; ++v) {
+    const bool part = v == NV - 1 && tail < 8;
+    if (level) {  // to_u8(round_even(clamp255(a)))
+      const __m256 magic = _mm256_set1_ps(12582912.f);
+      __m256 r = _mm256_min_ps(_mm256_max_ps(a[v], _mm256_setzero_ps()), _mm256_set1_ps(255.f));
+      r = _mm256_sub_ps(_mm256_add_ps(r, magic), magic);
+      const __m256i q = _mm256_cvttps_epi32(r);
+      const __m128i p16 =
+          _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+      const __m128i p8 = _mm_packus_epi16(p16, p16);
+      uint8_t* o = static_cast<uint8_t*>(dst) + 8 * v;
+      if (part) {
+        alignas(16) uint8_t bytes[16];
+        _mm_store_si128(reinterpret_cast<__m128i*>(bytes), p8);
+        for (int i = 0; i < tail; ++i) o[i] = bytes[i];
+      } else {
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(o), p8);
+      }
+    } else if (part) {
+      _mm256_maskstore_ps(static_cast<float*>(dst) + 8 * v, lanes, a[v]);
+    } else {
+      _mm256_storeu_ps(static_cast<float*>(dst) + 8 * v, a[v]);
+    }
+  }
+}
+
+// One row of the blur: x in [0, w) in blocks of up to 96.
+template <bool level, typename At>
+inline void taps_line(At at, int64_t w, const float* kw, int j0, int j1, void* dst) {
+  const int64_t size = level ? 1 : 4;
+  for (int64_t x = 0; x < w; x += 96) {
+    const int64_t rem = w - x < 96 ? w - x : 96;
+    const int nv = static_cast<int>((rem + 7) / 8);
+    const int tail = static_cast<int>(rem - 8 * (nv - 1));
+    auto ax = [&](int j) { return at(j) + x; };
+    void* d = static_cast<uint8_t*>(dst) + x * size;
+    switch (nv) {
+      case 1: taps_wide<1, level>(ax, kw, j0, j1, tail, d); break;
+      case 2: taps_wide<2, level>(ax, kw, j0, j1, tail, d); break;
+      case 3: taps_wide<3, level>(ax, kw, j0, j1, tail, d); break;
+      case 4: taps_wide<4, level>(ax, kw, j0, j1, tail, d); break;
+      case 5: taps_wide<5, level>(ax, kw, j0, j1, tail, d); break;
+      case 6: taps_wide<6, level>(ax, kw, j0, j1, tail, d); break;
+      case 7: taps_wide<7, level>(ax, kw, j0, j1, tail, d); break;
+      case 8: taps_wide<8, level>(ax, kw, j0, j1, tail, d); break;
+      case 9: taps_wide<9, level>(ax, kw, j0, j1, tail, d); break;
+      case 10: taps_wide<10, level>(ax, kw, j0, j1, tail, d); break;
+      case 11: taps_wide<11, level>(ax, kw, j0, j1, tail, d); break;
+      default: taps_wide<12, level>(ax, kw, j0, j1, tail, d); break;
+    }
+  }
+}
 #endif
 
 // Separable gaussian blur (reflect padding) of each uint8 plane; same float order as augment.h
@@ -934,7 +1012,7 @@ void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* 
         const float* cur = row + (done & 1) * wp;
         if (done + 1 < h) fill(p + (done + 1) * w, row + ((done + 1) & 1) * wp);
         float* t = slot(done);
-#if defined(PYXFER_AUG_AVX512)
+#if defined(PYXFER_AUG_AVX2)
         taps_line<false>([cur](int j) { return cur + j; }, w, kw, j0, j1, t);
         continue;
 #endif
@@ -950,7 +1028,7 @@ void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* 
       }
       for (int j = j0; j < j1; ++j) rows[j] = slot(yi[y + j]);
       uint8_t* o = p + y * w;
-#if defined(PYXFER_AUG_AVX512)
+#if defined(PYXFER_AUG_AVX2)
       taps_line<true>([rows](int j) { return rows[j]; }, w, kw, j0, j1, o);
       (void)acc, (void)wb;
       continue;
