@@ -293,6 +293,96 @@ void resample_rows_rgb_avx512(const uint8_t* src, const uint8_t* src_end, int64_
     resample_rows_rgb_avx2(src, src_end, src_w, top, left, ax, r0, r1, r, ow, flip, tmp, packed);
   }
 }
+#elif defined(PYXFER_AUG_AVX2)
+// The AVX2 form of resample_rows_rgb_avx512 (see there): two crop rows at once, one per
+// 128-bit lane; the rows it cannot take go to resample_rows_rgb_avx2's row loop.
+PYXFER_AUG_STAGE
+void resample_rows_rgb_2rows(const uint8_t* src, const uint8_t* src_end, int64_t src_w,
+                             int64_t top, int64_t left, const ResampleAxis& ax, int64_t r0,
+                             int64_t r1, int64_t ow, bool flip, uint8_t* tmp, uint32_t* packed) {
+  const int64_t nrows = r1 - r0, plane = nrows * ow, stride = src_w * 3;
+  const int64_t xb = ow - ow % 16;
+  int64_t r = 0;
+  if (ax.groups == 1 && xb > 0) {
+    const __m256i pair01 = _mm256_broadcastsi128_si256(
+        _mm_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1));
+    const __m256i pair23 = _mm256_broadcastsi128_si256(
+        _mm_setr_epi8(6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1));
+    const __m256i planar = _mm256_broadcastsi128_si256(
+        _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    const __m256i reverse = _mm256_broadcastsi128_si256(
+        _mm_setr_epi8(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0));
+    const __m256i bias = _mm256_set1_epi32(ax.bias);
+    const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(ax.precision));
+    const int32_t* xmin = ax.xmin;
+    const bool two_taps = ax.taps <= 2;
+    for (; r + 2 <= nrows; r += 2) {
+      const uint8_t* in = src + ((top + r0 + r) * src_w + left) * 3;
+      if (src_end - (in + stride + static_cast<int64_t>(xmin[ow - 1]) * 3) < 16) break;
+      for (int64_t x = 0; x < xb; x += 16) {
+        __m256i q[4];
+        for (int k = 0; k < 4; ++k) {
+          __m256i acc[4];
+          for (int i = 0; i < 4; ++i) {
+            const int64_t xx = x + 4 * k + i;
+            const uint8_t* p = in + static_cast<int64_t>(xmin[xx]) * 3;
+            const __m256i raw =
+                _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(p + stride),
+                                    reinterpret_cast<const __m128i*>(p));
+            const __m128i* w = reinterpret_cast<const __m128i*>(ax.wv + xx * 16);
+            const __m256i w01 = _mm256_broadcastsi128_si256(_mm_loadu_si128(w));
+            __m256i sum = _mm256_madd_epi16(_mm256_shuffle_epi8(raw, pair01), w01);
+            if (!two_taps) {
+              const __m256i w23 = _mm256_broadcastsi128_si256(_mm_loadu_si128(w + 1));
+              sum = _mm256_add_epi32(sum,
+                                     _mm256_madd_epi16(_mm256_shuffle_epi8(raw, pair23), w23));
+            }
+            acc[i] = _mm256_sra_epi32(_mm256_add_epi32(sum, bias), shift);
+          }
+          const __m256i u8 = _mm256_packus_epi16(_mm256_packs_epi32(acc[0], acc[1]),
+                                                 _mm256_packs_epi32(acc[2], acc[3]));
+          q[k] = _mm256_shuffle_epi8(u8, planar);
+        }
+        const __m256i rg01 = _mm256_unpacklo_epi32(q[0], q[1]);
+        const __m256i rg23 = _mm256_unpacklo_epi32(q[2], q[3]);
+        const __m256i b01 = _mm256_unpackhi_epi32(q[0], q[1]);
+        const __m256i b23 = _mm256_unpackhi_epi32(q[2], q[3]);
+        __m256i vr = _mm256_unpacklo_epi64(rg01, rg23);  // lane k: R of pixels x..x+15, row k
+        __m256i vg = _mm256_unpackhi_epi64(rg01, rg23);
+        __m256i vb = _mm256_unpacklo_epi64(b01, b23);
+        if (flip) {
+          vr = _mm256_shuffle_epi8(vr, reverse);
+          vg = _mm256_shuffle_epi8(vg, reverse);
+          vb = _mm256_shuffle_epi8(vb, reverse);
+        }
+        uint8_t* t = tmp + r * ow + (flip ? ow - 16 - x : x);
+        _mm256_storeu2_m128i(reinterpret_cast<__m128i*>(t + ow), reinterpret_cast<__m128i*>(t),
+                             vr);
+        t += plane;
+        _mm256_storeu2_m128i(reinterpret_cast<__m128i*>(t + ow), reinterpret_cast<__m128i*>(t),
+                             vg);
+        t += plane;
+        _mm256_storeu2_m128i(reinterpret_cast<__m128i*>(t + ow), reinterpret_cast<__m128i*>(t),
+                             vb);
+      }
+      for (int k = 0; k < 2; ++k) {
+        const uint8_t* row = in + k * stride;
+        uint8_t* t = tmp + (r + k) * ow;
+        for (int64_t x = xb; x < ow; ++x) {
+          const uint32_t v =
+              rgb_pixel_scalar(row + static_cast<int64_t>(xmin[x]) * 3, ax.w + x * ax.taps,
+                               ax.taps, ax.bias, ax.precision);
+          const int64_t xo = flip ? ow - 1 - x : x;
+          t[xo] = static_cast<uint8_t>(v), t[plane + xo] = static_cast<uint8_t>(v >> 8);
+          t[2 * plane + xo] = static_cast<uint8_t>(v >> 16);
+        }
+      }
+    }
+  }
+  if (r < nrows) {
+    resample_rows_rgb_avx2(src, src_end, src_w, top, left, ax, r0, r1, r, ow, flip, tmp, packed);
+  }
+}
 #endif
 
 // Vertical pass: planar tmp (c, nrows, ow) whose row 0 is crop row r0 -> planar img (c, oh, ow).
@@ -1159,8 +1249,8 @@ void apply_view_quantized(const ImageRef& im, const float* prm, const ApplyParam
     resample_rows_rgb_avx512(im.data, im.data + im.h * im.w * 3, im.w, top, left, s.ax, s.r0,
                              s.r1, ow, flip, s.tmp8, s.packed);
 #else
-    resample_rows_rgb_avx2(im.data, im.data + im.h * im.w * 3, im.w, top, left, s.ax, s.r0, s.r1,
-                           0, ow, flip, s.tmp8, s.packed);
+    resample_rows_rgb_2rows(im.data, im.data + im.h * im.w * 3, im.w, top, left, s.ax, s.r0,
+                            s.r1, ow, flip, s.tmp8, s.packed);
 #endif
   } else {
     resample_rows(im.data, im.w, c, top, left, s.ax, s.r0, s.r1, ow, flip, s.tmp8);
