@@ -565,6 +565,24 @@ inline __m512i gray16(__m512 r, __m512 g, __m512 b) {
 }
 #endif
 
+#if defined(PYXFER_AUG_AVX2) && !defined(PYXFER_AUG_AVX512)
+// 8 levels as float.
+inline __m256 level8(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+// floor_pos(gray_of(r, g, b)) as int32 lanes (separate products and sums, as gray_of).
+inline __m256i gray8(__m256 r, __m256 g, __m256 b) {
+  const __m256 rg = _mm256_add_ps(_mm256_mul_ps(r, _mm256_set1_ps(0.2989f)),
+                                  _mm256_mul_ps(g, _mm256_set1_ps(0.587f)));
+  return _mm256_cvttps_epi32(_mm256_add_ps(rg, _mm256_mul_ps(b, _mm256_set1_ps(0.114f))));
+}
+inline void store8(uint8_t* p, __m256i v) {  // int32 lanes in [0, 255]
+  const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(w, w));
+}
+#endif
+
 // Sum of floor(gray) (c == 3) or of the levels (c == 1): integers, so the int64 sum equals
 // the float kernels' double sum exactly.
 PYXFER_AUG_STAGE
@@ -588,7 +606,20 @@ int64_t gray_sum(const uint8_t* img, int64_t c, int64_t n) {
 #endif
   if (c == 3) {
     const uint8_t *r = img, *g = img + n, *b = img + 2 * n;
-    for (int64_t i = 0; i < n; ++i) {
+    int64_t i = 0;
+#if defined(PYXFER_AUG_AVX2) && !defined(PYXFER_AUG_AVX512)
+    while (i + 8 <= n) {  // int32 lanes take 2^16 steps of <= 255
+      const int64_t stop = n - i < (8 << 16) ? n - (n - i) % 8 : i + (8 << 16);
+      __m256i acc = _mm256_setzero_si256();
+      for (; i < stop; i += 8) {
+        acc = _mm256_add_epi32(acc, gray8(level8(r + i), level8(g + i), level8(b + i)));
+      }
+      alignas(32) int32_t lanes[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+      for (const int32_t v : lanes) sum += v;
+    }
+#endif
+    for (; i < n; ++i) {
       sum += static_cast<int32_t>(
           floor_pos(gray_of(static_cast<float>(r[i]), static_cast<float>(g[i]),
                             static_cast<float>(b[i]))));
@@ -641,7 +672,23 @@ void saturation_u8(uint8_t* img, int64_t n, float f) {
     return;
   }
 #endif
-  for (int64_t i = 0; i < n; ++i) {
+  int64_t i = 0;
+#if defined(PYXFER_AUG_AVX2) && !defined(PYXFER_AUG_AVX512)
+  {
+    const __m256 vf = _mm256_set1_ps(f), vo = _mm256_set1_ps(omf);
+    const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.f);
+    for (; i + 8 <= n; i += 8) {
+      const __m256 rf = level8(r + i), gf = level8(g + i), bf = level8(b + i);
+      const __m256 other = _mm256_mul_ps(_mm256_cvtepi32_ps(gray8(rf, gf, bf)), vo);
+      auto out = [&](uint8_t* p, __m256 x) {
+        const __m256 v = _mm256_add_ps(_mm256_mul_ps(x, vf), other);
+        store8(p + i, _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(v, zero), top)));
+      };
+      out(r, rf), out(g, gf), out(b, bf);
+    }
+  }
+#endif
+  for (; i < n; ++i) {
     const float rf = r[i], gf = g[i], bf = b[i];
     const float gr = floor_pos(gray_of(rf, gf, bf));
     r[i] = to_u8(blend(rf, gr, f, omf, true));
