@@ -17,7 +17,9 @@ DataLoader worker does; its
 ``tv v/s`` at t threads is t times that (t ideal workers). Ratios are pyxfer / baseline.
 ``v/s/core`` is wall-clock views per second divided by the thread count; ``cpu v/s`` is views
 per second of process CPU time (all threads), which stays meaningful when the machine is
-shared. The load averages are printed with the table.
+shared; ``out= v/s`` writes into one preallocated output reused by every call (the documented
+fast path; the other columns allocate the output per call, as ``apply(..., size=...)`` does).
+The load averages are printed with the table.
 
     python bench/augment.py                 # CPU, 1 and 2 threads, all baselines
     python bench/augment.py --device cuda   # GPU (needs a CUDA build of pyxfer._C)
@@ -313,7 +315,8 @@ def main() -> None:
     )
     head = (
         f"{'case':14s} {'dtype':7s} {'thr':>3s} {'pyxfer v/s':>10s} {'v/s/core':>9s} "
-        f"{'cpu v/s':>8s} {'torch v/s':>9s} {'x torch':>7s} {'tv v/s':>7s} {'x tv':>6s} "
+        f"{'cpu v/s':>8s} {'out= v/s':>9s} {'torch v/s':>9s} {'x torch':>7s} {'tv v/s':>7s} "
+        f"{'x tv':>6s} "
         f"{'x tv cpu':>8s}"
     )
     print(head)
@@ -345,6 +348,12 @@ def main() -> None:
                     f"{name:14s} {dtype:7s} {t:3d} {views / wall:10.0f} {views / wall / t:9.0f} "
                     f"{views / cpu:8.0f}"
                 )
+                if args.device == "cpu":
+                    out = fused()
+                    into = functools.partial(A.apply, x, params, out, mean=MEAN, std=STD, threads=t)
+                    row += f" {views / timed(into, args.repeats)[0]:9.0f}"
+                else:
+                    row += f" {'-':>9s}"
                 if not args.no_torch:
                     td = torch.float16 if dtype == "float16" else torch.float32
                     xt = torch.from_numpy(x).to(args.device)

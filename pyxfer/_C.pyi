@@ -132,6 +132,14 @@ def hardware_threads() -> int:
     Number of hardware threads.
     """
 
+def _parallel_check(
+    n: int, threads: int, grain: int = 1, fail_at: int = -1, nested: bool = False
+) -> list[int]:
+    """
+    Test hook of the thread pool: [i * i (+ 28 from a nested parallel_for)] for i < n;
+    raises RuntimeError from item fail_at.
+    """
+
 def knn_classify(
     queries: numpy.ndarray,
     bank: numpy.ndarray,

@@ -2,7 +2,8 @@
 
 The loader walks the indices of an :class:`~pyxfer.data.ImageStore` (or of a
 ``torch.utils.data.Dataset`` of uint8 HWC images), gathers each uint8 batch and hands it to
-:func:`pyxfer.ops.augment.augment` in a background thread. The C++ kernel releases the GIL, so
+:func:`pyxfer.ops.augment.apply` (the views of :func:`pyxfer.ops.augment.augment`, one
+contiguous output per view) in a background thread. The C++ kernel releases the GIL, so
 augmentation of the next ``prefetch`` batches overlaps the training step.
 
 Order and randomness:
@@ -46,7 +47,7 @@ import numpy as np
 import torch
 
 from pyxfer.data.store import check_image
-from pyxfer.ops.augment import ViewSpec, augment, preset
+from pyxfer.ops.augment import ViewSpec, apply, preset, sample_params
 
 log = logging.getLogger("pyxfer.loader")
 
@@ -341,19 +342,28 @@ class FusedLoader:
             )
             views = [torch.from_numpy(np.asarray(out))]
         else:
-            groups = augment(
-                images,
-                self.specs,
-                indices=idx,
-                seed=self.seed,
-                epoch=epoch,
-                size=self.size,
-                mean=self.mean,
-                std=self.std,
-                dtype=self.dtype,
-                threads=self.threads,
+            # The views of `augment`, each written straight into its own contiguous (N, C, h, w)
+            # output (no per-view copy out of an image-major array).
+            hw = [im.shape[:2] for im in images]
+            params = sample_params(
+                self.specs, hw, idx, seed=self.seed, epoch=epoch, threads=self.threads
             )
-            views = self._split(groups, len(idx))
+            nv = len(self.specs)
+            views = [
+                torch.from_numpy(
+                    apply(
+                        images,
+                        np.ascontiguousarray(params[v::nv]),
+                        size=spec.size,
+                        views=1,
+                        mean=self.mean,
+                        std=self.std,
+                        dtype=self.dtype,
+                        threads=self.threads,
+                    )
+                )
+                for v, spec in enumerate(self.specs)
+            ]
         if self.pin_memory:
             views = [v.pin_memory() for v in views]
         return Batch(
@@ -361,19 +371,6 @@ class FusedLoader:
             torch.from_numpy(labels) if self.with_labels else None,
             torch.from_numpy(np.ascontiguousarray(idx, np.int64)),
         )
-
-    def _split(self, groups: list[Any], n: int) -> list[torch.Tensor]:
-        """Image-major grouped arrays (one per view size) -> one tensor per view, view order."""
-        assert self.specs is not None
-        sizes = list(dict.fromkeys(s.size for s in self.specs))
-        out: list[torch.Tensor | None] = [None] * len(self.specs)
-        for size, arr in zip(sizes, groups, strict=True):
-            cols = [i for i, s in enumerate(self.specs) if s.size == size]
-            t = torch.from_numpy(np.asarray(arr))
-            t = t.reshape(n, len(cols), *t.shape[1:])  # (N, Vg, C, h, w)
-            for j, v in enumerate(cols):
-                out[v] = t[:, j] if len(cols) == 1 else t[:, j].contiguous()
-        return [v for v in out if v is not None]
 
     def __iter__(self) -> Iterator[Batch]:
         it = self._active() if self._active is not None else None

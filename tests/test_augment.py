@@ -333,6 +333,111 @@ def test_threads_and_batch_splits_give_identical_output():
     np.testing.assert_array_equal(outs[0][6:], half)
 
 
+def _colour_params(h: int, w: int, factors, order, gray=0.0) -> np.ndarray:
+    row = np.zeros(len(PARAM_COLUMNS), np.float32)
+    row[[COL["crop_h"], COL["crop_w"]]] = (h, w)
+    row[COL["jitter"]] = 1.0
+    for name, f in zip(("brightness", "contrast", "saturation", "hue"), factors, strict=True):
+        row[COL[name]] = f
+    row[COL["order0"] : COL["order0"] + 4] = order
+    row[COL["gray"]] = gray
+    row[COL["blur_kernel"]] = 3.0
+    return row
+
+
+@pytest.mark.parametrize("path", ["baseline", "avx2"])
+def test_colour_ops_match_lower_simd_paths_on_all_levels(monkeypatch, path):
+    """Colour jitter on every grey level, saturated colours and random colours (an odd pixel
+    count, so the vector loops have a tail): the best path equals the lower ones bit for bit."""
+    rng = np.random.default_rng(21)
+    h, w = 61, 67
+    x = rng.integers(0, 256, size=(1, h, w, 3), dtype=np.uint8)
+    flat = x.reshape(-1, 3)
+    levels = np.arange(256, dtype=np.uint8)
+    flat[:256] = levels[:, None]  # greys
+    flat[256:512, 0], flat[256:512, 1:] = levels, 0  # pure reds, ...
+    flat[512:768] = np.stack([levels, 255 - levels, levels // 2], axis=1)
+    flat[768:1024] = np.stack([levels, levels, 255 - levels], axis=1)  # ties of the maximum
+    rows = [
+        _colour_params(h, w, (1.0, 1.0, 1.0, hue), (3, 0, 1, 2))
+        for hue in (-0.5, -0.25, -0.1, -1e-4, 1e-4, 0.03, 0.1, 1 / 6, 0.5)
+    ]
+    for k in range(24):
+        f = rng.uniform(0.0, 2.0, 3)
+        rows.append(
+            _colour_params(
+                h, w, (*f, rng.uniform(-0.5, 0.5)), rng.permutation(4), gray=float(k % 5 == 0)
+            )
+        )
+    params = np.stack(rows)
+    args = dict(size=(h, w), mean=MEAN, std=STD, views=len(rows))
+    best = A.apply(x, params, **args)
+    monkeypatch.setenv("PYXFER_SIMD", path)
+    np.testing.assert_array_equal(A.apply(x, params, **args), best)
+
+
+@pytest.mark.parametrize("shift", [0, 1, 5])
+def test_large_views_into_unaligned_outputs(monkeypatch, shift):
+    """Views of 256 KB and more (streamed stores on AVX-512) into outputs at any float offset
+    equal the lower paths' views."""
+    rng = np.random.default_rng(shift)
+    x = rng.integers(0, 256, size=(2, 90, 120, 3), dtype=np.uint8)
+    params = A.sample_params("simclr", [(90, 120)] * 2, seed=shift, size=161)
+    buf = np.full(4 * 3 * 161 * 161 + shift, np.nan, np.float32)
+    out = buf[shift:].reshape(4, 3, 161, 161)
+    A.apply(x, params, out, mean=MEAN, std=STD)
+    assert np.isnan(buf[:shift]).all()
+    monkeypatch.setenv("PYXFER_SIMD", "baseline")
+    np.testing.assert_array_equal(out, A.apply(x, params, size=161, mean=MEAN, std=STD))
+
+
+@pytest.mark.parametrize("path", ["baseline", "avx2"])
+@pytest.mark.parametrize("hw", [(12, 13), (16, 16), (31, 130), (40, 145), (130, 33)])
+def test_blur_agrees_with_lower_simd_paths(monkeypatch, path, hw):
+    """Blur kernels of 3 to 23 taps and sigmas from 0.1 to 2 on widths that are and are not
+    multiples of the vector blocks: identical views on every path."""
+    rng = np.random.default_rng(hw[0] * 1000 + hw[1])
+    h, w = hw
+    x = rng.integers(0, 256, size=(1, h, w, 3), dtype=np.uint8)
+    rows = []
+    for k, sigma in zip((3, 5, 9, 23, 23, 11), (0.1, 0.8, 1.3, 2.0, 0.5, 1.7), strict=True):
+        row = _colour_params(h, w, (1.0, 1.0, 1.0, 0.0), (0, 1, 2, 3))
+        row[COL["jitter"]] = 0.0
+        row[[COL["blur"], COL["blur_sigma"], COL["blur_kernel"]]] = (1.0, sigma, k)
+        rows.append(row)
+    params = np.stack(rows)
+    args = dict(size=hw, views=len(rows))
+    best = A.apply(x, params, **args)
+    monkeypatch.setenv("PYXFER_SIMD", path)
+    np.testing.assert_array_equal(A.apply(x, params, **args), best)
+
+
+@pytest.mark.parametrize("path", ["baseline", "avx2"])
+@pytest.mark.parametrize("out_hw", [(20, 16), (9, 47), (33, 64), (64, 15)])
+def test_resample_agrees_with_lower_simd_paths_on_many_crops(monkeypatch, path, out_hw):
+    """Random crops from 0.3x to 3x the output size, both flips, crops touching the image's
+    right and bottom edges: the resized views of every path are identical."""
+    rng = np.random.default_rng(out_hw[0] * 100 + out_hw[1])
+    h, w = 83, 97
+    x = rng.integers(0, 256, size=(1, h, w, 3), dtype=np.uint8)
+    rows = []
+    for k in range(40):
+        ch = int(np.clip(out_hw[0] * rng.uniform(0.3, 3.0), 1, h))
+        cw = int(np.clip(out_hw[1] * rng.uniform(0.3, 3.0), 1, w))
+        top = h - ch if k % 3 == 0 else int(rng.integers(0, h - ch + 1))
+        left = w - cw if k % 4 == 0 else int(rng.integers(0, w - cw + 1))
+        row = _colour_params(h, w, (1.0, 1.0, 1.0, 0.0), (0, 1, 2, 3))
+        row[:4] = (top, left, ch, cw)
+        row[COL["flip"]] = k % 2
+        row[COL["jitter"]] = 0.0
+        rows.append(row)
+    params = np.stack(rows)
+    args = dict(size=out_hw, views=len(rows))
+    best = A.apply(x, params, **args)
+    monkeypatch.setenv("PYXFER_SIMD", path)
+    np.testing.assert_array_equal(A.apply(x, params, **args), best)
+
+
 @pytest.mark.parametrize("path", ["baseline", "avx2"])
 def test_simd_paths_give_identical_output(monkeypatch, path):
     """The run-time chosen instruction-set copy (build_info()["augment_simd"]) and the lower

@@ -1,6 +1,10 @@
 // pyxfer._C: the compiled core. Each op has its own bind_<op>.cpp; this file only wires them up.
 #include <pybind11/pybind11.h>
 
+#include <stdexcept>
+#include <string>
+#include <vector>
+
 #include "pyxfer/build_info.h"
 #include "pyxfer/parallel.h"
 #include "pyxfer/topk.h"
@@ -37,7 +41,7 @@ PYBIND11_MODULE(_C, m) {
         }
         d["simd_paths"] = paths;
         d["augment_simd"] = info.augment_simd;  // fused augmentation path in use
-        d["threading"] = "std::thread parallel-for";
+        d["threading"] = "persistent std::thread pool parallel-for";
         d["hardware_threads"] = info.hardware_threads;
         d["cuda_compiled"] = info.cuda_compiled;
         d["cuda_version"] = info.cuda_version;
@@ -50,6 +54,39 @@ PYBIND11_MODULE(_C, m) {
       },
       "What was compiled in: version, compiler, SIMD level, threading, CUDA (compiled / devices).");
   m.def("hardware_threads", &pyxfer::hardware_threads, "Number of hardware threads.");
+  m.def(
+      "_parallel_check",
+      [](int64_t n, int threads, int64_t grain, int64_t fail_at, bool nested) {
+        if (n < 0 || n > (int64_t{1} << 24)) {
+          throw py::value_error("n: expected 0 <= n <= 2^24, received " + std::to_string(n));
+        }
+        std::vector<int64_t> out(static_cast<size_t>(n), -1);
+        {
+          py::gil_scoped_release release;
+          pyxfer::parallel_for(n, threads, grain, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) {
+              if (i == fail_at) throw std::runtime_error("parallel_check failure at item " +
+                                                         std::to_string(i));
+              int64_t v = i * i;
+              if (nested) {  // an inner parallel_for from inside a worker runs inline
+                int64_t inner = 0;
+                pyxfer::parallel_for(8, threads, 1, [&](int64_t ib, int64_t ie) {
+                  for (int64_t j = ib; j < ie; ++j) inner += j;
+                });
+                v += inner;
+              }
+              out[static_cast<size_t>(i)] = v;
+            }
+          });
+        }
+        py::list result;
+        for (const int64_t v : out) result.append(v);
+        return result;
+      },
+      "Test hook of the thread pool: [i * i (+ 28 from a nested parallel_for)] for i < n; "
+      "raises RuntimeError from item fail_at.",
+      py::arg("n"), py::arg("threads"), py::arg("grain") = 1, py::arg("fail_at") = -1,
+      py::arg("nested") = false);
 
   pyxfer::bind::bind_normalize(m);
   pyxfer::bind::bind_augment(m);

@@ -307,15 +307,19 @@ void prepare_quantized(const float* prm, const ApplyParams& p, QuantBuffers& b,
   s.packed = b.u32.data();
   s.blur_k = k;
   if (blur) {
-    b.f32.resize(static_cast<size_t>(k + wp + n + ow));
+    b.f32.resize(static_cast<size_t>(k + 2 * wp + n + ow));
     float* f = b.f32.data();
     gaussian_kernel1d(k, prm[kBlurSigma], f);
     int32_t* xi = b.i32.data() + ow;
     int32_t* yi = xi + wp;
-    for (int64_t i = 0; i < wp; ++i) xi[i] = static_cast<int32_t>(reflect_index(i - half, ow));
-    for (int64_t i = 0; i < hp; ++i) yi[i] = static_cast<int32_t>(reflect_index(i - half, oh));
+    auto reflect = [half](int64_t i, int64_t len) {  // the division only at the borders
+      const int64_t j = i - half;
+      return static_cast<int32_t>(j >= 0 && j < len ? j : reflect_index(j, len));
+    };
+    for (int64_t i = 0; i < wp; ++i) xi[i] = reflect(i, ow);
+    for (int64_t i = 0; i < hp; ++i) yi[i] = reflect(i, oh);
     s.blur_w = f, s.blur_xi = xi, s.blur_yi = yi;
-    s.frow = f + k, s.ftmp = f + k + wp, s.facc = f + k + wp + n;
+    s.frow = f + k, s.ftmp = f + k + 2 * wp, s.facc = f + k + 2 * wp + n;
     b.rowp.resize(static_cast<size_t>(k));
     s.blur_rows = b.rowp.data();
   }

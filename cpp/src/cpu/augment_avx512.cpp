@@ -1,4 +1,10 @@
 // The quantized augmentation kernel compiled for AVX-512 (chosen at run time, see augment.cpp).
+// GCC 12's AVX-512 intrinsics (_mm512_undefined_* self-initialisation, GCC bug 105593) raise
+// false -W(maybe-)uninitialized warnings when inlined; this file compiles only the kernel copy.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include "augment_cpu.h"
 
 #if defined(PYXFER_X86_DISPATCH)

@@ -44,7 +44,7 @@ struct QuantScratch {
   const float* blur_w = nullptr;
   const int32_t* blur_xi = nullptr;  // out_w + k - 1 reflected column indices
   const int32_t* blur_yi = nullptr;  // out_h + k - 1 reflected row indices
-  float* frow = nullptr;  // out_w + k - 1
+  float* frow = nullptr;  // 2 (out_w + k - 1): two padded rows
   float* ftmp = nullptr;  // out_h * out_w
   float* facc = nullptr;  // out_w
   const float** blur_rows = nullptr;  // k row pointers
