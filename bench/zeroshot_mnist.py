@@ -53,12 +53,13 @@ from pyxfer.zeroshot import (
     zsl_accuracy,
 )
 from pyxfer.zeroshot.digits_attributes import DIGIT_SENTENCES
+from pyxfer.zeroshot.finetune import AttributeBackbone
 
 
 def covered(unseen: np.ndarray, table: np.ndarray) -> bool:
-    """Every attribute of an unseen digit is present in some seen digit and absent in another."""
+    """Every attribute that an unseen digit has takes two values among the seen digits."""
     seen_rows = np.delete(table, unseen, axis=0)
-    learnable = (seen_rows.max(axis=0) > 0) & (seen_rows.min(axis=0) < 1)
+    learnable = seen_rows.max(axis=0) > seen_rows.min(axis=0)
     return bool(learnable[table[unseen].max(axis=0) > 0].all())
 
 
@@ -83,50 +84,38 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-class SmallConvNet(nn.Module):
-    """28x28 grey -> 64-d features -> logits over the seen digits."""
-
-    def __init__(self, num_classes: int, dim: int = 64) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # (16, 14, 14)
-            nn.Conv2d(16, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # (32, 7, 7)
-            nn.Flatten(),
-            nn.Linear(32 * 7 * 7, dim),
-            nn.ReLU(),  # (dim,)
-        )
-        self.head = nn.Linear(dim, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+def conv_backbone() -> nn.Sequential:
+    """28x28 grey -> the last conv map (32 x 7 x 7), flattened to 1568-d features."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # (16, 14, 14)
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # (32, 7, 7)
+        nn.Flatten(),  # (1568,)
+    )
 
 
-def train_backbone(x: torch.Tensor, y: np.ndarray, seed: int, epochs: int) -> SmallConvNet:
-    torch.manual_seed(seed)
-    classes = np.unique(y)
-    target = torch.as_tensor(np.searchsorted(classes, y))
-    net = SmallConvNet(len(classes))
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    gen = torch.Generator().manual_seed(seed)
-    net.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(y), generator=gen).split(128):
-            loss = nn.functional.cross_entropy(net(x[idx]), target[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return net.eval()
-
-
-@torch.no_grad()
-def extract(net: SmallConvNet, x: torch.Tensor, layer: str = "penultimate") -> np.ndarray:
-    """Features (N, D): the 64-d penultimate layer, or the last conv map flattened (1568-d)."""
-    part = net.features if layer == "penultimate" else net.features[:6]
-    return torch.cat([part(b).flatten(1) for b in x.split(1024)]).double().numpy()
+def train_backbone(
+    x: torch.Tensor,
+    y: np.ndarray,
+    table: np.ndarray,
+    seed: int,
+    epochs: int,
+    supervision: str,
+    max_shift: int,
+) -> AttributeBackbone:
+    """The conv backbone trained on seen images: attributes + classes, or classes only."""
+    attribute_weight = 1.0 if supervision == "attributes" else 0.0
+    return AttributeBackbone(
+        conv_backbone(),
+        attribute_weight=attribute_weight,
+        class_weight=1.0,
+        epochs=epochs,
+        max_shift=max_shift,
+        seed=seed,
+    ).fit(x, y, table)
 
 
 def methods(seed: int) -> dict[str, object]:
@@ -141,7 +130,13 @@ def methods(seed: int) -> dict[str, object]:
 
 
 def run_split(
-    images: np.ndarray, labels: np.ndarray, unseen: np.ndarray, seed: int, epochs: int, layer: str
+    images: np.ndarray,
+    labels: np.ndarray,
+    unseen: np.ndarray,
+    seed: int,
+    epochs: int,
+    supervision: str,
+    max_shift: int,
 ) -> dict:
     rng = np.random.default_rng(seed)
     seen = np.setdiff1d(np.arange(10), unseen)
@@ -154,23 +149,19 @@ def run_split(
     test_unseen = ~is_seen
     x = torch.as_tensor(images, dtype=torch.float32).unsqueeze(1) / 255.0
     x = (x - 0.1307) / 0.3081
-    t0 = time.time()
-    net = train_backbone(x[train], labels[train], seed, epochs)
-    f_train = extract(net, x[train], layer)
-    f_test = extract(net, x[test_seen | test_unseen], layer)
-    y_test = labels[test_seen | test_unseen]
-    backbone_acc = float(
-        (
-            seen[
-                net.head(torch.as_tensor(extract(net, x[test_seen]), dtype=torch.float32))
-                .argmax(1)
-                .numpy()
-            ]
-            == labels[test_seen]
-        ).mean()
-    )
-    t_backbone = time.time() - t0
     table = digit_descriptions()
+    t0 = time.time()
+    net = train_backbone(
+        x[train], labels[train], table.matrix, seed, epochs, supervision, max_shift
+    )
+    f_train = net.transform(x[train])
+    test = test_seen | test_unseen
+    f_test = net.transform(x[test])
+    y_test = labels[test]
+    with torch.no_grad():
+        logits = net.class_head_(torch.as_tensor(net.transform(x[test_seen]), dtype=torch.float32))
+    backbone_acc = float((seen[logits.argmax(1).numpy()] == labels[test_seen]).mean())
+    t_backbone = time.time() - t0
     text = HashedTextEncoder(dim=512).encode(DIGIT_SENTENCES)
     out = {
         "unseen": unseen.tolist(),
@@ -206,17 +197,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=root.parent / "shared/data/mnist-test")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=3, help="backbone training epochs")
+    parser.add_argument("--epochs", type=int, default=5, help="backbone training epochs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--unseen", type=int, default=4, choices=[3, 4], help="digits held out per split"
     )
     parser.add_argument("--protocol", choices=["random", "covered", "both"], default="both")
     parser.add_argument(
-        "--features",
-        choices=["conv", "penultimate"],
-        default="conv",
-        help="zero-shot features: last conv map (default) or penultimate layer",
+        "--supervision",
+        choices=["attributes", "classes"],
+        default="attributes",
+        help="backbone training loss: seen-class attributes + classes (default), or classes only",
+    )
+    parser.add_argument(
+        "--shift", type=int, default=2, help="random shift (pixels) of backbone training images"
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -225,7 +219,8 @@ def main() -> None:
     labels = read_idx(args.data / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
     print(
         f"MNIST test split: {images.shape[0]} images; {args.unseen} unseen digits per split; "
-        f"seeds {args.seeds}; backbone epochs {args.epochs}; {args.features} features; "
+        f"seeds {args.seeds}; backbone epochs {args.epochs}, supervision {args.supervision}, "
+        f"shift {args.shift}; "
         f"torch {torch.__version__}, "
         f"{args.threads} threads"
     )
@@ -235,7 +230,7 @@ def main() -> None:
         runs = []
         for seed in args.seeds:
             unseen = draw_split(seed, args.unseen, protocol)
-            r = run_split(images, labels, unseen, seed, args.epochs, args.features)
+            r = run_split(images, labels, unseen, seed, args.epochs, args.supervision, args.shift)
             runs.append(r)
             print(
                 f"seed {seed}: unseen digits {r['unseen']}, backbone accuracy on seen test "
