@@ -225,22 +225,30 @@ def main() -> None:
         f"{args.threads} threads"
     )
     protocols = ["random", "covered"] if args.protocol == "both" else [args.protocol]
+    done: dict[tuple, dict] = {}  # a split drawn by both protocols is run once
     for protocol in protocols:
         print(f"\n== protocol: {protocol} ==")
         runs = []
         for seed in args.seeds:
             unseen = draw_split(seed, args.unseen, protocol)
-            r = run_split(images, labels, unseen, seed, args.epochs, args.supervision, args.shift)
+            key = (seed, tuple(unseen.tolist()))
+            if key not in done:
+                done[key] = run_split(
+                    images, labels, unseen, seed, args.epochs, args.supervision, args.shift
+                )
+            r = done[key]
             runs.append(r)
             print(
                 f"seed {seed}: unseen digits {r['unseen']}, backbone accuracy on seen test "
-                f"images {r['backbone_seen_acc']:.3f} ({r['backbone_s']:.0f} s)"
+                f"images {r['backbone_seen_acc']:.3f} ({r['backbone_s']:.0f} s)",
+                flush=True,
             )
             for name, m in r["methods"].items():
                 print(
                     f"  {name:<24} ZSL {m['zsl']:.3f}  s {m['s']:.3f}  u {m['u']:.3f}  "
                     f"H {m['h']:.3f}  (H uncalibrated {m['h_raw']:.3f}, "
-                    f"AUSUC {m['ausuc']:.3f}, {m['seconds']:.0f} s)"
+                    f"AUSUC {m['ausuc']:.3f}, {m['seconds']:.0f} s)",
+                    flush=True,
                 )
         report(runs, protocol, args.unseen)
 
