@@ -70,7 +70,11 @@ def test_seeded_and_leaves_the_callers_backbone_alone() -> None:
     S, x_tr, y_tr, x_te, _, _ = glyph_problem()
     net = small_net()
     before = [p.detach().clone() for p in net.parameters()]
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
     a = AttributeBackbone(net, epochs=2, seed=3).fit(x_tr, y_tr, S)
+    torch.testing.assert_close(torch.rand(3), expected)  # the caller's RNG stream is untouched
     b = AttributeBackbone(net, epochs=2, seed=3).fit(x_tr, y_tr, S)
     c = AttributeBackbone(net, epochs=2, seed=4).fit(x_tr, y_tr, S)
     assert all(torch.equal(p, q) for p, q in zip(before, net.parameters(), strict=True))

@@ -166,7 +166,6 @@ class AttributeBackbone:
             self
         """
         import torch
-        from torch import nn
 
         x = self._images(X)
         y = check_labels(y, x.shape[0], "y")
@@ -177,13 +176,21 @@ class AttributeBackbone:
         targets = torch.as_tensor(S[rows_for(ids, y)], dtype=torch.float32)  # (N, A)
         self.bce_ = bool(((S >= 0) & (S <= 1)).all())
         labels = torch.as_tensor(np.searchsorted(classes, y))  # (N,)
-        torch.manual_seed(self.seed)
+        with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's RNG
+            torch.manual_seed(self.seed)
+            self._train(x, targets, labels, classes, S.shape[1])
+        return self
+
+    def _train(self, x: Any, targets: Any, labels: Any, classes: np.ndarray, num_attr: int) -> None:
+        import torch
+        from torch import nn
+
         gen = torch.Generator().manual_seed(self.seed)
         net = copy.deepcopy(self.backbone).to(self.device)
         net.eval()
         with torch.no_grad():
             dim = int(net(x[:1].to(self.device)).reshape(1, -1).shape[1])
-        head_a = nn.Linear(dim, S.shape[1]).to(self.device)
+        head_a = nn.Linear(dim, num_attr).to(self.device)
         head_c = nn.Linear(dim, classes.size).to(self.device) if self.class_weight > 0 else None
         params = list(net.parameters()) + list(head_a.parameters())
         if head_c is not None:
@@ -217,8 +224,7 @@ class AttributeBackbone:
         self.attribute_head_ = head_a.eval()
         self.class_head_ = head_c.eval() if head_c is not None else None
         self.seen_classes_ = classes
-        self.num_attributes_ = S.shape[1]
-        return self
+        self.num_attributes_ = num_attr
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "backbone_"):
