@@ -116,12 +116,16 @@ def test_class_descriptions_validation() -> None:
 def test_digit_table_is_complete_and_distinct() -> None:
     table = digit_descriptions()
     assert table.matrix.shape == (10, len(ATTRIBUTE_NAMES)) and 15 <= table.num_attributes <= 20
-    assert set(np.unique(DIGIT_ATTRIBUTES)) <= {0.0, 1.0}
+    assert set(np.unique(DIGIT_ATTRIBUTES)) <= {0.0, 0.5, 1.0}
     assert table.class_ids.tolist() == list(range(10)) and len(DIGIT_SENTENCES) == 10
-    dist = (DIGIT_ATTRIBUTES[:, None] != DIGIT_ATTRIBUTES[None]).sum(-1) + 99 * np.eye(10)
-    assert dist.min() >= 3
+    dist = np.abs(DIGIT_ATTRIBUTES[:, None] - DIGIT_ATTRIBUTES[None]).sum(-1) + 99 * np.eye(10)
+    assert dist.min() >= 2
     col = {n: DIGIT_ATTRIBUTES[:, i] for i, n in enumerate(ATTRIBUTE_NAMES)}
-    assert np.flatnonzero(col["two_loops"]).tolist() == [8]
+    # the seven segments of the standard seven-segment display (handwritten 1, 6, 7, 9 graded)
+    segments = np.stack([col[n] for n in ATTRIBUTE_NAMES if n.startswith("seg_")], axis=1)
+    assert segments.shape == (10, 7)
+    assert segments[8].tolist() == [1.0] * 7 and segments[0].tolist() == [1.0] * 6 + [0.0]
+    assert np.flatnonzero(col["seg_middle"] == 1).tolist() == [4, 5, 6, 8, 9]
     assert np.flatnonzero(col["closed_loop"]).tolist() == [0, 6, 8, 9]
     assert (DIGIT_ATTRIBUTES.std(axis=0) > 0).all()  # every attribute separates some digits
 

@@ -308,3 +308,35 @@ def test_other_bad_input(problem: Problem) -> None:
         CalibratedStacking(ESZSL(gamma=1, lam=1)).fit(problem.X[:90], problem.y[:90], problem.S)
     with pytest.raises(RuntimeError, match="not fitted"):
         ESZSL().predict(problem.X)
+
+
+def test_dap_logistic_matches_scikit_learn_and_reads_graded_values_as_soft_labels() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from pyxfer.zeroshot.dap import fit_logistic
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(200, 6))
+    T = (Z @ rng.normal(size=(6, 3)) + rng.normal(size=(200, 3)) > 0).astype(float)
+    T[:, 2] = np.where(rng.random(200) < 0.3, 0.5, T[:, 2])  # graded targets
+    W, b = fit_logistic(Z, T, 0.5, tol=1e-8)
+    for m in range(3):  # reference: a fractional target as two weighted copies of the image
+        t = T[:, m]
+        frac = (t > 0) & (t < 1)
+        X = np.concatenate([Z, Z[frac]])
+        labels = np.concatenate([(t >= 0.5).astype(int), np.zeros(frac.sum(), int)])
+        labels[np.flatnonzero(frac)] = 1
+        weight = np.concatenate([np.where(frac, t, 1.0), 1 - t[frac]])
+        ref = LogisticRegression(C=0.5, tol=1e-10, max_iter=10000)
+        ref.fit(X, labels, sample_weight=weight)
+        np.testing.assert_allclose(W[:, m], ref.coef_[0], atol=1e-4)
+        np.testing.assert_allclose(b[m], ref.intercept_[0], atol=1e-4)
+    # a graded class table: DAP treats every [0, 1] column as binary (probabilities)
+    S = np.array([[1, 0, 0.5], [0, 1, 0.5], [1, 1, 0], [0, 0, 1]], dtype=float)
+    y = np.repeat(np.arange(3), 40)
+    X = S[y] + 0.2 * rng.normal(size=(120, 3))
+    model = DAP().fit(X, y, S)
+    assert model.binary_.all()
+    P = model.predict_attributes(X)
+    assert abs(P[y == 0, 2].mean() - 0.5) < 0.15 and P[y == 2, 2].mean() < 0.2
+    assert model.predict(np.array([[0.0, 0.0, 1.0]]), S[[2, 3]], class_ids=[2, 3]).tolist() == [3]

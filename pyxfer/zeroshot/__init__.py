@@ -8,6 +8,8 @@ deployed model is extended to a new class by adding its description row (no retr
 - :class:`DAP` - per-attribute classifiers combined through the class table (Lampert et al.).
 - :class:`BilinearZSL` - bilinear compatibility with an SJE/ALE ranking loss (Akata et al.),
   optionally fine-tuning a backbone.
+- :class:`AttributeBackbone` - fine-tune a backbone on seen classes with attribute supervision,
+  so that its features encode the descriptions (end-to-end DAP / ALE recipe).
 - :class:`PrototypeZSL` - nearest class prototype by cosine, for class-name/sentence encoders.
 - :class:`CalibratedStacking` - generalised zero-shot prediction (Chao et al. 2016).
 - :mod:`pyxfer.zeroshot.metrics` - per-class accuracy, ZSL accuracy, GZSL s/u/H and AUSUC.
@@ -16,7 +18,7 @@ deployed model is extended to a new class by adding its description row (no retr
 Examples:
     >>> import numpy as np
     >>> from pyxfer.zeroshot import ESZSL, digit_descriptions
-    >>> table = digit_descriptions()  # (10, 20) attributes of the ten digits
+    >>> table = digit_descriptions()  # (10, 20) attributes of the ten digits, graded 0/0.5/1
     >>> rng = np.random.default_rng(0)
     >>> A = rng.normal(size=(20, 32))
     >>> y = np.repeat(np.arange(7), 30)  # images of digits 0..6 only
@@ -43,6 +45,7 @@ from pyxfer.zeroshot.descriptions import (
 )
 from pyxfer.zeroshot.digits_attributes import digit_descriptions
 from pyxfer.zeroshot.eszsl import ESZSL
+from pyxfer.zeroshot.finetune import AttributeBackbone
 from pyxfer.zeroshot.metrics import (
     ausuc,
     calibrated_stacking,
@@ -58,6 +61,7 @@ __all__ = [
     "DAP",
     "ESZSL",
     "AttSplits",
+    "AttributeBackbone",
     "BilinearZSL",
     "CalibratedStacking",
     "ClassDescriptions",

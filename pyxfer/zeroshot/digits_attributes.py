@@ -1,19 +1,30 @@
 """A class-description table for the ten handwritten digits, from how digits are drawn.
 
-Each digit 0-9 is described by 20 binary attributes of its usual handwritten (MNIST-style)
-shape: loops, straight strokes, curves, openings and symmetries. The rows were written by hand
-from common knowledge of digit shapes (not learned from any data), so they can serve as the
-class descriptions of a zero-shot benchmark on digit images: hold some digits out, train on the
-others, and recognise the held-out ones from their rows alone.
+Each digit 0-9 is described by 20 attributes of its usual handwritten (MNIST-style) shape, all
+from public knowledge rather than learned from any data:
 
-Every digit's row is a different binary vector, at least 3 attributes apart from any other.
+- seven *segments* (``seg_*``): which of the seven segments of a seven-segment display the
+  digit lights (the standard encoding of digits on calculators and clocks: top, upper right,
+  lower right, bottom, lower left, upper left, middle), with 0.5 where the handwritten form
+  departs from the display (a handwritten 1 is one centred stroke rather than the right-hand
+  segments; the top of a 6 is a curved stroke rather than a bar; the stroke of a 7 leaves the
+  lower right for the middle; the middle of a 2 or a 3 is a diagonal or a cusp rather than a
+  bar; the tail of a 9 ends straight or curls into a bottom stroke);
+- thirteen *stroke* attributes: closed loops and where they are, long straight vertical or
+  diagonal strokes, a straight top bar, curves, the directions the shape opens to, crossing
+  strokes, mirror symmetry and a narrow shape, with 0.5 for what is drawn both ways (many
+  handwritten 1s slant; the left stroke of a 4 slants; a 5's short left stroke).
+
+The segments say *where* the strokes are, which is what a convolutional feature map keeps, so
+an attribute learned on some digits transfers to others drawn with the same segment.
+Values are 0, 0.5 or 1; every digit's row differs from every other.
 
 Examples:
     >>> table = digit_descriptions()
     >>> table.matrix.shape
     (10, 20)
-    >>> table.names[8], int(table.matrix[8, ATTRIBUTE_NAMES.index("two_loops")])
-    ('eight', 1)
+    >>> table.names[8], float(table.matrix[8, ATTRIBUTE_NAMES.index("seg_middle")])
+    ('eight', 1.0)
 """
 
 from __future__ import annotations
@@ -24,26 +35,26 @@ from pyxfer.zeroshot.descriptions import ClassDescriptions
 
 #: attribute name -> what it means (a stroke pattern seen when the digit is written)
 ATTRIBUTES: dict[str, str] = {
+    "seg_top": "seven-segment a: a stroke along the top",
+    "seg_upper_right": "seven-segment b: a stroke down the upper right",
+    "seg_lower_right": "seven-segment c: a stroke down the lower right",
+    "seg_bottom": "seven-segment d: a stroke along the bottom",
+    "seg_lower_left": "seven-segment e: a stroke down the lower left",
+    "seg_upper_left": "seven-segment f: a stroke down the upper left",
+    "seg_middle": "seven-segment g: a stroke across the middle",
     "closed_loop": "at least one closed loop",
-    "two_loops": "two closed loops",
     "loop_in_upper_half": "a closed loop occupying the upper half",
     "loop_in_lower_half": "a closed loop occupying the lower half",
     "vertical_stroke": "a long straight (near-)vertical stroke",
-    "top_horizontal_bar": "a straight horizontal bar at the top",
-    "bottom_horizontal_bar": "a straight horizontal bar at the bottom",
-    "middle_horizontal_bar": "a straight horizontal bar across the middle",
     "diagonal_stroke": "a long straight diagonal stroke",
-    "curve_at_top": "a rounded arc at the top",
-    "curve_at_bottom": "a rounded arc at the bottom",
+    "straight_top_bar": "a straight horizontal bar at the top (not an arc)",
+    "curved_strokes": "drawn with curved strokes",
     "opens_to_left": "a concavity open towards the left",
     "opens_to_right": "a concavity open towards the right",
     "opens_at_top": "a gap open towards the top",
-    "left_right_symmetric": "roughly mirror-symmetric about a vertical axis",
-    "top_bottom_symmetric": "roughly mirror-symmetric about a horizontal axis",
-    "only_straight_strokes": "drawn with straight strokes only (no curves)",
-    "pinched_middle": "the shape narrows to a waist or cusp at mid-height",
-    "narrow": "much taller than wide",
     "strokes_cross": "two strokes cross each other (an X- or +-junction)",
+    "left_right_symmetric": "roughly mirror-symmetric about a vertical axis",
+    "narrow": "much taller than wide",
 }
 
 ATTRIBUTE_NAMES: list[str] = list(ATTRIBUTES)
@@ -61,32 +72,34 @@ DIGIT_NAMES: list[str] = [
     "nine",
 ]
 
+_H = 0.5  # drawn both ways / partly
+
 # Rows in the order of ATTRIBUTE_NAMES. Columns:
-#  loop two up lo vert topb botb midb diag ctop cbot oL oR oTop symLR symTB straight pinch narrow x
-_ROWS: dict[int, list[int]] = {
-    # 0: one oval loop filling the cell, curved at top and bottom, symmetric both ways
-    0: [1, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0],
-    # 1: a single straight vertical stroke, narrow, symmetric both ways
-    1: [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 1, 0],
-    # 2: arc at the top opening down-left, diagonal down to a flat bottom bar
-    2: [0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
-    # 3: two bumps stacked, open on the left, curved top and bottom, pinched at the middle
-    3: [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 0, 1, 0, 0],
-    # 4: slanted left stroke, horizontal bar, long vertical crossing it; open at the top
-    4: [0, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 1],
-    # 5: top bar, short vertical at the left, lower bowl curved at the bottom, open to the left
-    5: [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0],
-    # 6: curved stroke from the top down into a closed loop in the lower half, open right above
-    6: [1, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0],
-    # 7: top bar and a long diagonal down to the left; straight strokes only
-    7: [0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0],
-    # 8: two stacked loops whose strokes cross at a pinched waist, symmetric both ways
-    8: [1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 0, 1, 0, 1],
+# segments top ur lr bot ll ul mid | loop up lo | vert diag bar curve oL oR oTop x sym narrow
+_ROWS: dict[int, list[float]] = {
+    # 0: an oval loop through the six outer segments, no middle; curved; symmetric
+    0: [1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0],
+    # 1: one straight (often slanted) centred vertical stroke, narrow, symmetric
+    1: [0, _H, _H, 0, 0, 0, 0, 0, 0, 0, 1, _H, 0, 0, 0, 0, 0, 0, 1, 1],
+    # 2: top arc open down-left, diagonal through the middle to the lower left, flat bottom
+    2: [1, 1, 0, 1, 1, 0, _H, 0, 0, 0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 0],
+    # 3: two bumps open to the left, meeting in a cusp at the middle
+    3: [1, 1, 1, 1, 0, 0, _H, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
+    # 4: slanted upper-left stroke, middle bar crossed by a long vertical; open at the top
+    4: [0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1, _H, 0, 0, 0, 0, 1, 1, 0, 0],
+    # 5: straight top bar, short upper-left stroke, lower bowl open to the left
+    5: [1, 0, 1, 1, 0, 1, 1, 0, 0, 0, _H, 0, 1, 1, 1, 1, 0, 0, 0, 0],
+    # 6: curved stroke from the top down the left into a closed loop in the lower half
+    6: [_H, 0, 1, 1, 1, 1, 1, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0],
+    # 7: straight top bar and a long straight diagonal down to the lower middle
+    7: [1, 1, _H, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0],
+    # 8: two stacked loops crossing at the middle: all seven segments; symmetric
+    8: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0],
     # 9: closed loop in the upper half on a straight vertical tail, open to the left below
-    9: [1, 0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+    9: [1, 1, 1, _H, 0, 1, 1, 1, 1, 0, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0],
 }
 
-#: (10, 20) float64 attribute matrix, row d = digit d
+#: (10, 20) float64 attribute matrix, row d = digit d, values in {0, 0.5, 1}
 DIGIT_ATTRIBUTES: np.ndarray = np.array([_ROWS[d] for d in range(10)], dtype=np.float64)
 
 #: one short sentence per digit, for text class encoders
