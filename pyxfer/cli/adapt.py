@@ -13,8 +13,8 @@ target_entropy and snd (unlabelled target images) are reported beside every resu
 checkpoint chosen by target test accuracy is marked * (oracle, uses target labels).
 
 examples:
-  pyxfer adapt --source-data idx:mnist-test --target-data digits --objective dann \\
-      --backbone lenet --max-steps 1000 --out runs/dann
+  pyxfer adapt --source-data idx:mnist-test --target-data digits:mnist --objective dann \\
+      --backbone lenet --backbone-opt img_size=28 --no-flip --max-steps 2000 --out runs/dann
   pyxfer adapt --source-data folder:a/ --target-data folder:b/ --target-test-data folder:b_test/ \\
       --objective fixmatch --backbone resnet18 --from runs/ssl --out runs/fm
 """
