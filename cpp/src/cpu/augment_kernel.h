@@ -94,6 +94,24 @@ inline uint32_t rgb_pixel_scalar(const uint8_t* p, const int16_t* w, int taps, i
          static_cast<uint32_t>(aa_finish(s2, prec)) << 16;
 }
 
+// Columns [x0, ow) of `rows` consecutive crop rows (`in` at the first, rows `stride` bytes
+// apart) by the scalar taps, into planar tmp rows starting at `t` (planes `plane` apart);
+// the tails that the vector loops leave.
+inline void rgb_columns_scalar(const uint8_t* in, int64_t stride, int rows, const ResampleAxis& ax,
+                               int64_t x0, int64_t ow, bool flip, uint8_t* t, int64_t plane) {
+  for (int k = 0; k < rows; ++k) {
+    const uint8_t* row = in + k * stride;
+    uint8_t* tk = t + k * ow;
+    for (int64_t x = x0; x < ow; ++x) {
+      const uint32_t v = rgb_pixel_scalar(row + static_cast<int64_t>(ax.xmin[x]) * 3,
+                                          ax.w + x * ax.taps, ax.taps, ax.bias, ax.precision);
+      const int64_t xo = flip ? ow - 1 - x : x;
+      tk[xo] = static_cast<uint8_t>(v), tk[plane + xo] = static_cast<uint8_t>(v >> 8);
+      tk[2 * plane + xo] = static_cast<uint8_t>(v >> 16);
+    }
+  }
+}
+
 // The horizontal pass for RGB with AVX2: pmaddwd on (tap pair) x (R, G, B, 0) int16 lanes, four
 // taps per 256-bit step (two per 128-bit lane), or two output pixels per step (one per lane)
 // when the axis has at most four taps. Packed pixels go to a row buffer, then to the planes.
@@ -275,18 +293,7 @@ void resample_rows_rgb_avx512(const uint8_t* src, const uint8_t* src_end, int64_
         store_lane<0>(t, vb), store_lane<1>(t + ow, vb);
         store_lane<2>(t + 2 * ow, vb), store_lane<3>(t + 3 * ow, vb);
       }
-      for (int k = 0; k < 4; ++k) {
-        const uint8_t* row = in + k * stride;
-        uint8_t* t = tmp + (r + k) * ow;
-        for (int64_t x = xb; x < ow; ++x) {
-          const uint32_t v =
-              rgb_pixel_scalar(row + static_cast<int64_t>(xmin[x]) * 3, ax.w + x * ax.taps,
-                               ax.taps, ax.bias, ax.precision);
-          const int64_t xo = flip ? ow - 1 - x : x;
-          t[xo] = static_cast<uint8_t>(v), t[plane + xo] = static_cast<uint8_t>(v >> 8);
-          t[2 * plane + xo] = static_cast<uint8_t>(v >> 16);
-        }
-      }
+      rgb_columns_scalar(in, stride, 4, ax, xb, ow, flip, tmp + r * ow, plane);
     }
   }
   if (r < nrows) {
@@ -365,18 +372,7 @@ void resample_rows_rgb_2rows(const uint8_t* src, const uint8_t* src_end, int64_t
         _mm256_storeu2_m128i(reinterpret_cast<__m128i*>(t + ow), reinterpret_cast<__m128i*>(t),
                              vb);
       }
-      for (int k = 0; k < 2; ++k) {
-        const uint8_t* row = in + k * stride;
-        uint8_t* t = tmp + (r + k) * ow;
-        for (int64_t x = xb; x < ow; ++x) {
-          const uint32_t v =
-              rgb_pixel_scalar(row + static_cast<int64_t>(xmin[x]) * 3, ax.w + x * ax.taps,
-                               ax.taps, ax.bias, ax.precision);
-          const int64_t xo = flip ? ow - 1 - x : x;
-          t[xo] = static_cast<uint8_t>(v), t[plane + xo] = static_cast<uint8_t>(v >> 8);
-          t[2 * plane + xo] = static_cast<uint8_t>(v >> 16);
-        }
-      }
+      rgb_columns_scalar(in, stride, 2, ax, xb, ow, flip, tmp + r * ow, plane);
     }
   }
   if (r < nrows) {
