@@ -105,6 +105,10 @@ def run_demo(
     from pyxfer.zeroshot.pipeline import fit_zeroshot
 
     t0 = time.perf_counter()
+
+    def stage(text: str, *args: Any) -> None:  # one line per stage, with the time so far
+        log.info(text + " [%.0f s]", *args, time.perf_counter() - t0)
+
     plan = DemoPlan.for_mode(quick)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
@@ -119,7 +123,7 @@ def run_demo(
     split = {"data": "digits", "pool": int(pool_idx.size), "test": int(test_idx.size), "seed": seed}
 
     # 1. self-supervised pretraining (no labels)
-    log.info("1/4 self-supervised pretraining (SimCLR, %d steps)", plan.pretrain_steps)
+    stage("1/4 self-supervised pretraining (SimCLR, %d steps)", plan.pretrain_steps)
     from pyxfer.data import ImageStore
     from pyxfer.modelio import load_model
 
@@ -159,7 +163,7 @@ def run_demo(
         )
 
     # 2. transfer with few labels
-    log.info("2/4 transfer with %d labels per class", plan.labels_per_class)
+    stage("2/4 transfer with %d labels per class", plan.labels_per_class)
     ft_common = {
         "labels_per_class": plan.labels_per_class,
         "test_data": test,
@@ -198,7 +202,7 @@ def run_demo(
         )
 
     # 3. zero-shot: a backbone that never saw labels of the unseen digits
-    log.info("3/4 zero-shot on digits %s", list(UNSEEN))
+    stage("3/4 zero-shot on digits %s", list(UNSEEN))
     seen = [c for c in range(10) if c not in UNSEEN]
     pool_seen = pool.subset(indices_of_classes(pool.labels, seen))
     seen_run = finetune(
@@ -236,7 +240,7 @@ def run_demo(
         rows.append(_row(key, "3 zero-shot", what, value, "acc", zs_protocol))
 
     # 4. export and torch-free prediction
-    log.info("4/4 export (fp32 + int8) and torch-free prediction")
+    stage("4/4 export (fp32 + int8) and torch-free prediction")
     from pyxfer.export import to_onnx
 
     bundle = root / "bundle"
