@@ -1,7 +1,7 @@
 """kNN top-1 of a backbone at random init or of a pretrained model, under exactly the protocol
 of ``pyxfer pretrain --knn-holdout F``.
 
-The split and the vote are the engine's own (:func:`pyxfer.engine.pretrain.knn_split` and
+The split and the vote are the engine's own (:func:`pyxfer.engine.pretraining.knn_split` and
 :class:`pyxfer.engine.knn.KNNMonitor` with the :class:`~pyxfer.engine.TrainConfig` defaults):
 a stratified, seeded fraction ``F`` of the labelled data is held out as the queries; the bank
 is the rest (the images the run pretrained on, with their labels); images are
@@ -33,7 +33,7 @@ from pyxfer.cli.pretrain import parse_opts
 from pyxfer.data import load_dataset
 from pyxfer.engine import TrainConfig
 from pyxfer.engine.knn import KNNMonitor
-from pyxfer.engine.pretrain import knn_split
+from pyxfer.engine.pretraining import knn_split
 
 
 def main() -> None:

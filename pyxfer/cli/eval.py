@@ -36,6 +36,8 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from pyxfer.cli.options import add_backbone_opt
+
     p = sub.add_parser(
         "eval",
         help="evaluate frozen features: kNN, linear probe, few-shot",
@@ -48,14 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", metavar="MODEL_DIR", help="a pyxfer model or run directory")
     p.add_argument("--backbone", metavar="NAME", help="evaluate a registered backbone instead")
     p.add_argument("--weights", metavar="FILE", help="local weight file for --backbone")
-    p.add_argument(
-        "-o",
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="backbone option for --backbone (repeatable), e.g. -o img_size=8 -o width=0.5",
-    )
+    add_backbone_opt(p)
     p.add_argument("--data", required=True, metavar="SPEC", help="labelled data set (train)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--test-data", metavar="SPEC", help="separate labelled test set")
@@ -107,19 +102,6 @@ def _csv(text: str, cast: Any, name: str) -> list[Any]:
     return values
 
 
-def _options(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--option: expected KEY=VALUE, received {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -134,13 +116,14 @@ def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
     from pyxfer.backbone import create_backbone
     from pyxfer.cli import CLIError
+    from pyxfer.cli.options import parse_opts
     from pyxfer.modelio import load_model
 
     if (args.model is None) == (args.backbone is None):
         raise CLIError("give either MODEL_DIR or --backbone NAME (exactly one)")
     if args.model is not None:
-        if args.weights or args.option:
-            raise CLIError("--weights and --option go with --backbone, not with MODEL_DIR")
+        if args.weights or getattr(args, "backbone_opts", None):
+            raise CLIError("--weights and --backbone-opt go with --backbone, not with MODEL_DIR")
         root = Path(args.model)
         for cand in (root, root / "model"):
             if (cand / "model.json").is_file():
@@ -156,7 +139,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             f"MODEL_DIR: {str(root)!r} holds no model.json (nor model/model.json); expected a "
             "directory written by pyxfer"
         )
-    kwargs = _options(args.option)
+    kwargs = parse_opts(getattr(args, "backbone_opts", None), "--backbone-opt")
     torch.manual_seed(args.seed)
     backbone = create_backbone(args.backbone, weights=args.weights, **kwargs)
     desc = {"backbone": args.backbone, "kwargs": kwargs}
