@@ -97,7 +97,8 @@ def test_locate_model_errors_name_the_argument_and_what_was_expected(tmp_path) -
 
 
 def test_every_entry_point_resolves_models_alike(tmp_path) -> None:
-    """finetune/adapt sources, export and zero-shot all go through locate_model."""
+    """finetune/adapt sources, export, eval and zero-shot all go through locate_model."""
+    from pyxfer.evaluate import evaluate
     from pyxfer.export import to_onnx
     from pyxfer.transfer.common import load_source
     from pyxfer.zeroshot.pipeline import fit_zeroshot
@@ -109,6 +110,7 @@ def test_every_entry_point_resolves_models_alike(tmp_path) -> None:
         "from_run": lambda: load_source(empty, argument="from_run"),
         "model": lambda: to_onnx(empty, tmp_path / "bundle"),
         "backbone": lambda: fit_zeroshot(empty, "digits", "digits", unseen=[1]),
+        "MODEL": lambda: evaluate(empty, "digits", argument_names={"model": "MODEL"}),
     }
     for argument, call in calls.items():
         with pytest.raises(FileNotFoundError) as e:
