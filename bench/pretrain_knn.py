@@ -29,7 +29,7 @@ import time
 import torch
 
 from pyxfer.backbone import create_backbone
-from pyxfer.cli.pretrain import parse_opts
+from pyxfer.cli.options import parse_opts
 from pyxfer.data import load_dataset
 from pyxfer.engine import TrainConfig
 from pyxfer.engine.knn import KNNMonitor
@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="split seed and init seed (as pretrain)")
     ap.add_argument("--backbone", help="registered backbone (random init)")
     ap.add_argument("-o", "--backbone-opt", action="append", default=[], metavar="K=V")
-    ap.add_argument("--model", help="a saved model directory (RUN/model) instead")
+    ap.add_argument("--model", help="a pyxfer run or model directory instead")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     if bool(args.backbone) == bool(args.model):
@@ -53,9 +53,9 @@ def main() -> None:
     store = load_dataset(args.data)
     _, (bank, queries) = knn_split(store, cfg)
     if args.model:
-        from pyxfer.modelio import load_model
+        from pyxfer.modelio import load_model, locate_model
 
-        backbone = load_model(args.model).backbone
+        backbone = load_model(locate_model(args.model, argument="--model").path).backbone
         what = args.model
     else:
         torch.manual_seed(args.seed)
