@@ -164,6 +164,7 @@ def add_train_flags(
             raise ValueError(f"TrainConfig.{name}: expected help in its metadata, received none")
         shown = default_text(name)
         help_text = meta["help"] + (f" (default: {shown})" if shown else "")
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
         flags = [meta["short"]] if meta.get("short") else []
         flags.append(flag_of(name))
         kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
