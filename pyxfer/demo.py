@@ -338,6 +338,9 @@ print(json.dumps(out))
 
 
 def _serve_without_torch(bundle: Path, root: Path, threads: int = 1) -> dict[str, Any]:
+    # Absolute paths: the child runs in ``root``, so a relative ``--out`` given to the demo
+    # would otherwise be resolved twice (``pyxfer-demo/pyxfer-demo/...``).
+    bundle, root = Path(bundle).resolve(), Path(root).resolve()
     proc = subprocess.run(
         [sys.executable, "-c", _SERVE, str(bundle), str(root), str(threads)],
         capture_output=True,

@@ -140,3 +140,48 @@ def test_cli_adapt(tmp_path, capsys):
     assert cfg["adapt"]["objective"] == "dann"
     assert main(["adapt", "--source-data", "digits", "--out", str(tmp_path / "x")]) == 2
     assert "--target-data: required" in capsys.readouterr().err
+
+
+def test_time_budget_with_a_far_step_limit_validates_the_last_step(domains, tmp_path):
+    """``--max-steps 100000 --max-time T``: the run is stopped by time, was validated on the way
+    and at its last step, and selection by a label-free validator has a result."""
+    src, tgt = domains
+    r = adapt(
+        src,
+        tgt,
+        objective="dann",
+        objective_opts={"hidden": 64},
+        backbone_opts=LENET,
+        max_steps=100_000,
+        max_time=3.0,
+        out=tmp_path / "run",
+        **FAST,
+    )
+    last = r.selections["last"].step
+    assert 0 < last < 100_000
+    assert r.history[-1]["step"] == last and len(r.history) >= 2
+    assert r.selections["source_accuracy"].target_top1 > 0.1
+    assert (tmp_path / "run" / "model" / "model.json").is_file()
+
+
+def test_an_error_after_training_keeps_the_trained_weights(domains, tmp_path, monkeypatch):
+    import pyxfer.evaluate.metrics as metrics
+
+    def broken(*a, **k):
+        raise RuntimeError("boom after training")
+
+    monkeypatch.setattr(metrics, "mean_per_class_accuracy", broken)
+    src, tgt = domains
+    with pytest.raises(RuntimeError, match="boom after training"):
+        adapt(
+            src,
+            tgt,
+            objective="source_only",
+            backbone_opts=LENET,
+            max_steps=5,
+            out=tmp_path / "run",
+            **FAST,
+        )
+    model = load_model(tmp_path / "run" / "model")
+    assert model.extra["selected_by"] == "last" and model.extra["selected_step"] == 5
+    assert model.backbone.get_classifier().out_features == 10

@@ -32,19 +32,10 @@ def _host_source(stem: str, kernel: str, dst: Path) -> Path:
     return out
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
-@pytest.mark.skipif(not (ROOT / "cpp").is_dir(), reason="needs the C++ sources")
-def test_cuda_kernels_match_cpu_when_emulated(tmp_path):
+def _build(driver: Path, sources: list[Path], tmp_path: Path) -> Path:
+    """The host executable of `driver` with the emulated CUDA runtime of cuda_emulation/."""
     cpp = ROOT / "cpp"
-    sources = [
-        HERE / "driver.cpp",
-        _host_source("augment", "augment_kernel", tmp_path),
-        _host_source("preprocess", "preprocess_kernel", tmp_path),
-        *sorted((cpp / "src" / "cpu").glob("augment*.cpp")),  # + per-instruction-set copies
-        cpp / "src" / "cpu" / "preprocess.cpp",
-        cpp / "src" / "cpu" / "parallel.cpp",
-    ]
-    exe = tmp_path / "emulate"
+    exe = tmp_path / driver.stem
     subprocess.run(
         [
             "g++",
@@ -54,6 +45,7 @@ def test_cuda_kernels_match_cpu_when_emulated(tmp_path):
             f"-I{HERE}",
             f"-I{cpp / 'include'}",
             f"-I{cpp / 'src' / 'cuda'}",
+            str(driver),
             *map(str, sources),
             "-o",
             str(exe),
@@ -63,5 +55,43 @@ def test_cuda_kernels_match_cpu_when_emulated(tmp_path):
         capture_output=True,
         text=True,
     )
+    return exe
+
+
+needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+needs_sources = pytest.mark.skipif(not (ROOT / "cpp").is_dir(), reason="needs the C++ sources")
+
+
+@needs_gxx
+@needs_sources
+def test_cuda_kernels_match_cpu_when_emulated(tmp_path):
+    cpu = ROOT / "cpp" / "src" / "cpu"
+    sources = [
+        _host_source("augment", "augment_kernel", tmp_path),
+        _host_source("preprocess", "preprocess_kernel", tmp_path),
+        *sorted(cpu.glob("augment*.cpp")),  # + per-instruction-set copies
+        cpu / "preprocess.cpp",
+        cpu / "parallel.cpp",
+    ]
+    exe = _build(HERE / "driver.cpp", sources, tmp_path)
     result = subprocess.run([str(exe)], check=True, capture_output=True, text=True)
     assert result.stdout.strip().endswith("mismatches 0"), result.stdout
+
+
+@needs_gxx
+@needs_sources
+def test_cuda_errors_free_the_device_memory(tmp_path):
+    """Each allocation, upload and launch check of augment_apply_cuda and preprocess_cuda fails
+    in turn: every one raises, naming the function, and leaves no device memory allocated."""
+    sources = [
+        _host_source("augment", "augment_kernel", tmp_path),
+        _host_source("preprocess", "preprocess_kernel", tmp_path),
+    ]
+    exe = _build(HERE / "faults.cpp", sources, tmp_path)
+    lines = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    lines = lines.strip().splitlines()
+    # two allocations, the job upload and the launch check, in each function
+    assert lines[-1] == "raised 8 leaks 0", "\n".join(lines)
+    for name in ("augment_apply_cuda", "preprocess_cuda"):
+        failed = [line for line in lines if line.startswith(f"{name}, call ")]
+        assert len(failed) == 4 and all(f"fails: {name}: " in line for line in failed), failed

@@ -4,6 +4,7 @@ non-finite stop, wall-clock budget, kNN monitor, DDP equivalence."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import socket
@@ -656,3 +657,117 @@ def test_every_view_objective_trains_through_pretrain(name: str, tmp_path) -> No
     )
     assert result.step == 2
     assert (tmp_path / name / "model" / "model.json").is_file()
+
+
+# -- one clock for every schedule -----------------------------------------------------------
+def _ticking(seconds_per_step: float = 1.0):
+    """A fake wall clock that advances by ``seconds_per_step`` after every optimiser step."""
+    now = [0.0]
+
+    def tick(trainer, step, out) -> None:
+        now[0] += seconds_per_step
+
+    return (lambda: now[0]), tick
+
+
+def test_time_budget_alone_trains_past_one_epoch_and_decays_the_lr_to_the_floor(tmp_path):
+    """``max_time`` alone is a budget: the default of one epoch does not stop the run first,
+    and the cosine reaches its floor at the end as it would under a step limit."""
+    clock, tick = _ticking()
+    data = _digits(256)  # 8 steps per epoch at batch 32
+    cfg = _config(max_time=20.0, min_lr_ratio=0.1, warmup_steps=2, out=str(tmp_path / "run"))
+    assert cfg.epochs is None and cfg.max_steps is None
+    result = Trainer(Align(_lenet()), data, cfg, callbacks=(tick,), clock=clock).fit()
+    assert result.stop_reason == "max_time" and result.step == 21 and result.epoch >= 2
+    records = [
+        json.loads(line)
+        for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+        if '"lr"' in line
+    ]
+    lrs = [r["lr"] for r in records]
+    assert lrs[0] < lrs[2]  # warmup
+    assert max(lrs) == pytest.approx(cfg.lr, rel=0.05)
+    assert lrs[-1] == pytest.approx(0.1 * cfg.lr, rel=1e-6)  # the floor, at the last step
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(lrs[2:]))  # cosine falls
+    assert records[-1]["progress"] == pytest.approx(1.0)
+
+
+def test_explicit_step_and_epoch_limits_stop_before_the_time_budget() -> None:
+    clock, tick = _ticking()
+    data = _digits(256)
+    r = Trainer(
+        Align(_lenet()), data, _config(max_steps=5, max_time=1000.0), callbacks=(tick,), clock=clock
+    ).fit()
+    assert r.stop_reason == "max_steps" and r.step == 5
+    r = Trainer(
+        Align(_lenet()), data, _config(epochs=1, max_time=1000.0), callbacks=(tick,), clock=clock
+    ).fit()
+    assert r.stop_reason == "epochs" and r.step == 8
+    r = Trainer(Align(_lenet()), data, _config(), callbacks=(tick,), clock=clock).fit()
+    assert r.stop_reason == "epochs" and r.step == 8  # no limit given: one epoch
+
+
+def test_time_budget_completes_the_gradient_reversal_ramp() -> None:
+    """DANN's coefficient reads the run's progress: under a time budget with a far step limit
+    it still ramps to its final value by the end."""
+    from pyxfer.objective import create_objective
+
+    clock, tick = _ticking()
+    digits = _digits(512)
+    src, tgt = digits.subset(np.arange(256)), digits.subset(np.arange(256, 512))
+    obj = create_objective("dann", _lenet(), num_classes=10)
+    seen = []
+    cfg = _config(max_steps=100_000, max_time=12.0)
+    Trainer(
+        obj,
+        src,
+        cfg,
+        target=tgt,
+        callbacks=(tick, lambda t, s, o: seen.append((t.progress, obj.grl.coeff))),
+        clock=clock,
+    ).fit()
+    progress, coeffs = zip(*seen, strict=True)
+    from pyxfer.adaptation import dann_coefficient
+
+    final = dann_coefficient(1.0, obj.gamma, obj.max_coeff)  # the ramp's value at its end
+    assert progress[-1] == pytest.approx(1.0) and coeffs[-1] == pytest.approx(final)
+    assert coeffs[0] < 0.2 * obj.max_coeff  # it started low: the ramp is by time, not steps
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(coeffs))
+
+
+def test_callbacks_see_the_last_step_of_a_time_budgeted_run() -> None:
+    clock, tick = _ticking()
+    finals = []
+    cfg = _config(max_steps=100_000, max_time=6.0)
+    r = Trainer(
+        Align(_lenet()),
+        _digits(256),
+        cfg,
+        clock=clock,
+        callbacks=(tick, lambda t, s, o: finals.append((s, t.final_step))),
+    ).fit()
+    assert [s for s, final in finals if final] == [r.step]
+
+
+def test_cadence_validates_ten_times_by_progress_and_at_the_last_step() -> None:
+    from pyxfer.engine.clock import Cadence, RunClock
+
+    c = Cadence()
+    due = [s for s in range(1, 101) if c.due(s, s / 100, s == 100)]
+    assert due == list(range(10, 101, 10))
+    c = Cadence()  # progress jumps (a slow step under a time budget): one validation, not five
+    assert [c.due(1, 0.05, False), c.due(2, 0.55, False), c.due(3, 0.58, False)] == [
+        False,
+        True,
+        False,
+    ]
+    assert Cadence(every=7).due(14, 0.0, False) and Cadence(every=7).due(3, 0.0, True)
+    with pytest.raises(ValueError, match="every"):
+        Cadence(every=0)
+    rc = RunClock(100, 50.0, clock=lambda: 10.0, elapsed=5.0)
+    rc.start()
+    assert rc.progress(10) == pytest.approx(0.1) and rc.progress(30, elapsed=10.0) == 0.3
+    assert rc.horizon(10, elapsed=25.0) == 20 and rc.binding(100) == "steps"
+    assert RunClock(40, None).horizon(3) == 40
+    with pytest.raises(ValueError, match="neither"):
+        RunClock(None, None)

@@ -286,3 +286,23 @@ def test_cli_toml_and_errors(tmp_path, capsys):
     assert "labels_per_class" in capsys.readouterr().err
     assert main(["finetune", "--data", "digits", "--from-scratch", "--out", str(tmp_path)]) == 2
     assert "backbone" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fast_probe", [False, True])
+def test_time_budget_alone_runs_both_phases_and_validates_at_their_ends(
+    digits, source, tmp_path, fast_probe
+):
+    """``max_time`` alone: the budget is shared by lp-ft's phases (no default epoch stops them
+    first) and each phase's last step is validated, so selection always has a candidate."""
+    run = tmp_path / "lpft"
+    r = finetune(
+        source, digits, strategy="lp-ft", max_time=4.0, fast_probe=fast_probe, out=run, **FAST
+    )
+    assert [p["strategy"] for p in r.phases] == ["linear", "full"]
+    per_epoch = len(r.splits["train"]) // FAST["batch_size"]
+    assert r.phases[1]["steps"] > per_epoch  # the fine-tune was not cut at one epoch
+    for phase, sub in zip(r.phases, ("probe", ""), strict=True):
+        metrics = [json.loads(x) for x in (run / sub / "metrics.jsonl").read_text().splitlines()]
+        val_steps = [m["step"] for m in metrics if "val_top1" in m]
+        assert val_steps and val_steps[-1] == phase["steps"], (phase["strategy"], val_steps)
+    assert r.test["top1"] > 0.4

@@ -239,3 +239,37 @@ def test_preprocess_matches_torchvision_golden(shared_data: Path) -> None:
         diff = np.abs(got - g["output"]) * np.array(g["std"]) * 255  # in grey levels
         assert diff.max() <= 1.01, f"case {case}: {diff.max():.2f} grey levels"
         assert diff.mean() <= 0.1, f"case {case}: mean {diff.mean():.3f} grey levels"
+
+
+@pytest.mark.parametrize("model_channels", [1, 3])
+def test_bundle_equals_torch_on_images_with_the_other_channel_count(tmp_path, model_channels):
+    """Train/serve parity of grey <-> RGB: a bundle fed images whose channel count differs from
+    its model's gives the outputs torch gives on the same images converted the way training
+    and evaluation convert them (one definition, :mod:`pyxfer.data.channels`)."""
+    from pyxfer.data import ImageStore
+    from pyxfer.data.channels import LUMA, convert_all
+    from pyxfer.ops import normalize
+    from pyxfer.runtime._preprocess import _with_channels
+    from pyxfer.transfer.common import conform
+
+    torch.manual_seed(0)
+    model = pyxfer.create_backbone(
+        "lenet", in_chans=model_channels, img_size=16, width=0.25, num_classes=5
+    ).eval()
+    bundle = to_onnx(model, tmp_path / "b", class_names=NAMES, head="logits", resize=16)
+    rng = np.random.default_rng(3)
+    other = 3 if model_channels == 1 else 1
+    images = rng.integers(0, 256, (64, 16, 16, other), dtype=np.uint8)
+    # the training side (finetune / adapt conform their data; evaluation converts per batch)
+    conformed = np.asarray(conform(ImageStore(images), model_channels).images)
+    np.testing.assert_array_equal(conformed, convert_all(images, model_channels))
+    # the runtime converts each image the same way, to the grey level
+    served = np.stack([_with_channels(im, model_channels, "x") for im in images])
+    np.testing.assert_array_equal(served, conformed)
+    spec = model.input_spec
+    with torch.no_grad():
+        logits = model(torch.from_numpy(normalize(conformed, spec.mean, spec.std)))
+    want = torch.softmax(logits.double(), dim=1).numpy()
+    got = Predictor(bundle, threads=1).scores(images)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert LUMA.tolist() == pytest.approx([0.2989, 0.587, 0.114])  # torchvision's, the kernel's

@@ -63,9 +63,13 @@ class TrainConfig:
     )
     flip: bool = _setting(True, "horizontal flips in the training views (off: digits, text)")
     # -- budget ---------------------------------------------------------------------------
-    epochs: int = _setting(1, "passes over the data (unless a step count is given)", "E")
+    # A run stops at whichever limit comes first. With none given it trains one epoch; with
+    # only max_time it trains until the time is up (see pyxfer.engine.clock).
+    epochs: int | None = _setting(
+        None, "passes over the data", "E", unset="1, or no limit under a time budget"
+    )
     max_steps: int | None = _setting(
-        None, "optimiser steps: the schedule's length", "N", unset="from the epochs"
+        None, "optimiser steps", "N", unset="from the epochs or the time budget"
     )
     max_time: float | None = _setting(
         None, "wall-clock budget in seconds; stops cleanly", "SECONDS", unset="no limit"
@@ -137,12 +141,13 @@ class TrainConfig:
             raise ValueError(
                 f"device: expected one of {DEVICES} or 'cuda:N', received {self.device!r}"
             )
-        for name in ("batch_size", "epochs"):
+        for name in ("batch_size", "epochs", "max_steps"):
             v = getattr(self, name)
+            if v is None and name != "batch_size":
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, received {v!r}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps: expected >= 1 or None, received {self.max_steps}")
+                none = "" if name == "batch_size" else " or None"
+                raise ValueError(f"{name}: expected an integer >= 1{none}, received {v!r}")
         if self.max_time is not None and not self.max_time > 0:
             raise ValueError(f"max_time: expected seconds > 0 or None, received {self.max_time}")
         if not self.lr > 0:
@@ -171,6 +176,17 @@ class TrainConfig:
         if self.prefetch < 1:
             raise ValueError(f"prefetch: expected >= 1, received {self.prefetch}")
         self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+    def step_limit(self, steps_per_epoch: int) -> int | None:
+        """The step at which the run stops by count: ``max_steps``, else ``epochs`` passes,
+        else none when ``max_time`` is the budget, else one epoch."""
+        if self.max_steps is not None:
+            return self.max_steps
+        if self.epochs is not None:
+            return self.epochs * steps_per_epoch
+        if self.max_time is not None:
+            return None
+        return steps_per_epoch
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of every field."""

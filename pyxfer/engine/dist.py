@@ -94,3 +94,12 @@ def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=info.device)
     dist.broadcast(t, 0)
     return bool(t.item() != 0)
+
+
+def broadcast_float(value: float, info: DistInfo) -> float:
+    """Rank 0's ``value`` on every rank (the run clock, so every rank follows one schedule)."""
+    if not info.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=info.device)
+    dist.broadcast(t, 0)
+    return float(t.item())

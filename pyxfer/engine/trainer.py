@@ -37,6 +37,7 @@ from torch import nn
 
 from pyxfer.engine import checkpoint as ckpt
 from pyxfer.engine import dist as pdist
+from pyxfer.engine.clock import RunClock
 from pyxfer.engine.config import TrainConfig
 from pyxfer.engine.knn import KNNMonitor
 from pyxfer.engine.optim import EMA, build_optimizer, default_param_groups, lr_factor, set_lr
@@ -45,7 +46,11 @@ from pyxfer.loader import Batch, FusedLoader
 
 log = logging.getLogger("pyxfer.engine")
 
-#: ``callback(trainer, step, outputs)`` after every optimiser step (``step`` is 1-based)
+#: seconds between progress lines when no progress bar is shown
+_PROGRESS_EVERY = 10.0
+
+#: ``callback(trainer, step, outputs)`` after every optimiser step (``step`` is 1-based);
+#: ``trainer.progress`` and ``trainer.final_step`` say where the run stands
 Callback = Callable[["Trainer", int, dict[str, torch.Tensor]], None]
 
 
@@ -67,7 +72,7 @@ class TrainResult:
 
     step: int
     epoch: int
-    stop_reason: str  # "max_steps" | "epochs" | "max_time"
+    stop_reason: str  # "max_steps" | "epochs" | "max_time" | "early_stop"
     elapsed: float
     knn_top1: float | None = None
     run_dir: Path | None = None
@@ -147,6 +152,11 @@ class Trainer:
         self.consumes = consumes
         self.step = 0
         self.run_dir = Path(config.out) if config.out else None
+        #: fraction of the run done after the last step, from :class:`RunClock` (callbacks
+        #: read it to schedule work that a time budget must not skip)
+        self.progress = 0.0
+        #: True while the callbacks of the run's last step run
+        self.final_step = False
 
     # -- set-up -------------------------------------------------------------------------------
     @property
@@ -262,9 +272,11 @@ class Trainer:
                     f"{self.loader.views!r} gives {self.loader.num_views}"
                 )
         per_epoch = len(self.loader)
-        budget = cfg.epochs * per_epoch
-        self.total_steps = cfg.max_steps if cfg.max_steps else budget
+        #: the step limit (None: the time budget alone ends the run); a callback may lower it
+        #: to stop early
+        self.total_steps: int | None = cfg.step_limit(per_epoch)
         self.steps_per_epoch = per_epoch
+        self.run_clock = RunClock(self.total_steps, cfg.max_time, clock=self.clock)
 
     def resolved_config(self) -> dict[str, Any]:
         """``config.json``: every setting, with the automatic ones resolved."""
@@ -323,7 +335,12 @@ class Trainer:
             "rng": rng,  # one entry per rank
             "optimizer_scalars": opt_s,
             "scaler": {k: v for k, v in self.scaler.state_dict().items()},
-            "schedule": {"total_steps": self.total_steps, "warmup_steps": self.config.warmup_steps},
+            "schedule": {
+                "total_steps": self.total_steps,
+                "warmup_steps": self.config.warmup_steps,
+                "max_time": self.config.max_time,
+                "progress": self.progress,
+            },
             "config": self.config.to_dict(),
         }
         return ckpt.save_checkpoint(root, self.step, tensors, state, self.config.keep_last)
@@ -403,12 +420,23 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.float16)
         return nullcontext()
 
+    def _horizon(self) -> int:
+        """The step count the schedules stretch over now (see :class:`RunClock`); the same on
+        every rank (rank 0's clock)."""
+        clock = getattr(self, "run_clock", None)
+        if clock is None:  # train_step called without fit(): the configured steps
+            return self.total_steps or 1
+        clock.step_limit = self.total_steps
+        elapsed = pdist.broadcast_float(clock.elapsed(), self.info)
+        return clock.horizon(self.step, elapsed)
+
     def train_step(self, batch: Batch, target: Batch | None = None) -> dict[str, torch.Tensor]:
         """One optimiser step on ``batch``; returns the objective's outputs (detached)."""
         cfg = self.config
+        horizon = self._horizon()
         set_lr(
             self.optimizer,
-            cfg.lr * lr_factor(self.step, self.total_steps, cfg.warmup_steps, cfg.min_lr_ratio),
+            cfg.lr * lr_factor(self.step, horizon, cfg.warmup_steps, cfg.min_lr_ratio),
         )
         inputs = self._inputs(batch, target)
         if len(self.players) == 1:
@@ -421,7 +449,7 @@ class Trainer:
                 out.update(part)
             out["loss"] = total
         self.step += 1
-        self.objective.on_step_end(self.step, self.total_steps)
+        self.objective.on_step_end(self.step, max(self.step, self._horizon()))
         if self.ema is not None:
             self.ema.update(self.objective)
         return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
@@ -511,28 +539,42 @@ class Trainer:
         bar = tqdm(
             total=self.total_steps, initial=self.step, disable=not (show and main), unit="step"
         )
-        t_start = self.clock() - elapsed0
+        clock = self.run_clock = RunClock(
+            self.total_steps, cfg.max_time, clock=self.clock, elapsed=elapsed0
+        )
+        clock.start()
         images_per_step = cfg.batch_size * self.info.world_size
         last_t, last_step, last_wait = time.perf_counter(), self.step, self.loader.wait_time
         stop_reason = "max_steps" if cfg.max_steps else "epochs"
         record: dict[str, Any] = {}
         target_it = None
         last_ckpt = self.step if cfg.resume else -1
+        # without a progress bar (stderr is a log file or a pipe), a line every
+        # ``_PROGRESS_EVERY`` seconds, so a log shows the run move
+        lines = main and not show
+        last_line = time.perf_counter()
         try:
-            stopped = self.step >= self.total_steps
+            stopped = self.total_steps is not None and self.step >= self.total_steps
             while not stopped:
                 for batch in self.loader:
                     epoch = self.loader.epoch
                     target, target_it = self._target_batch(target_it)
                     out = self.train_step(batch, target)
                     step = self.step
+                    elapsed = pdist.broadcast_float(clock.elapsed(), self.info)
+                    self.progress = clock.progress(step, elapsed)
+                    done = self.total_steps is not None and step >= self.total_steps
+                    out_of_time = clock.out_of_time(elapsed)
+                    self.final_step = done or out_of_time
+                    limit = self.total_steps
                     for cb in self.callbacks:
                         cb(self, step, out)
-                    done = step >= self.total_steps
-                    out_of_time = cfg.max_time is not None and pdist.broadcast_flag(
-                        self.clock() - t_start >= cfg.max_time, self.info
-                    )
-                    if out_of_time and not done:
+                    self.final_step = False
+                    if self.total_steps != limit:  # a callback stopped the run early
+                        done = self.total_steps is not None and step >= self.total_steps
+                        if done:
+                            stop_reason = "early_stop"
+                    elif out_of_time and not done:
                         stop_reason = "max_time"
                     if (cfg.log_every and step % cfg.log_every == 0) or done or out_of_time:
                         now = time.perf_counter()
@@ -547,7 +589,8 @@ class Trainer:
                             "images_per_s": (step - last_step) * images_per_step / dt,
                             "loader_wait_frac": (self.loader.wait_time - last_wait) / dt,
                             "loader_starved": self.loader.starved,
-                            "time": self.clock() - t_start,
+                            "time": elapsed,
+                            "progress": self.progress,
                         }
                         self._log(record)
                         bar.set_postfix(
@@ -564,14 +607,17 @@ class Trainer:
                     ):
                         self._log({"step": step, "epoch": epoch, "knn_top1": self.evaluate_knn()})
                     if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                        self.save_checkpoint(self.clock() - t_start)
+                        self.save_checkpoint(clock.elapsed())
                         last_ckpt = step
+                    if lines and time.perf_counter() - last_line >= _PROGRESS_EVERY:
+                        last_line = time.perf_counter()
+                        self._progress_line(record)
                     if done or out_of_time:
                         stopped = True
                         break
         finally:
             bar.close()
-        elapsed = self.clock() - t_start
+        elapsed = clock.elapsed()
         if last_ckpt != self.step:
             self.save_checkpoint(elapsed)
         knn = self.evaluate_knn()
@@ -602,6 +648,22 @@ class Trainer:
             self.run_dir,
             model_dir,
             record,
+        )
+
+    def _progress_line(self, record: dict[str, Any]) -> None:
+        """One log line: epoch, step (of the limit), progress, loss, speed, elapsed time."""
+        limit = f"/{self.total_steps}" if self.total_steps is not None else ""
+        loss = record.get("loss")
+        speed = record.get("images_per_s")
+        log.info(
+            "epoch %d, step %d%s (%.0f %%)%s%s, %.0f s elapsed",
+            self.loader.epoch,
+            self.step,
+            limit,
+            100 * self.progress,
+            "" if loss is None else f", loss {loss:.4g}",
+            "" if speed is None else f", {speed:.0f} images/s",
+            self.run_clock.elapsed(),
         )
 
     def _save_model(self, knn: float | None, stop_reason: str) -> Path | None:

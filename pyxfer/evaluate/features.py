@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from pyxfer.data.channels import convert_all
 from pyxfer.data.store import ImageStore
 from pyxfer.fileio import atomic_write_bytes, atomic_write_json
 
@@ -67,23 +68,6 @@ def dataset_fingerprint(store: ImageStore, images: int = FINGERPRINT_IMAGES) -> 
         "labels_sizes_sha256": h.hexdigest(),
         "content_sha256": content.hexdigest(),
     }
-
-
-def _convert_channels(images: Any, channels: int) -> Any:
-    """Grey -> RGB by repetition, RGB -> grey by ITU-R 601 luma; images stay uint8 HWC."""
-
-    def one(im: np.ndarray) -> np.ndarray:
-        c = im.shape[-1]
-        if c == channels:
-            return im
-        if c == 1:
-            return np.repeat(im, channels, axis=-1)
-        luma = im.astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32)
-        return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None]
-
-    if isinstance(images, np.ndarray):
-        return one(images)
-    return [one(im) for im in images]
 
 
 def _features_of(model: Any, x: Any) -> Any:
@@ -169,6 +153,10 @@ def extract_features(
     std = tuple(float(s) for s in (std if std is not None else spec.std))
     channels = len(mean)
     settings = {"size": size, "resize": resize, "mean": list(mean), "std": list(std)}
+    if store.channels != channels:  # the grey <-> RGB definition shapes the pixels too
+        from pyxfer.data.channels import LUMA
+
+        settings["channels"] = {"from": store.channels, "luma": [float(w) for w in LUMA]}
 
     path = None
     if cache_dir is not None:
@@ -252,7 +240,7 @@ def _compute(
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 idx = np.arange(start, min(start + batch_size, n))
-                images = _convert_channels(store.batch(idx), channels)
+                images = convert_all(store.batch(idx), channels)
                 x = preprocess(
                     images,
                     settings["resize"],

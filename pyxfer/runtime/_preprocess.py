@@ -15,10 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pyxfer.data.channels import convert_channels
 from pyxfer.ops.preprocess import preprocess as _fused_preprocess
-
-# ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
-_LUMA = np.array([0.2989, 0.587, 0.114], np.float32)
 
 
 def _with_channels(arr: np.ndarray, channels: int, where: str) -> np.ndarray:
@@ -34,10 +32,7 @@ def _with_channels(arr: np.ndarray, channels: int, where: str) -> np.ndarray:
         raise ValueError(f"{where}: expected non-empty images, received shape {tuple(arr.shape)}")
     if arr.shape[2] == channels:
         return arr
-    if channels == 3:
-        return np.repeat(arr, 3, axis=2)
-    grey = np.rint(arr.astype(np.float32) @ _LUMA).clip(0, 255).astype(np.uint8)
-    return grey[:, :, None]
+    return convert_channels(arr, channels)
 
 
 def _batch(images: np.ndarray | Sequence[np.ndarray], channels: int) -> list[np.ndarray]:

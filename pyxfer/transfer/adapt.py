@@ -177,6 +177,7 @@ def adapt(
     from pyxfer.data import load_dataset
     from pyxfer.data.splits import stratified_split
     from pyxfer.engine import TrainConfig, Trainer
+    from pyxfer.engine.clock import Cadence
     from pyxfer.objective import create_objective
     from pyxfer.validators import VALIDATORS, ValidationData, create_validator
 
@@ -302,8 +303,9 @@ def adapt(
         out=None if out is None else str(out),
         **settings,
     )
-    total = cfg.max_steps or cfg.epochs * max(1, len(src_train) // cfg.batch_size)
-    every = eval_every or max(1, total // 10)
+    # every ``eval_every`` steps, else ten times over the run's progress (steps or time), and
+    # always at the last step: a time budget cannot skip validation
+    cadence = Cadence(eval_every)
 
     history: list[dict[str, float]] = []
     best: dict[str, Selection] = {}
@@ -314,7 +316,7 @@ def adapt(
         return float((logits.argmax(1) == test_y).mean())
 
     def validate(trainer: Trainer, step: int, out_: dict[str, torch.Tensor]) -> None:
-        if not (step % every == 0 or step >= trainer.total_steps):
+        if not cadence.due(step, trainer.progress, trainer.final_step):
             return
         scores = {v: float(s(obj, vdata)) for v, s in scorers.items()}
         record: dict[str, Any] = {"step": step, **{f"val_{k}": v for k, v in scores.items()}}
@@ -333,118 +335,125 @@ def adapt(
         history.append({"step": step, **scores})
         trainer._log(record)
 
-    trainer = Trainer(obj, src_train, cfg, target=tgt_train, callbacks=(validate,))
-    result = trainer.fit()
-    last_scores = history[-1] if history and history[-1]["step"] == result.step else {}
-    selections: dict[str, Selection] = dict(best)
-    selections["last"] = Selection(
-        "last",
-        result.step,
-        {k: v for k, v in last_scores.items() if k != "step"},
-        state=copy.deepcopy(obj.state_dict()),
-    )
-    if oracle_best:
-        selections["target_accuracy*"] = Selection(
-            "target_accuracy*",
-            oracle_best["step"],
-            oracle_best["scores"],
-            uses_target_labels=True,
-            state=oracle_best["state"],
-        )
-
-    # -- evaluation of each selection on the target test split --------------------------------
-    from pyxfer.evaluate.metrics import mean_per_class_accuracy
-    from pyxfer.evaluate.results import Result
-
-    final_state = copy.deepcopy(obj.state_dict())
-    outputs: dict[str, Any] = {}
-    for name, sel in selections.items():
-        if test_x is None or sel.state is None:
-            continue
-        obj.load_state_dict(sel.state)
-        feats, logits = _predict(obj, test_x)
-        pred = logits.argmax(1)
-        sel.target_top1 = float((pred == test_y).mean())
-        sel.target_per_class_mean = mean_per_class_accuracy(test_y, pred, len(classes))
-        outputs[name] = (feats, logits)
-    primary = selections[select]
-    obj.load_state_dict(primary.state if primary.state is not None else final_state)
-
-    protocol_base = {
-        "protocol": "adapt",
-        "method": objective,
-        "train": len(src_train),
-        "target_train": len(tgt_train),
-        "test": 0 if test_x is None else len(test_x),
-        "source_val": len(src_val),
-        "source": src.description,
-        "seed": seed,
-        "size": spec.size,
-    }
-    results: list[Any] = []
-    for name, sel in selections.items():
-        protocol = {
-            **protocol_base,
-            "selected_by": name,
-            "selected_step": sel.step,
-            "uses_target_labels": sel.uses_target_labels,
-            "validators": sel.scores,
-        }
-        results.append(Result(f"adapt/target_top1@{name}", sel.target_top1, protocol))
-        results.append(
-            Result(f"adapt/target_per_class_mean@{name}", sel.target_per_class_mean, protocol)
-        )
-
-    run = Path(out) if out is not None else None
-    model_dir = None
-    if run is not None:
-        import json
-
-        from pyxfer.evaluate.results import save_results
-        from pyxfer.fileio import atomic_write_json
+    def save_classifier(run: Path, extra: dict[str, Any]) -> Path:
         from pyxfer.modelio import save_model
-        from pyxfer.transfer.common import write_test_outputs
 
-        doc_path = run / "config.json"
-        doc = json.loads(doc_path.read_text()) if doc_path.is_file() else {}
-        adapt_doc = {
-            "objective": objective,
-            "source_data": source_data if isinstance(source_data, str) else None,
-            "target_data": target_data if isinstance(target_data, str) else None,
-            "target_test_data": target_test_data if isinstance(target_test_data, str) else None,
-            "target_test_fraction": target_test_fraction if target_test_data is None else None,
-            "source_val_fraction": source_val_fraction,
-            "validators": list(validators),
-            "select": select,
-            "eval_every": every,
-            "images": protocol_base,
-        }
-        doc["adapt"] = adapt_doc
-        atomic_write_json(doc_path, doc)
         classifier = copy.deepcopy(obj.backbone)
         classifier.reset_classifier(len(classes))
         classifier.get_classifier().load_state_dict(obj.classifier.state_dict())
-        model_dir = save_model(
+        return save_model(
             run / "model",
             classifier,
             backbone_name=src.name,
             backbone_kwargs=dict(src.kwargs),
             task="classifier",
             class_names=classes,
-            extra={
-                "producer": "adapt",
-                "objective": objective,
-                "selected_by": select,
-                "selected_step": primary.step,
-            },
+            extra={"producer": "adapt", "objective": objective, **extra},
         )
-        if select in outputs:
-            feats, logits = outputs[select]
-            write_test_outputs(run, feats, logits, test_y, classes, seed)
-        save_results(run / "results.json", results, {"adapt": adapt_doc})
-    for sel in selections.values():
-        sel.state = None  # free the snapshots
-    return AdaptResult(run, model_dir, selections, select, history, results, obj)
+
+    trainer = Trainer(obj, src_train, cfg, target=tgt_train, callbacks=(validate,))
+    result = trainer.fit()
+    final_state = copy.deepcopy(obj.state_dict())
+    try:
+        last_scores = history[-1] if history and history[-1]["step"] == result.step else {}
+        selections: dict[str, Selection] = dict(best)
+        selections["last"] = Selection(
+            "last",
+            result.step,
+            {k: v for k, v in last_scores.items() if k != "step"},
+            state=copy.deepcopy(obj.state_dict()),
+        )
+        if oracle_best:
+            selections["target_accuracy*"] = Selection(
+                "target_accuracy*",
+                oracle_best["step"],
+                oracle_best["scores"],
+                uses_target_labels=True,
+                state=oracle_best["state"],
+            )
+
+        # -- evaluation of each selection on the target test split --------------------------------
+        from pyxfer.evaluate.metrics import mean_per_class_accuracy
+        from pyxfer.evaluate.results import Result
+
+        outputs: dict[str, Any] = {}
+        for name, sel in selections.items():
+            if test_x is None or sel.state is None:
+                continue
+            obj.load_state_dict(sel.state)
+            feats, logits = _predict(obj, test_x)
+            pred = logits.argmax(1)
+            sel.target_top1 = float((pred == test_y).mean())
+            sel.target_per_class_mean = mean_per_class_accuracy(test_y, pred, len(classes))
+            outputs[name] = (feats, logits)
+        primary = selections[select]
+        obj.load_state_dict(primary.state if primary.state is not None else final_state)
+
+        protocol_base = {
+            "protocol": "adapt",
+            "method": objective,
+            "train": len(src_train),
+            "target_train": len(tgt_train),
+            "test": 0 if test_x is None else len(test_x),
+            "source_val": len(src_val),
+            "source": src.description,
+            "seed": seed,
+            "size": spec.size,
+        }
+        results: list[Any] = []
+        for name, sel in selections.items():
+            protocol = {
+                **protocol_base,
+                "selected_by": name,
+                "selected_step": sel.step,
+                "uses_target_labels": sel.uses_target_labels,
+                "validators": sel.scores,
+            }
+            results.append(Result(f"adapt/target_top1@{name}", sel.target_top1, protocol))
+            results.append(
+                Result(f"adapt/target_per_class_mean@{name}", sel.target_per_class_mean, protocol)
+            )
+
+        run = Path(out) if out is not None else None
+        model_dir = None
+        if run is not None:
+            import json
+
+            from pyxfer.evaluate.results import save_results
+            from pyxfer.fileio import atomic_write_json
+            from pyxfer.transfer.common import write_test_outputs
+
+            doc_path = run / "config.json"
+            doc = json.loads(doc_path.read_text()) if doc_path.is_file() else {}
+            adapt_doc = {
+                "objective": objective,
+                "source_data": source_data if isinstance(source_data, str) else None,
+                "target_data": target_data if isinstance(target_data, str) else None,
+                "target_test_data": target_test_data if isinstance(target_test_data, str) else None,
+                "target_test_fraction": target_test_fraction if target_test_data is None else None,
+                "source_val_fraction": source_val_fraction,
+                "validators": list(validators),
+                "select": select,
+                "eval_every": eval_every if eval_every else "10 times per run and the last step",
+                "images": protocol_base,
+            }
+            doc["adapt"] = adapt_doc
+            atomic_write_json(doc_path, doc)
+            model_dir = save_classifier(run, {"selected_by": select, "selected_step": primary.step})
+            if select in outputs:
+                feats, logits = outputs[select]
+                write_test_outputs(run, feats, logits, test_y, classes, seed)
+            save_results(run / "results.json", results, {"adapt": adapt_doc})
+        for sel in selections.values():
+            sel.state = None  # free the snapshots
+        return AdaptResult(run, model_dir, selections, select, history, results, obj)
+    except Exception:
+        # an error after training never discards what was trained: keep the last weights
+        if out is not None:
+            obj.load_state_dict(final_state)
+            path = save_classifier(Path(out), {"selected_by": "last", "selected_step": result.step})
+            log.error("adapt failed after training; the last weights are in %s", path)
+        raise
 
 
 def format_selections(selections: dict[str, Selection]) -> str:

@@ -114,7 +114,7 @@ def conform(store: ImageStore, channels: int, size: int | None = None) -> ImageS
     antialiasing (PIL). Labels and class names are kept. The store is returned unchanged when
     nothing is to do.
     """
-    from pyxfer.evaluate.features import _convert_channels
+    from pyxfer.data.channels import convert_all
 
     shape = store.image_shape
     same_size = size is None or (shape is not None and shape[0] == size and shape[1] == size)
@@ -122,7 +122,7 @@ def conform(store: ImageStore, channels: int, size: int | None = None) -> ImageS
         return store
     n = len(store)
     images = store.batch(np.arange(n))
-    images = _convert_channels(images, channels)
+    images = convert_all(images, channels)
     if size is not None:
         from PIL import Image
 

@@ -37,6 +37,7 @@ import copy
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,7 +256,7 @@ def _probe_on_features(
     *,
     config: Any,
     head_lr: float,
-    eval_every: int,
+    eval_every: int | None,
     patience: int | None,
     label_smoothing: float,
 ) -> dict[str, Any]:
@@ -263,6 +264,7 @@ def _probe_on_features(
     (eval preprocessing, no augmentation) and the head itself is trained on them with the
     engine's optimiser settings and warmup + cosine schedule, in minibatches of
     ``config.batch_size``. The backbone is untouched. Records go to ``metrics.jsonl``."""
+    from pyxfer.engine.clock import Cadence, RunClock
     from pyxfer.engine.optim import build_optimizer, lr_factor, set_lr
     from pyxfer.evaluate.features import extract_features
     from pyxfer.fileio import atomic_write_json
@@ -301,18 +303,26 @@ def _probe_on_features(
         "frozen_groups": [n for n, _ in backbone.param_groups() if n != "head"],
         "fast_probe": True,
     }
-    total, bad, best = int(config.max_steps), 0, None
+    bad, best = 0, None
     gen = torch.Generator().manual_seed(config.seed)
     b = min(config.batch_size, len(ftr))
+    total = config.step_limit(max(1, len(ftr) // b))
+    clock = RunClock(total, config.max_time)
+    clock.start()
+    cadence = Cadence(eval_every)
     order = torch.randperm(len(ftr), generator=gen)
     pos = 0
     step = 0
-    for step in range(1, total + 1):
+    while True:
+        step += 1
         if pos + b > len(order):
             order, pos = torch.randperm(len(ftr), generator=gen), 0
         idx = order[pos : pos + b]
         pos += b
-        set_lr(opt, head_lr * lr_factor(step - 1, total, config.warmup_steps, config.min_lr_ratio))
+        horizon = clock.horizon(step - 1)
+        set_lr(
+            opt, head_lr * lr_factor(step - 1, horizon, config.warmup_steps, config.min_lr_ratio)
+        )
         logits = head(ftr[idx].to(dev))  # (B, K)
         loss = F.cross_entropy(logits, ytr[idx].to(dev), label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
@@ -322,7 +332,10 @@ def _probe_on_features(
             log_record(
                 {"step": step, "loss": float(loss.detach()), "lr": opt.param_groups[0]["lr"]}
             )
-        if fval is None or not (step % eval_every == 0 or step == total):
+        last = clock.binding(step) is not None
+        if fval is None or not cadence.due(step, clock.progress(step), last):
+            if last:
+                break
             continue
         with torch.no_grad():
             pred = head(torch.from_numpy(fval).to(dev)).argmax(1).cpu().numpy()
@@ -336,6 +349,8 @@ def _probe_on_features(
             if patience is not None and bad >= patience:
                 phase["early_stop"] = step
                 break
+        if last:
+            break
     log_record({"step": step, "event": "end", "loss": float(loss.detach())})
     phase["steps"] = step
     if best is not None:
@@ -357,13 +372,14 @@ def _run_phase(
     layer_decay: float | None,
     freeze_groups: int,
     bn: str,
-    eval_every: int,
+    eval_every: int | None,
     patience: int | None,
     label_smoothing: float,
     fast_probe: bool = False,
 ) -> dict[str, Any]:
     """One training phase through the engine; leaves the best-on-validation weights loaded."""
     from pyxfer.engine import Trainer
+    from pyxfer.engine.clock import Cadence
 
     if strategy == "linear" and fast_probe:
         return _probe_on_features(
@@ -414,9 +430,11 @@ def _run_phase(
     best: dict[str, Any] = {"state": None, "bad": 0}
     threads = config.threads
 
+    cadence = Cadence(eval_every)
+
     def validate(trainer: Trainer, step: int, out: dict[str, torch.Tensor]) -> None:
-        last = step >= trainer.total_steps
-        if len(val) == 0 or not (step % eval_every == 0 or last):
+        last = trainer.final_step
+        if len(val) == 0 or not cadence.due(step, trainer.progress, last):
             return
         acc = accuracy(backbone, val, threads=threads)
         objective.train()  # back to the phase's modes (evaluation restores plain train mode)
@@ -633,12 +651,25 @@ def finetune(
         seed=seed,
         **settings,
     )
-    steps_total = base.max_steps or base.epochs * max(1, len(train_set) // base.batch_size)
+    # the run's budget (steps and/or time) is shared between the phases: lp-ft's probe gets
+    # probe_fraction of it, the fine-tune what is left
+    steps_total = base.step_limit(max(1, len(train_set) // base.batch_size))
     run = Path(out) if out is not None else None
+    t_start = time.monotonic()
 
-    def phase_config(steps: int, sub: str | None) -> TrainConfig:
+    def phase_config(share: float, sub: str | None, last: bool) -> TrainConfig:
         dest = None if run is None else str(run / sub if sub else run)
-        return base.replace(max_steps=max(1, steps), out=dest)
+        steps = None
+        if steps_total is not None:
+            probe = max(1, round(probe_fraction * steps_total))
+            steps = max(
+                1, steps_total - probe if last and share < 1 else round(share * steps_total)
+            )
+        max_time = None
+        if base.max_time is not None:
+            left = base.max_time - (time.monotonic() - t_start)
+            max_time = max(1e-3, left if last else share * base.max_time)
+        return base.replace(max_steps=steps, epochs=None, max_time=max_time, out=dest)
 
     common = dict(
         freeze_groups=freeze_groups if strategy == "partial" else 0,
@@ -649,19 +680,16 @@ def finetune(
     )
     phases = []
     if strategy == "lp-ft":
-        probe_steps = max(1, round(probe_fraction * steps_total))
-        ft_steps = max(1, steps_total - probe_steps)
         plan = [
-            ("linear", probe_steps, "probe", probe_lr, probe_lr),
-            ("full", ft_steps, None, lr, head_lr_),
+            ("linear", probe_fraction, "probe", probe_lr, probe_lr),
+            ("full", 1 - probe_fraction, None, lr, head_lr_),
         ]
     elif strategy == "linear":
-        plan = [("linear", steps_total, None, probe_lr, probe_lr)]
+        plan = [("linear", 1.0, None, probe_lr, probe_lr)]
     else:
-        plan = [(strategy, steps_total, None, lr, head_lr_)]
-    for strat, steps, sub, lr_, hlr in plan:
-        cfg = phase_config(steps, sub)
-        every = eval_every or max(1, steps // 10)
+        plan = [(strategy, 1.0, None, lr, head_lr_)]
+    for i, (strat, share, sub, lr_, hlr) in enumerate(plan):
+        cfg = phase_config(share, sub, last=i == len(plan) - 1)
         phase = _run_phase(
             model,
             train_set,
@@ -671,7 +699,7 @@ def finetune(
             lr=lr_,
             head_lr=hlr,
             layer_decay=layer_decay if strat != "linear" else None,
-            eval_every=every,
+            eval_every=eval_every,
             **common,
         )
         phases.append(phase)

@@ -92,19 +92,33 @@ inline double __longlong_as_double(long long l) {
 typedef int cudaError_t;
 typedef void* cudaStream_t;
 constexpr int cudaSuccess = 0;
+constexpr int cudaErrorEmulated = 999;
 enum { cudaMemcpyHostToDevice = 1 };
 inline const char* cudaGetErrorString(int) { return "emulated"; }
-inline int cudaGetLastError() { return 0; }
+
+// Fault injection: with emu_fail_at = N > 0 the N-th failable call (allocation, copy or
+// cudaGetLastError, counted in emu_calls) returns cudaErrorEmulated. emu_live counts the
+// allocations not yet freed.
+inline int emu_fail_at = 0, emu_calls = 0;
+inline long emu_live = 0;
+inline bool emu_fails() { return ++emu_calls == emu_fail_at; }
+
+inline int cudaGetLastError() { return emu_fails() ? cudaErrorEmulated : 0; }
 inline int cudaMallocAsync(void** p, size_t n, cudaStream_t) {
+  if (emu_fails()) return cudaErrorEmulated;
   *p = std::malloc(n);
   std::memset(*p, 0x7f, n);  // garbage, like fresh device memory
+  ++emu_live;
   return 0;
 }
 inline int cudaFreeAsync(void* p, cudaStream_t) {
+  if (p == nullptr) return cudaErrorEmulated;
   std::free(p);
+  --emu_live;
   return 0;
 }
 inline int cudaMemcpyAsync(void* d, const void* s, size_t n, int, cudaStream_t) {
+  if (emu_fails()) return cudaErrorEmulated;
   std::memcpy(d, s, n);
   return 0;
 }

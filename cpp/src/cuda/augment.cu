@@ -2,10 +2,9 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
 #include <vector>
 
+#include "device.cuh"
 #include "pyxfer/augment.h"
 #include "resample_cuda.cuh"
 
@@ -148,13 +147,6 @@ __global__ void augment_kernel(const ViewJob* jobs, char* scratch_base, T* out, 
   }
 }
 
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("augment_apply_cuda: ") + what + ": " +
-                             cudaGetErrorString(status));
-  }
-}
-
 }  // namespace
 
 void augment_apply_cuda(const uint8_t* const* image_ptrs, const int64_t* hs, const int64_t* ws,
@@ -177,24 +169,24 @@ void augment_apply_cuda(const uint8_t* const* image_ptrs, const int64_t* hs, con
              cuda::align16(1001 * 4);
   }
   auto s = static_cast<cudaStream_t>(stream);
-  void* scratch = nullptr;
-  void* dev_jobs = nullptr;
-  check(cudaMallocAsync(&scratch, static_cast<size_t>(total), s), "scratch allocation");
-  check(cudaMallocAsync(&dev_jobs, jobs.size() * sizeof(ViewJob), s), "job allocation");
-  check(cudaMemcpyAsync(dev_jobs, jobs.data(), jobs.size() * sizeof(ViewJob),
-                        cudaMemcpyHostToDevice, s),
-        "job upload");
-  const auto* dj = static_cast<const ViewJob*>(dev_jobs);
-  auto* sb = static_cast<char*>(scratch);
+  cuda::DeviceArray<char> scratch(s);
+  cuda::DeviceArray<ViewJob> dev_jobs(s);
+  PYXFER_CUDA_CHECK(scratch.allocate(static_cast<size_t>(total)), "scratch allocation");
+  PYXFER_CUDA_CHECK(dev_jobs.allocate(jobs.size()), "job allocation");
+  PYXFER_CUDA_CHECK(cudaMemcpyAsync(dev_jobs.get(), jobs.data(), jobs.size() * sizeof(ViewJob),
+                                    cudaMemcpyHostToDevice, s),
+                    "job upload");
+  const ViewJob* dj = dev_jobs.get();
+  char* sb = scratch.get();
   const auto blocks = static_cast<unsigned>(rows);
   if (p.dtype == OutDType::Float32) {
     augment_kernel<float><<<blocks, cuda::kThreads, 0, s>>>(dj, sb, static_cast<float*>(out), p);
   } else {
     augment_kernel<__half><<<blocks, cuda::kThreads, 0, s>>>(dj, sb, static_cast<__half*>(out), p);
   }
-  check(cudaGetLastError(), "launch");
-  check(cudaFreeAsync(dev_jobs, s), "free");
-  check(cudaFreeAsync(scratch, s), "free");
+  PYXFER_CUDA_CHECK(cudaGetLastError(), "launch");
+  PYXFER_CUDA_CHECK(dev_jobs.free_now(), "free");
+  PYXFER_CUDA_CHECK(scratch.free_now(), "free");
 }
 
 }  // namespace pyxfer

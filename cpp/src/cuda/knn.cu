@@ -1,8 +1,6 @@
 #include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
-
+#include "device.cuh"
 #include "pyxfer/knn.h"
 
 namespace pyxfer {
@@ -24,13 +22,6 @@ __global__ void vote_kernel(const float* __restrict__ values, const int64_t* __r
   }
 }
 
-void check_cuda(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("knn_classify_cuda: ") + what + ": " +
-                             cudaGetErrorString(status));
-  }
-}
-
 }  // namespace
 
 void knn_classify_cuda(const float* queries, const void* bank, const int64_t* labels,
@@ -39,32 +30,20 @@ void knn_classify_cuda(const float* queries, const void* bank, const int64_t* la
   if (t.m == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
   const size_t count = static_cast<size_t>(t.m * t.k);
-  float* values = nullptr;
-  int64_t* indices = nullptr;
-  check_cuda(cudaMallocAsync(reinterpret_cast<void**>(&values), count * sizeof(float), s),
-             "allocating neighbours");
-  const cudaError_t status =
-      cudaMallocAsync(reinterpret_cast<void**>(&indices), count * sizeof(int64_t), s);
-  if (status != cudaSuccess) {
-    cudaFreeAsync(values, s);
-    check_cuda(status, "allocating neighbours");
+  cuda::DeviceArray<float> values(s);
+  cuda::DeviceArray<int64_t> indices(s);
+  PYXFER_CUDA_CHECK(values.allocate(count), "allocating neighbours");
+  PYXFER_CUDA_CHECK(indices.allocate(count), "allocating neighbours");
+  cosine_topk_cuda(queries, bank, t, values.get(), indices.get(), stream);
+  for (int64_t r0 = 0; r0 < t.m; r0 += 65535) {
+    const int64_t rows = t.m - r0 < 65535 ? t.m - r0 : 65535;
+    vote_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(
+        values.get() + r0 * t.k, indices.get() + r0 * t.k, labels, t.k, p.num_classes,
+        p.temperature, scores + r0 * p.num_classes);
+    PYXFER_CUDA_CHECK(cudaGetLastError(), "vote launch");
   }
-  try {
-    cosine_topk_cuda(queries, bank, t, values, indices, stream);
-    for (int64_t r0 = 0; r0 < t.m; r0 += 65535) {
-      const int64_t rows = t.m - r0 < 65535 ? t.m - r0 : 65535;
-      vote_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(
-          values + r0 * t.k, indices + r0 * t.k, labels, t.k, p.num_classes, p.temperature,
-          scores + r0 * p.num_classes);
-      check_cuda(cudaGetLastError(), "vote launch");
-    }
-  } catch (...) {
-    cudaFreeAsync(values, s);
-    cudaFreeAsync(indices, s);
-    throw;
-  }
-  check_cuda(cudaFreeAsync(values, s), "freeing neighbours");
-  check_cuda(cudaFreeAsync(indices, s), "freeing neighbours");
+  PYXFER_CUDA_CHECK(values.free_now(), "freeing neighbours");
+  PYXFER_CUDA_CHECK(indices.free_now(), "freeing neighbours");
 }
 
 }  // namespace pyxfer

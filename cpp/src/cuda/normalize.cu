@@ -1,9 +1,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
-
+#include "device.cuh"
 #include "pyxfer/normalize.h"
 
 namespace pyxfer {
@@ -48,11 +46,7 @@ void normalize_cuda(const uint8_t* src, void* dst, const NormalizeParams& p, voi
   } else {
     normalize_kernel<__half><<<blocks, threads, 0, s>>>(src, static_cast<__half*>(dst), p, a);
   }
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("normalize_cuda launch failed: ") +
-                             cudaGetErrorString(status));
-  }
+  PYXFER_CUDA_CHECK(cudaGetLastError(), "launch");
 }
 
 }  // namespace pyxfer

@@ -1,9 +1,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
-
+#include "device.cuh"
 #include "pyxfer/pool.h"
 
 namespace pyxfer {
@@ -58,13 +56,6 @@ __global__ void l2_rows_kernel(float* __restrict__ out, PoolParams p) {
   for (int64_t c = threadIdx.x; c < p.c; c += blockDim.x) row[c] *= scale;
 }
 
-void check_launch(const char* what) {
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string(what) + " launch failed: " + cudaGetErrorString(status));
-  }
-}
-
 }  // namespace
 
 void pool_normalize_cuda(const void* x, float* out, const PoolParams& p, void* stream) {
@@ -79,12 +70,12 @@ void pool_normalize_cuda(const void* x, float* out, const PoolParams& p, void* s
   } else {
     pool_kernel<false><<<blocks, threads, 0, s>>>(x, out, p);
   }
-  check_launch("pool_normalize_cuda");
+  PYXFER_CUDA_CHECK(cudaGetLastError(), "launch");
   if (p.l2) {
     for (int64_t r0 = 0; r0 < p.n; r0 += 65535) {
       const int64_t rows = p.n - r0 < 65535 ? p.n - r0 : 65535;
       l2_rows_kernel<<<static_cast<unsigned>(rows), 256, 0, s>>>(out + r0 * p.c, p);
-      check_launch("pool_normalize_cuda (l2)");
+      PYXFER_CUDA_CHECK(cudaGetLastError(), "l2 launch");
     }
   }
 }

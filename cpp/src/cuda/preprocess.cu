@@ -2,10 +2,9 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
 #include <vector>
 
+#include "device.cuh"
 #include "pyxfer/preprocess.h"
 #include "resample_cuda.cuh"
 
@@ -72,13 +71,6 @@ __global__ void preprocess_kernel(const ImageJob* jobs, char* scratch_base, T* o
   }
 }
 
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("preprocess_cuda: ") + what + ": " +
-                             cudaGetErrorString(status));
-  }
-}
-
 }  // namespace
 
 void preprocess_cuda(const uint8_t* const* image_ptrs, const int64_t* hs, const int64_t* ws,
@@ -95,15 +87,15 @@ void preprocess_cuda(const uint8_t* const* image_ptrs, const int64_t* hs, const 
              cuda::tmp_bytes(j.h, wdw.nx, p.c) + cuda::align16(p.c * wdw.ny * wdw.nx * 4);
   }
   auto s = static_cast<cudaStream_t>(stream);
-  void* scratch = nullptr;
-  void* dev_jobs = nullptr;
-  check(cudaMallocAsync(&scratch, static_cast<size_t>(total > 0 ? total : 16), s), "allocation");
-  check(cudaMallocAsync(&dev_jobs, jobs.size() * sizeof(ImageJob), s), "allocation");
-  check(cudaMemcpyAsync(dev_jobs, jobs.data(), jobs.size() * sizeof(ImageJob),
-                        cudaMemcpyHostToDevice, s),
-        "job upload");
-  const auto* dj = static_cast<const ImageJob*>(dev_jobs);
-  auto* sb = static_cast<char*>(scratch);
+  cuda::DeviceArray<char> scratch(s);
+  cuda::DeviceArray<ImageJob> dev_jobs(s);
+  PYXFER_CUDA_CHECK(scratch.allocate(static_cast<size_t>(total > 0 ? total : 16)), "allocation");
+  PYXFER_CUDA_CHECK(dev_jobs.allocate(jobs.size()), "allocation");
+  PYXFER_CUDA_CHECK(cudaMemcpyAsync(dev_jobs.get(), jobs.data(), jobs.size() * sizeof(ImageJob),
+                                    cudaMemcpyHostToDevice, s),
+                    "job upload");
+  const ImageJob* dj = dev_jobs.get();
+  char* sb = scratch.get();
   const auto blocks = static_cast<unsigned>(n);
   if (p.dtype == OutDType::Float32) {
     preprocess_kernel<float><<<blocks, cuda::kThreads, 0, s>>>(dj, sb, static_cast<float*>(out), p);
@@ -111,9 +103,9 @@ void preprocess_cuda(const uint8_t* const* image_ptrs, const int64_t* hs, const 
     preprocess_kernel<__half><<<blocks, cuda::kThreads, 0, s>>>(dj, sb, static_cast<__half*>(out),
                                                                 p);
   }
-  check(cudaGetLastError(), "launch");
-  check(cudaFreeAsync(dev_jobs, s), "free");
-  check(cudaFreeAsync(scratch, s), "free");
+  PYXFER_CUDA_CHECK(cudaGetLastError(), "launch");
+  PYXFER_CUDA_CHECK(dev_jobs.free_now(), "free");
+  PYXFER_CUDA_CHECK(scratch.free_now(), "free");
 }
 
 }  // namespace pyxfer

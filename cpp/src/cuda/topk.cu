@@ -1,9 +1,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
-
+#include "device.cuh"
 #include "pyxfer/topk.h"
 
 namespace pyxfer {
@@ -133,13 +131,6 @@ __global__ void merge_kernel(const float* __restrict__ sim, int64_t ld, int64_t 
   }
 }
 
-void check_cuda(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("cosine_topk_cuda: ") + what + ": " +
-                             cudaGetErrorString(status));
-  }
-}
-
 }  // namespace
 
 void cosine_topk_cuda(const float* queries, const void* bank, const TopkParams& p, float* values,
@@ -151,36 +142,30 @@ void cosine_topk_cuda(const float* queries, const void* bank, const TopkParams& 
   int P = 1;
   while (P < p.k + nbmax) P <<= 1;
   const size_t shared = static_cast<size_t>(P) * (sizeof(float) + sizeof(int));
-  float* sim = nullptr;
-  check_cuda(cudaMallocAsync(reinterpret_cast<void**>(&sim),
-                             static_cast<size_t>(chunk * nbmax) * sizeof(float), s),
-             "allocating the similarity block");
-  try {
-    for (int64_t q0 = 0; q0 < p.m; q0 += chunk) {
-      const int64_t mrows = p.m - q0 < chunk ? p.m - q0 : chunk;
-      for (int64_t j0 = 0; j0 < p.n; j0 += nbmax) {
-        const int64_t nb = p.n - j0 < nbmax ? p.n - j0 : nbmax;
-        const int64_t have = j0 < p.k ? j0 : p.k;
-        const dim3 grid(static_cast<unsigned>((nb + kTile - 1) / kTile),
-                        static_cast<unsigned>((mrows + kTile - 1) / kTile));
-        if (p.bank_half) {
-          similarity_kernel<true><<<grid, 256, 0, s>>>(queries + q0 * p.d, bank, mrows, nb, p.d,
-                                                       j0, sim, nbmax);
-        } else {
-          similarity_kernel<false><<<grid, 256, 0, s>>>(queries + q0 * p.d, bank, mrows, nb, p.d,
-                                                        j0, sim, nbmax);
-        }
-        check_cuda(cudaGetLastError(), "similarity launch");
-        merge_kernel<<<static_cast<unsigned>(mrows), 256, shared, s>>>(
-            sim, nbmax, nb, j0, have, p.k, values + q0 * p.k, indices + q0 * p.k, P);
-        check_cuda(cudaGetLastError(), "merge launch");
+  cuda::DeviceArray<float> sim(s);
+  PYXFER_CUDA_CHECK(sim.allocate(static_cast<size_t>(chunk * nbmax)),
+                    "allocating the similarity block");
+  for (int64_t q0 = 0; q0 < p.m; q0 += chunk) {
+    const int64_t mrows = p.m - q0 < chunk ? p.m - q0 : chunk;
+    for (int64_t j0 = 0; j0 < p.n; j0 += nbmax) {
+      const int64_t nb = p.n - j0 < nbmax ? p.n - j0 : nbmax;
+      const int64_t have = j0 < p.k ? j0 : p.k;
+      const dim3 grid(static_cast<unsigned>((nb + kTile - 1) / kTile),
+                      static_cast<unsigned>((mrows + kTile - 1) / kTile));
+      if (p.bank_half) {
+        similarity_kernel<true><<<grid, 256, 0, s>>>(queries + q0 * p.d, bank, mrows, nb, p.d,
+                                                     j0, sim.get(), nbmax);
+      } else {
+        similarity_kernel<false><<<grid, 256, 0, s>>>(queries + q0 * p.d, bank, mrows, nb, p.d,
+                                                      j0, sim.get(), nbmax);
       }
+      PYXFER_CUDA_CHECK(cudaGetLastError(), "similarity launch");
+      merge_kernel<<<static_cast<unsigned>(mrows), 256, shared, s>>>(
+          sim.get(), nbmax, nb, j0, have, p.k, values + q0 * p.k, indices + q0 * p.k, P);
+      PYXFER_CUDA_CHECK(cudaGetLastError(), "merge launch");
     }
-  } catch (...) {
-    cudaFreeAsync(sim, s);
-    throw;
   }
-  check_cuda(cudaFreeAsync(sim, s), "freeing the similarity block");
+  PYXFER_CUDA_CHECK(sim.free_now(), "freeing the similarity block");
 }
 
 }  // namespace pyxfer

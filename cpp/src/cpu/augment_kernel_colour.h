@@ -1,0 +1,415 @@
+// Colour stage of the quantized augmentation kernel: the jitter ops (brightness, contrast,
+// saturation, hue), grayscale and solarize on planar uint8 levels. Scalar loops, AVX2 and
+// AVX-512 intrinsics, and 256-level tables applied with VBMI byte permutes where the CPU has them
+// (AVX-512 copy).
+//
+// Included only by augment_kernel.h (see there), once per instruction-set copy of the kernel:
+// augment.cpp (baseline), augment_avx2.cpp (PYXFER_AUG_AVX2) and augment_avx512.cpp
+// (PYXFER_AUG_AVX2 and PYXFER_AUG_AVX512); every function lives in that copy's namespace.
+#ifndef PYXFER_AUG_NS
+#error "include augment_kernel.h, not augment_kernel_colour.h"
+#endif
+
+namespace pyxfer::cpu::PYXFER_AUG_NS {
+namespace {
+
+#if defined(PYXFER_AUG_AVX512)
+// Per-level ops (brightness, contrast, solarize) map each of the 256 levels through the op's own
+// scalar expression once, then the image through that table: 64 bytes per two VBMI byte
+// permutes where the CPU has them (the table holds exactly the values the loop would compute).
+#define PYXFER_VBMI_TARGET \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,bmi2,avx512vbmi")))
+
+PYXFER_VBMI_TARGET PYXFER_AUG_STAGE
+void lut_apply_vbmi(uint8_t* img, int64_t total, const uint8_t* lut) {
+  const __m512i t0 = _mm512_loadu_si512(lut), t1 = _mm512_loadu_si512(lut + 64);
+  const __m512i t2 = _mm512_loadu_si512(lut + 128), t3 = _mm512_loadu_si512(lut + 192);
+  for (int64_t i = 0; i < total; i += 64) {
+    const __mmask64 m =
+        total - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (total - i)) - 1;
+    const __m512i idx = _mm512_maskz_loadu_epi8(m, img + i);
+    const __m512i lo = _mm512_permutex2var_epi8(t0, idx, t1);  // levels 0..127
+    const __m512i hi = _mm512_permutex2var_epi8(t2, idx, t3);  // levels 128..255
+    _mm512_mask_storeu_epi8(img + i, m,
+                            _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi));
+  }
+}
+
+bool has_vbmi() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vbmi") != 0;
+  }();
+  return yes;
+}
+#endif
+
+PYXFER_AUG_STAGE
+void brightness_u8(uint8_t* img, int64_t total, float f) {
+#if defined(PYXFER_AUG_AVX512)
+  if (has_vbmi()) {
+    alignas(64) uint8_t lut[256];
+    for (int v = 0; v < 256; ++v) lut[v] = to_u8(floor_pos(clamp255(static_cast<float>(v) * f)));
+    lut_apply_vbmi(img, total, lut);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < total; ++i) {
+    img[i] = to_u8(floor_pos(clamp255(static_cast<float>(img[i]) * f)));
+  }
+}
+
+#if defined(PYXFER_AUG_AVX512)
+// floor_pos(gray_of(r, g, b)) as int32 lanes (separate products and sums, as gray_of).
+inline __m512i gray16(__m512 r, __m512 g, __m512 b) {
+  const __m512 rg = _mm512_add_ps(_mm512_mul_ps(r, _mm512_set1_ps(0.2989f)),
+                                  _mm512_mul_ps(g, _mm512_set1_ps(0.587f)));
+  return _mm512_cvttps_epi32(_mm512_add_ps(rg, _mm512_mul_ps(b, _mm512_set1_ps(0.114f))));
+}
+#endif
+
+#if defined(PYXFER_AUG_AVX2) && !defined(PYXFER_AUG_AVX512)
+// 8 levels as float.
+inline __m256 level8(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+// floor_pos(gray_of(r, g, b)) as int32 lanes (separate products and sums, as gray_of).
+inline __m256i gray8(__m256 r, __m256 g, __m256 b) {
+  const __m256 rg = _mm256_add_ps(_mm256_mul_ps(r, _mm256_set1_ps(0.2989f)),
+                                  _mm256_mul_ps(g, _mm256_set1_ps(0.587f)));
+  return _mm256_cvttps_epi32(_mm256_add_ps(rg, _mm256_mul_ps(b, _mm256_set1_ps(0.114f))));
+}
+inline void store8(uint8_t* p, __m256i v) {  // int32 lanes in [0, 255]
+  const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(w, w));
+}
+#endif
+
+// Sum of floor(gray) (c == 3) or of the levels (c == 1): integers, so the int64 sum equals
+// the float kernels' double sum exactly.
+PYXFER_AUG_STAGE
+int64_t gray_sum(const uint8_t* img, int64_t c, int64_t n) {
+  int64_t sum = 0;
+#if defined(PYXFER_AUG_AVX512)
+  if (c == 3) {
+    const uint8_t *r = img, *g = img + n, *b = img + 2 * n;
+    for (int64_t i0 = 0; i0 < n; i0 += 16 << 16) {  // int32 lanes take 2^16 steps of <= 255
+      const int64_t i1 = n - i0 < (16 << 16) ? n : i0 + (16 << 16);
+      __m512i acc = _mm512_setzero_si512();
+      for (int64_t i = i0; i < i1; i += 16) {
+        const __mmask16 m = tail16(i1 - i);
+        acc = _mm512_add_epi32(acc, gray16(level16(r + i, m), level16(g + i, m),
+                                           level16(b + i, m)));
+      }
+      sum += _mm512_reduce_add_epi32(acc);
+    }
+    return sum;
+  }
+#endif
+  if (c == 3) {
+    const uint8_t *r = img, *g = img + n, *b = img + 2 * n;
+    int64_t i = 0;
+#if defined(PYXFER_AUG_AVX2) && !defined(PYXFER_AUG_AVX512)
+    while (i + 8 <= n) {  // int32 lanes take 2^16 steps of <= 255
+      const int64_t stop = n - i < (8 << 16) ? n - (n - i) % 8 : i + (8 << 16);
+      __m256i acc = _mm256_setzero_si256();
+      for (; i < stop; i += 8) {
+        acc = _mm256_add_epi32(acc, gray8(level8(r + i), level8(g + i), level8(b + i)));
+      }
+      alignas(32) int32_t lanes[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+      for (const int32_t v : lanes) sum += v;
+    }
+#endif
+    for (; i < n; ++i) {
+      sum += static_cast<int32_t>(
+          floor_pos(gray_of(static_cast<float>(r[i]), static_cast<float>(g[i]),
+                            static_cast<float>(b[i]))));
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) sum += img[i];
+  }
+  return sum;
+}
+
+PYXFER_AUG_STAGE
+void contrast_u8(uint8_t* img, int64_t c, int64_t n, float f) {
+  const double sum = static_cast<double>(gray_sum(img, c, n));
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float other = mean * static_cast<float>(1.0 - static_cast<double>(f));
+#if defined(PYXFER_AUG_AVX512)
+  if (has_vbmi()) {
+    alignas(64) uint8_t lut[256];
+    for (int v = 0; v < 256; ++v) {
+      lut[v] = to_u8(floor_pos(clamp255(static_cast<float>(v) * f + other)));
+    }
+    lut_apply_vbmi(img, c * n, lut);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < c * n; ++i) {
+    img[i] = to_u8(floor_pos(clamp255(static_cast<float>(img[i]) * f + other)));
+  }
+}
+
+PYXFER_AUG_STAGE
+void saturation_u8(uint8_t* img, int64_t n, float f) {
+  uint8_t *r = img, *g = img + n, *b = img + 2 * n;
+  const float omf = static_cast<float>(1.0 - static_cast<double>(f));
+#if defined(PYXFER_AUG_AVX512)
+  {  // blend(x, gray, f, 1 - f) = floor(clamp255(x * f + gray * (1 - f)))
+    const __m512 vf = _mm512_set1_ps(f), vo = _mm512_set1_ps(omf);
+    const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.f);
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = tail16(n - i);
+      const __m512 rf = level16(r + i, m), gf = level16(g + i, m), bf = level16(b + i, m);
+      const __m512 other = _mm512_mul_ps(_mm512_cvtepi32_ps(gray16(rf, gf, bf)), vo);
+      auto out = [&](uint8_t* p, __m512 x) {
+        const __m512 v = _mm512_add_ps(_mm512_mul_ps(x, vf), other);
+        const __m512 cl = _mm512_min_ps(_mm512_max_ps(v, zero), top);
+        _mm_mask_storeu_epi8(p + i, m, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(cl)));
+      };
+      out(r, rf), out(g, gf), out(b, bf);
+    }
+    return;
+  }
+#endif
+  int64_t i = 0;
+#if defined(PYXFER_AUG_AVX2) && !defined(PYXFER_AUG_AVX512)
+  {
+    const __m256 vf = _mm256_set1_ps(f), vo = _mm256_set1_ps(omf);
+    const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.f);
+    for (; i + 8 <= n; i += 8) {
+      const __m256 rf = level8(r + i), gf = level8(g + i), bf = level8(b + i);
+      const __m256 other = _mm256_mul_ps(_mm256_cvtepi32_ps(gray8(rf, gf, bf)), vo);
+      auto out = [&](uint8_t* p, __m256 x) {
+        const __m256 v = _mm256_add_ps(_mm256_mul_ps(x, vf), other);
+        store8(p + i, _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(v, zero), top)));
+      };
+      out(r, rf), out(g, gf), out(b, bf);
+    }
+  }
+#endif
+  for (; i < n; ++i) {
+    const float rf = r[i], gf = g[i], bf = b[i];
+    const float gr = floor_pos(gray_of(rf, gf, bf));
+    r[i] = to_u8(blend(rf, gr, f, omf, true));
+    g[i] = to_u8(blend(gf, gr, f, omf, true));
+    b[i] = to_u8(blend(bf, gr, f, omf, true));
+  }
+}
+
+inline void hue_scalar(uint8_t* __restrict r, uint8_t* __restrict g, uint8_t* __restrict b,
+                       int64_t n, float h) {
+  for (int64_t i = 0; i < n; ++i) {
+    float rf = r[i], gf = g[i], bf = b[i];
+    hue_shift(rf, gf, bf, h, true);
+    r[i] = to_u8(rf), g[i] = to_u8(gf), b[i] = to_u8(bf);
+  }
+}
+
+// The vector hue loops below compute hue_shift's float32 operations with the same roundings,
+// written with selects where hue_shift multiplies by 0 / 1 masks (exactly one mask is 1 and
+// every product with 0 is +0, so the sums equal the selected term). Of rc, gc, bc only the two
+// that the selected hue formula reads are divided: the third is 0 / div = +0 and unused.
+#if defined(PYXFER_AUG_AVX512)
+constexpr int64_t kHueStep = 16;
+inline __m512 hue_level(const uint8_t* p) {
+  const __m512 v = _mm512_cvtepi32_ps(
+      _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  return _mm512_div_ps(v, _mm512_set1_ps(255.f));
+}
+inline __m512 hue_trunc(__m512 v) { return _mm512_cvtepi32_ps(_mm512_cvttps_epi32(v)); }
+inline __m512 hue_clamp01(__m512 v) {
+  return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(1.f));
+}
+inline void hue_store(uint8_t* p, __m512 v) {
+  const __m512i i = _mm512_cvttps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(255.999f)));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(i));
+}
+
+inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, __m512 hue) {
+  const __m512 one = _mm512_set1_ps(1.f), zero = _mm512_setzero_ps();
+  const __m512 r = hue_level(r8), g = hue_level(g8), b = hue_level(b8);
+  const __m512 maxc = _mm512_max_ps(r, _mm512_max_ps(g, b));
+  const __m512 minc = _mm512_min_ps(r, _mm512_min_ps(g, b));
+  const __mmask16 eqc = _mm512_cmp_ps_mask(maxc, minc, _CMP_EQ_OQ);
+  const __m512 cr = _mm512_sub_ps(maxc, minc);
+  const __m512 s = _mm512_div_ps(cr, _mm512_mask_mov_ps(maxc, eqc, one));
+  const __m512 div = _mm512_mask_mov_ps(cr, eqc, one);
+  const __mmask16 mr = _mm512_cmp_ps_mask(maxc, r, _CMP_EQ_OQ);
+  const __mmask16 mg = static_cast<__mmask16>(_mm512_cmp_ps_mask(maxc, g, _CMP_EQ_OQ) & ~mr);
+  // mr: bc - gc; mg: (rc + 2) - bc; otherwise (gc + 4) - rc
+  const __m512 n1 = _mm512_mask_mov_ps(_mm512_mask_mov_ps(g, mg, r), mr, b);
+  const __m512 n2 = _mm512_mask_mov_ps(_mm512_mask_mov_ps(r, mg, b), mr, g);
+  const __m512 add = _mm512_mask_mov_ps(_mm512_mask_mov_ps(_mm512_set1_ps(4.f), mg,
+                                                           _mm512_set1_ps(2.f)), mr, zero);
+  const __m512 d1 = _mm512_div_ps(_mm512_sub_ps(maxc, n1), div);
+  const __m512 d2 = _mm512_div_ps(_mm512_sub_ps(maxc, n2), div);
+  __m512 h = _mm512_sub_ps(_mm512_add_ps(d1, add), d2);
+  h = _mm512_add_ps(_mm512_mul_ps(h, _mm512_set1_ps(1.f / 6.f)), one);
+  h = _mm512_sub_ps(h, hue_trunc(h));
+  h = _mm512_add_ps(h, hue);
+  __m512 t = hue_trunc(h);
+  t = _mm512_mask_sub_ps(t, _mm512_cmp_ps_mask(t, h, _CMP_GT_OQ), t, one);
+  h = _mm512_sub_ps(h, t);
+  const __m512 v = maxc;
+  const __m512 h6 = _mm512_mul_ps(h, _mm512_set1_ps(6.f));
+  __m512i i = _mm512_cvttps_epi32(h6);
+  const __m512 f = _mm512_sub_ps(h6, _mm512_cvtepi32_ps(i));
+  const __m512i six = _mm512_set1_epi32(6);
+  i = _mm512_mask_sub_epi32(i, _mm512_cmpge_epi32_mask(i, six), i, six);
+  const __m512 sxf = _mm512_mul_ps(s, f);
+  const __m512 oms = _mm512_sub_ps(one, s);
+  const __m512 pq = hue_clamp01(_mm512_mul_ps(_mm512_sub_ps(one, sxf), v));
+  const __m512 pt = hue_clamp01(_mm512_mul_ps(_mm512_add_ps(sxf, oms), v));
+  const __m512 pp = hue_clamp01(_mm512_mul_ps(oms, v));
+  const __mmask16 i1 = _mm512_cmpeq_epi32_mask(i, _mm512_set1_epi32(1));
+  const __mmask16 i2 = _mm512_cmpeq_epi32_mask(i, _mm512_set1_epi32(2));
+  const __mmask16 i3 = _mm512_cmpeq_epi32_mask(i, _mm512_set1_epi32(3));
+  const __mmask16 i4 = _mm512_cmpeq_epi32_mask(i, _mm512_set1_epi32(4));
+  const __mmask16 i5 = _mm512_cmpeq_epi32_mask(i, _mm512_set1_epi32(5));
+  const __mmask16 i0 = static_cast<__mmask16>(~(i1 | i2 | i3 | i4 | i5));
+  // i: 0 (v,t,p) 1 (q,v,p) 2 (p,v,t) 3 (p,q,v) 4 (t,p,v) 5 (v,p,q)
+  const __m512 ro =
+      _mm512_mask_mov_ps(_mm512_mask_mov_ps(_mm512_mask_mov_ps(v, i1, pq), i2 | i3, pp), i4, pt);
+  const __m512 go = _mm512_mask_mov_ps(_mm512_mask_mov_ps(_mm512_mask_mov_ps(v, i0, pt), i3, pq),
+                                 i4 | i5, pp);
+  const __m512 bo =
+      _mm512_mask_mov_ps(_mm512_mask_mov_ps(_mm512_mask_mov_ps(v, i0 | i1, pp), i2, pt), i5, pq);
+  hue_store(r8, ro), hue_store(g8, go), hue_store(b8, bo);
+}
+#elif defined(PYXFER_AUG_AVX2)
+constexpr int64_t kHueStep = 8;
+inline __m256 hue_level(const uint8_t* p) {
+  const __m256 v = _mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  return _mm256_div_ps(v, _mm256_set1_ps(255.f));
+}
+inline __m256 hue_trunc(__m256 v) { return _mm256_cvtepi32_ps(_mm256_cvttps_epi32(v)); }
+inline __m256 hue_clamp01(__m256 v) {
+  return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(1.f));
+}
+inline void hue_store(uint8_t* p, __m256 v) {
+  const __m256i i = _mm256_cvttps_epi32(_mm256_mul_ps(v, _mm256_set1_ps(255.999f)));
+  const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(w, w));
+}
+inline __m256 sel(__m256 a, __m256 b, __m256 m) { return _mm256_blendv_ps(a, b, m); }
+
+inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, __m256 hue) {
+  const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
+  const __m256 r = hue_level(r8), g = hue_level(g8), b = hue_level(b8);
+  const __m256 maxc = _mm256_max_ps(r, _mm256_max_ps(g, b));
+  const __m256 minc = _mm256_min_ps(r, _mm256_min_ps(g, b));
+  const __m256 eqc = _mm256_cmp_ps(maxc, minc, _CMP_EQ_OQ);
+  const __m256 cr = _mm256_sub_ps(maxc, minc);
+  const __m256 s = _mm256_div_ps(cr, sel(maxc, one, eqc));
+  const __m256 div = sel(cr, one, eqc);
+  const __m256 mr = _mm256_cmp_ps(maxc, r, _CMP_EQ_OQ);
+  const __m256 mg = _mm256_andnot_ps(mr, _mm256_cmp_ps(maxc, g, _CMP_EQ_OQ));
+  const __m256 n1 = sel(sel(g, r, mg), b, mr);
+  const __m256 n2 = sel(sel(r, b, mg), g, mr);
+  const __m256 add = sel(sel(_mm256_set1_ps(4.f), _mm256_set1_ps(2.f), mg), zero, mr);
+  const __m256 d1 = _mm256_div_ps(_mm256_sub_ps(maxc, n1), div);
+  const __m256 d2 = _mm256_div_ps(_mm256_sub_ps(maxc, n2), div);
+  __m256 h = _mm256_sub_ps(_mm256_add_ps(d1, add), d2);
+  h = _mm256_add_ps(_mm256_mul_ps(h, _mm256_set1_ps(1.f / 6.f)), one);
+  h = _mm256_sub_ps(h, hue_trunc(h));
+  h = _mm256_add_ps(h, hue);
+  __m256 t = hue_trunc(h);
+  t = sel(t, _mm256_sub_ps(t, one), _mm256_cmp_ps(t, h, _CMP_GT_OQ));
+  h = _mm256_sub_ps(h, t);
+  const __m256 v = maxc;
+  const __m256 h6 = _mm256_mul_ps(h, _mm256_set1_ps(6.f));
+  __m256i i = _mm256_cvttps_epi32(h6);
+  const __m256 f = _mm256_sub_ps(h6, _mm256_cvtepi32_ps(i));
+  const __m256i six = _mm256_set1_epi32(6);
+  i = _mm256_sub_epi32(i, _mm256_and_si256(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(5)), six));
+  const __m256 sxf = _mm256_mul_ps(s, f);
+  const __m256 oms = _mm256_sub_ps(one, s);
+  const __m256 pq = hue_clamp01(_mm256_mul_ps(_mm256_sub_ps(one, sxf), v));
+  const __m256 pt = hue_clamp01(_mm256_mul_ps(_mm256_add_ps(sxf, oms), v));
+  const __m256 pp = hue_clamp01(_mm256_mul_ps(oms, v));
+  auto is = [&](int k) {
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(i, _mm256_set1_epi32(k)));
+  };
+  const __m256 i0 = is(0), i1 = is(1), i2 = is(2), i3 = is(3), i4 = is(4), i5 = is(5);
+  // i: 0 (v,t,p) 1 (q,v,p) 2 (p,v,t) 3 (p,q,v) 4 (t,p,v) 5 (v,p,q)
+  const __m256 ro = sel(sel(sel(v, pq, i1), pp, _mm256_or_ps(i2, i3)), pt, i4);
+  const __m256 go = sel(sel(sel(v, pt, i0), pq, i3), pp, _mm256_or_ps(i4, i5));
+  const __m256 bo = sel(sel(sel(v, pp, _mm256_or_ps(i0, i1)), pt, i2), pq, i5);
+  hue_store(r8, ro), hue_store(g8, go), hue_store(b8, bo);
+}
+#endif
+
+PYXFER_AUG_STAGE
+void hue_u8(uint8_t* __restrict r, uint8_t* __restrict g, uint8_t* __restrict b, int64_t n,
+            float h) {
+#if defined(PYXFER_AUG_AVX2)
+  int64_t i = 0;
+#if defined(PYXFER_AUG_AVX512)
+  const __m512 hue = _mm512_set1_ps(h);
+#else
+  const __m256 hue = _mm256_set1_ps(h);
+#endif
+  for (; i + kHueStep <= n; i += kHueStep) hue_block(r + i, g + i, b + i, hue);
+  if (i < n) {
+    // the last (partial) block in a zero-padded copy
+    alignas(64) uint8_t tail[3][kHueStep] = {};
+    const int64_t m = n - i;
+    __builtin_memcpy(tail[0], r + i, static_cast<size_t>(m));
+    __builtin_memcpy(tail[1], g + i, static_cast<size_t>(m));
+    __builtin_memcpy(tail[2], b + i, static_cast<size_t>(m));
+    hue_block(tail[0], tail[1], tail[2], hue);
+    __builtin_memcpy(r + i, tail[0], static_cast<size_t>(m));
+    __builtin_memcpy(g + i, tail[1], static_cast<size_t>(m));
+    __builtin_memcpy(b + i, tail[2], static_cast<size_t>(m));
+  }
+#else
+  hue_scalar(r, g, b, n, h);
+#endif
+}
+
+PYXFER_AUG_STAGE
+void gray_u8(uint8_t* img, int64_t n) {
+  uint8_t *r = img, *g = img + n, *b = img + 2 * n;
+#if defined(PYXFER_AUG_AVX512)
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail16(n - i);
+    const __m128i v = _mm512_cvtepi32_epi8(
+        gray16(level16(r + i, m), level16(g + i, m), level16(b + i, m)));
+    _mm_mask_storeu_epi8(r + i, m, v), _mm_mask_storeu_epi8(g + i, m, v);
+    _mm_mask_storeu_epi8(b + i, m, v);
+  }
+  return;
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t v = to_u8(floor_pos(gray_of(static_cast<float>(r[i]), static_cast<float>(g[i]),
+                                              static_cast<float>(b[i]))));
+    r[i] = v, g[i] = v, b[i] = v;
+  }
+}
+
+PYXFER_AUG_STAGE
+void solarize_u8(uint8_t* img, int64_t total, float thr) {
+#if defined(PYXFER_AUG_AVX512)
+  if (has_vbmi()) {
+    alignas(64) uint8_t lut[256];
+    for (int v = 0; v < 256; ++v) {
+      lut[v] = static_cast<float>(v) >= thr ? static_cast<uint8_t>(255 - v)
+                                            : static_cast<uint8_t>(v);
+    }
+    lut_apply_vbmi(img, total, lut);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < total; ++i) {
+    const uint8_t v = img[i];
+    img[i] = static_cast<float>(v) >= thr ? static_cast<uint8_t>(255 - v) : v;
+  }
+}
+
+}  // namespace
+}  // namespace pyxfer::cpu::PYXFER_AUG_NS
