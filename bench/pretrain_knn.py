@@ -1,7 +1,7 @@
 """kNN top-1 of a backbone at random init or of a pretrained model, under exactly the protocol
 of ``pyxfer pretrain --knn-holdout F``.
 
-The split and the vote are the engine's own (:func:`pyxfer.engine.pretrain.knn_split` and
+The split and the vote are the engine's own (:func:`pyxfer.engine.pretraining.knn_split` and
 :class:`pyxfer.engine.knn.KNNMonitor` with the :class:`~pyxfer.engine.TrainConfig` defaults):
 a stratified, seeded fraction ``F`` of the labelled data is held out as the queries; the bank
 is the rest (the images the run pretrained on, with their labels); images are
@@ -29,11 +29,11 @@ import time
 import torch
 
 from pyxfer.backbone import create_backbone
-from pyxfer.cli.pretrain import parse_opts
+from pyxfer.cli.options import parse_opts
 from pyxfer.data import load_dataset
 from pyxfer.engine import TrainConfig
 from pyxfer.engine.knn import KNNMonitor
-from pyxfer.engine.pretrain import knn_split
+from pyxfer.engine.pretraining import knn_split
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="split seed and init seed (as pretrain)")
     ap.add_argument("--backbone", help="registered backbone (random init)")
     ap.add_argument("-o", "--backbone-opt", action="append", default=[], metavar="K=V")
-    ap.add_argument("--model", help="a saved model directory (RUN/model) instead")
+    ap.add_argument("--model", help="a pyxfer run or model directory instead")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     if bool(args.backbone) == bool(args.model):
@@ -53,9 +53,9 @@ def main() -> None:
     store = load_dataset(args.data)
     _, (bank, queries) = knn_split(store, cfg)
     if args.model:
-        from pyxfer.modelio import load_model
+        from pyxfer.modelio import load_model, locate_model
 
-        backbone = load_model(args.model).backbone
+        backbone = load_model(locate_model(args.model, argument="--model").path).backbone
         what = args.model
     else:
         torch.manual_seed(args.seed)

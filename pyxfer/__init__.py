@@ -90,8 +90,9 @@ _LAZY: dict[str, str] = {
     "adapt": "pyxfer.transfer",
 }
 
-# sub-packages reachable as attributes (``pyxfer.zeroshot.ESZSL``), imported on first use
-_SUBPACKAGES: tuple[str, ...] = ("zeroshot",)
+# sub-packages reachable as attributes (``pyxfer.zeroshot.ESZSL``, ``pyxfer.evaluate.evaluate``),
+# imported on first use
+_SUBPACKAGES: tuple[str, ...] = ("evaluate", "zeroshot")
 
 __all__ = ["__version__", "hookimpl", *_LAZY, *_SUBPACKAGES]
 

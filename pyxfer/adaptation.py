@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxfer.objective import Objective
+from pyxfer.objective import Objective, list_objectives
 
 
 # -- gradient reversal -----------------------------------------------------------------------
@@ -355,7 +355,4 @@ class AdaptationObjective(Objective):
 
 def adaptation_objective_names() -> list[str]:
     """Registered objectives that consume labelled source + unlabelled target, sorted."""
-    from pyxfer.pluginmanager import registry
-
-    reg = registry("objectives")
-    return [n for n in reg.list("*") if reg.get(n).metadata.get("consumes") == "source_target"]
+    return list_objectives(consumes="source_target")

@@ -36,6 +36,62 @@ VERSION = 1
 TASKS = ("features", "classifier", "zeroshot")
 
 
+@dataclass(frozen=True)
+class ModelPath:
+    """What a path given for a model is (see :func:`locate_model`).
+
+    Attributes:
+        kind: ``"run"`` (a run directory: ``path`` is its ``model/``), ``"model"`` (a model
+            directory) or ``"weights"`` (a weight file: safetensors or a torch state dict).
+        path: the model directory or the weight file.
+    """
+
+    kind: str
+    path: Path
+
+    @property
+    def is_model_dir(self) -> bool:
+        """``path`` is a model directory (given directly or inside a run directory)."""
+        return self.kind in ("run", "model")
+
+
+def locate_model(
+    path: str | os.PathLike[str], *, argument: str = "model", weights: bool = False
+) -> ModelPath:
+    """Tell a run directory, a model directory and a weight file apart.
+
+    A run directory holds ``model/model.json``; a model directory holds ``model.json``; any other
+    file is a weight file (accepted only with ``weights=True``). A relative ``path`` is relative
+    to the current directory; ``~`` is expanded.
+
+    Args:
+        path: what was given.
+        argument: its name in the error message (``"source"``, ``"--from"``, ``"MODEL_DIR"``...).
+        weights: whether a weight file is acceptable.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist, or is a directory holding no model.
+        ValueError: ``path`` is a file and ``weights`` is false.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{argument}: expected a path, received {type(path).__name__} {path!r}")
+    p = Path(os.fspath(path)).expanduser()
+    if (p / "model" / "model.json").is_file():
+        return ModelPath("run", p / "model")
+    if (p / "model.json").is_file():
+        return ModelPath("model", p)
+    if p.is_file() and weights:
+        return ModelPath("weights", p)
+    expected = (
+        "a pyxfer run directory (holding model/model.json) or model directory "
+        "(model.json + model.safetensors)" + (" or a weight file" if weights else "")
+    )
+    if p.is_file():
+        raise ValueError(f"{argument}: expected {expected}, received the file {str(p)!r}")
+    what = "a directory without model.json" if p.is_dir() else "a path that does not exist"
+    raise FileNotFoundError(f"{argument}: expected {expected}, received {str(p)!r} ({what})")
+
+
 @dataclass
 class SavedModel:
     """A loaded model directory: the backbone and its metadata."""

@@ -125,6 +125,27 @@ def create_objective(name: str, backbone: nn.Module, **kwargs: Any) -> Objective
     return obj
 
 
-def list_objectives(pattern: str = "*") -> list[str]:
-    """Registered objective names matching ``pattern``."""
-    return registry("objectives").list(pattern)
+def objective_consumes(name: str) -> str:
+    """What the objective registered as ``name`` consumes (one of :data:`CONSUMES`).
+
+    The factory's ``consumes`` attribute, else the ``consumes`` its plugin registered it with,
+    else ``"views"`` (the :class:`Objective` default).
+    """
+    entry = registry("objectives").get(name)
+    return str(getattr(entry.factory, "consumes", entry.metadata.get("consumes", "views")))
+
+
+def list_objectives(pattern: str = "*", consumes: str | None = None) -> list[str]:
+    """Registered objective names matching ``pattern``, sorted.
+
+    Args:
+        pattern: a glob on the names.
+        consumes: only the objectives that consume this (``"views"``: pretraining,
+            ``"source_target"``: adaptation); ``None``: all.
+    """
+    if consumes is not None and consumes not in CONSUMES:
+        raise ValueError(f"consumes: expected one of {CONSUMES} or None, received {consumes!r}")
+    names = registry("objectives").list(pattern)
+    if consumes is None:
+        return names
+    return [n for n in names if objective_consumes(n) == consumes]

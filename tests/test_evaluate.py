@@ -16,7 +16,9 @@ import pyxfer
 from pyxfer.cli import main
 from pyxfer.data import ImageStore, few_shot, load_dataset
 from pyxfer.evaluate import (
+    Evaluation,
     Result,
+    evaluate,
     extract_features,
     few_shot_probe,
     fit_linear,
@@ -407,6 +409,84 @@ def test_results_json_round_trip_and_table(tmp_path) -> None:
     table = format_table(results)
     assert "75.00%" in table and "50.00% ± 2.00" in table and "C=0.1" in table
     assert "n/a" in table
+
+
+# -- evaluate(): the pipeline from Python ----------------------------------------------------------
+def test_evaluate_a_backbone_matches_the_protocols_run_by_hand() -> None:
+    from pyxfer.data import stratified_split
+
+    torch.manual_seed(0)
+    bb = pyxfer.create_backbone("lenet", img_size=8)
+    ev = evaluate(bb, "digits", protocols="knn,linear", Cs=(1.0,), k=20, progress=False)
+    assert isinstance(ev, Evaluation) and pyxfer.evaluate.evaluate is evaluate
+    by_metric = {r.metric: r for r in ev.results}
+    assert set(by_metric) == {
+        "knn/top1",
+        "knn/top5",
+        "knn/per_class_mean",
+        "linear/top1",
+        "linear/per_class_mean",
+    }
+    # the same numbers as the protocols called on the same split by hand
+    store = load_dataset("digits")
+    feats = extract_features(bb, store, size=8, progress=False)
+    tr, te = stratified_split(store.labels, (0.8, 0.2), seed=0)
+    knn = knn_accuracy(feats[tr], store.labels[tr], feats[te], store.labels[te], 20, 0.07)
+    lin = linear_probe(feats[tr], store.labels[tr], feats[te], store.labels[te], Cs=[1.0], seed=0)
+    assert by_metric["knn/top1"].value == pytest.approx(knn.top1)
+    assert by_metric["knn/top5"].value == pytest.approx(knn.top5)
+    assert by_metric["linear/top1"].value == pytest.approx(lin.top1)
+    proto = by_metric["knn/top1"].protocol
+    assert proto["k"] == 20 and proto["data"] == "digits" and proto["n_test"] == len(te)
+    assert proto["model"]["backbone"] == "LeNet" and len(proto["model"]["state_sha256"]) == 64
+    assert ev.meta["protocols"] == ["knn", "linear"] and "files" not in ev.meta
+    assert ev.to_json()["results"] == [r.to_dict() for r in ev.results]
+
+
+def test_evaluate_a_run_directory_with_test_data_writes_results(tmp_path) -> None:
+    torch.manual_seed(0)
+    bb = pyxfer.create_backbone("lenet", img_size=8)
+    save_model(
+        tmp_path / "run" / "model", bb, backbone_name="lenet", backbone_kwargs={"img_size": 8}
+    )
+    digits = load_dataset("digits")
+    train, test = digits.subset(np.arange(0, 1000)), digits.subset(np.arange(1000, 1300))
+    ev = evaluate(
+        tmp_path / "run",
+        train,
+        test_data=test,
+        protocols=["knn"],
+        progress=False,
+        out=tmp_path / "eval",
+    )
+    proto = ev.results[0].protocol
+    assert proto["n_train"] == 1000 and proto["n_test"] == 300
+    assert proto["split"]["kind"] == "test-data"
+    model = proto["model"]
+    assert model["model_dir"] == str(tmp_path / "run" / "model") and model["backbone"] == "lenet"
+    assert len(model["file_sha256"]) == 64
+    back, meta = load_results(tmp_path / "eval" / "results.json")
+    assert [r.metric for r in back] == [r.metric for r in ev.results]
+    assert meta["files"] == ev.meta["files"] and (tmp_path / "eval" / "confusion.png").is_file()
+
+
+def test_evaluate_errors_name_the_argument(tmp_path) -> None:
+    bb = pyxfer.create_backbone("lenet", img_size=8)
+    digits = load_dataset("digits")
+    odd = ImageStore(digits.images[:20], digits.labels[:20] % 2, ["even", "odd"])
+    with pytest.raises(ValueError, match="protocols: expected a non-empty subset of knn,linear"):
+        evaluate(bb, "digits", protocols="knn,svm")
+    with pytest.raises(ValueError, match="--protocol: expected"):
+        evaluate(bb, "digits", protocols="", argument_names={"protocols": "--protocol"})
+    with pytest.raises(ValueError, match=r"test_fraction: expected a fraction in \(0, 1\)"):
+        evaluate(bb, "digits", test_fraction=1.0)
+    with pytest.raises(ValueError, match="test_data: expected the classes of data"):
+        evaluate(bb, digits, test_data=odd, protocols="knn", progress=False)
+    unlabelled = ImageStore(digits.images[:5], np.full(5, -1), digits.class_names)
+    with pytest.raises(ValueError, match=r"data: .* has no labelled images"):
+        evaluate(bb, unlabelled)
+    with pytest.raises(ValueError, match="model: expected a run or model directory"):
+        evaluate(object(), "digits")
 
 
 # -- CLI -------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import pyxfer
-from pyxfer.modelio import load_model, save_model
+from pyxfer.modelio import ModelPath, load_model, locate_model, save_model
 
 
 def test_classifier_round_trip(tmp_path) -> None:
@@ -51,3 +51,69 @@ def test_bad_inputs(tmp_path) -> None:
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="version 99"):
         load_model(tmp_path / "m")
+
+
+def _model_dir(path) -> None:
+    bb = pyxfer.create_backbone("lenet", img_size=8)
+    save_model(path, bb, backbone_name="lenet", backbone_kwargs={"img_size": 8})
+
+
+def test_locate_model_tells_runs_models_and_weight_files_apart(tmp_path, monkeypatch) -> None:
+    _model_dir(tmp_path / "run" / "model")
+    _model_dir(tmp_path / "m")
+    weights = tmp_path / "w.safetensors"
+    pyxfer.save_weights(pyxfer.create_backbone("lenet", img_size=8), weights)
+    assert locate_model(tmp_path / "run") == ModelPath("run", tmp_path / "run" / "model")
+    assert locate_model(str(tmp_path / "m")) == ModelPath("model", tmp_path / "m")
+    assert locate_model(tmp_path / "run" / "model").kind == "model"
+    assert locate_model(weights, weights=True) == ModelPath("weights", weights)
+    assert (
+        locate_model(tmp_path / "run").is_model_dir
+        and not ModelPath("weights", weights).is_model_dir
+    )
+    # relative to the current directory
+    monkeypatch.chdir(tmp_path)
+    assert locate_model("run").path.resolve() == (tmp_path / "run" / "model").resolve()
+    assert load_model(locate_model("m").path).backbone_name == "lenet"
+
+
+def test_locate_model_errors_name_the_argument_and_what_was_expected(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "w.pth").write_bytes(b"")
+    with pytest.raises(FileNotFoundError) as e:
+        locate_model(tmp_path / "missing", argument="--from")
+    msg = str(e.value)
+    assert msg.startswith("--from: expected a pyxfer run directory (holding model/model.json)")
+    assert "or model directory (model.json + model.safetensors)" in msg
+    assert "missing" in msg and "does not exist" in msg and "weight file" not in msg
+    with pytest.raises(FileNotFoundError, match=r"source: expected .* or a weight file, .*empty"):
+        locate_model(tmp_path / "empty", argument="source", weights=True)
+    with pytest.raises(FileNotFoundError, match=r"directory without model\.json"):
+        locate_model(tmp_path / "empty")
+    with pytest.raises(ValueError, match=r"model: expected .*received the file .*w\.pth"):
+        locate_model(tmp_path / "w.pth")
+    with pytest.raises(ValueError, match="model: expected a path, received int"):
+        locate_model(3)  # type: ignore[arg-type]
+
+
+def test_every_entry_point_resolves_models_alike(tmp_path) -> None:
+    """finetune/adapt sources, export, eval and zero-shot all go through locate_model."""
+    from pyxfer.evaluate import evaluate
+    from pyxfer.export import to_onnx
+    from pyxfer.transfer.common import load_source
+    from pyxfer.zeroshot.pipeline import fit_zeroshot
+
+    (tmp_path / "empty").mkdir()
+    empty = tmp_path / "empty"
+    calls = {
+        "source": lambda: load_source(empty),
+        "from_run": lambda: load_source(empty, argument="from_run"),
+        "model": lambda: to_onnx(empty, tmp_path / "bundle"),
+        "backbone": lambda: fit_zeroshot(empty, "digits", "digits", unseen=[1]),
+        "MODEL": lambda: evaluate(empty, "digits", argument_names={"model": "MODEL"}),
+    }
+    for argument, call in calls.items():
+        with pytest.raises(FileNotFoundError) as e:
+            call()
+        assert str(e.value).startswith(f"{argument}: expected a pyxfer run directory"), argument
+        assert "directory without model.json" in str(e.value)

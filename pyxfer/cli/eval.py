@@ -1,16 +1,14 @@
-"""``pyxfer eval``: measure a representation with kNN, linear and few-shot probes."""
+"""``pyxfer eval``: measure a representation with kNN, linear and few-shot probes.
+
+The work is :func:`pyxfer.evaluate.evaluate`; this module turns flags into its arguments."""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
-
-PROTOCOLS = ("knn", "linear", "fewshot")
 
 EPILOG = """\
 protocols (comma-separated, default all):
@@ -22,10 +20,11 @@ protocols (comma-separated, default all):
             centroid for 1 shot, the linear probe otherwise
 
 The model is a directory written by pyxfer (model.json + model.safetensors, or a run
-directory holding model/), or --backbone NAME with optional --weights FILE (random
-initialisation with --seed otherwise). Images are resized (shorter side) to --resize
-(default: --size, i.e. no crop margin) and centre-cropped to --size (default: the backbone's
-input size); --crop-pct 0.875 gives the torchvision ImageNet protocol (resize 256, crop 224).
+directory holding model/), or --backbone NAME with optional --weights FILE and
+-o/--backbone-opt K=V (random initialisation with --seed otherwise). Images are resized
+(shorter side) to --resize (default: --size, i.e. no crop margin) and centre-cropped to
+--size (default: the backbone's input size); --crop-pct 0.875 gives the torchvision ImageNet
+protocol (resize 256, crop 224).
 
 examples:
   pyxfer eval runs/ssl --data packed:cifar32 --test-fraction 0.2 --out runs/ssl/eval
@@ -35,7 +34,22 @@ examples:
 """
 
 
+def _defaults() -> dict[str, Any]:
+    """The defaults of evaluate(), as flag values (lists comma-separated)."""
+    import inspect
+
+    from pyxfer.evaluate import evaluate
+
+    d = {n: p.default for n, p in inspect.signature(evaluate).parameters.items()}
+    for name in ("protocols", "shots", "Cs"):
+        d[name] = ",".join(map(str, d[name]))
+    return d
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from pyxfer.cli.options import add_backbone_opt
+    from pyxfer.evaluate.pipeline import FEATURE_MAPS
+
     p = sub.add_parser(
         "eval",
         help="evaluate frozen features: kNN, linear probe, few-shot",
@@ -48,47 +62,99 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", metavar="MODEL_DIR", help="a pyxfer model or run directory")
     p.add_argument("--backbone", metavar="NAME", help="evaluate a registered backbone instead")
     p.add_argument("--weights", metavar="FILE", help="local weight file for --backbone")
-    p.add_argument(
-        "-o",
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="backbone option for --backbone (repeatable), e.g. -o img_size=8 -o width=0.5",
-    )
+    add_backbone_opt(p)
     p.add_argument("--data", required=True, metavar="SPEC", help="labelled data set (train)")
+    d = _defaults()
     g = p.add_mutually_exclusive_group()
     g.add_argument("--test-data", metavar="SPEC", help="separate labelled test set")
     g.add_argument(
         "--test-fraction",
         type=float,
-        default=0.2,
+        default=d["test_fraction"],
         metavar="F",
-        help="without --test-data: hold out this stratified fraction of --data (default 0.2)",
+        help="without --test-data: hold out this stratified fraction of --data (%(default)s)",
     )
-    p.add_argument("--protocol", default="knn,linear,fewshot", help="protocols to run")
-    p.add_argument("--k", type=int, default=200, help="kNN neighbours (default 200)")
-    p.add_argument("--temperature", type=float, default=0.07, help="kNN temperature (0.07)")
-    p.add_argument("--shots", default="1,5,10", help="few-shot images per class (1,5,10)")
-    p.add_argument("--draws", type=int, default=5, help="few-shot draws per shot count (5)")
-    p.add_argument("--Cs", default=None, help="linear-probe C grid (default 1e-4,...,100)")
-    p.add_argument(
-        "--val-fraction", type=float, default=0.2, help="linear-probe validation fraction (0.2)"
+    a = p.add_argument
+    a(
+        "--protocol",
+        dest="protocols",
+        metavar="A,B",
+        default=d["protocols"],
+        help="protocols (%(default)s)",
     )
-    p.add_argument("--size", type=int, help="crop size (default: the backbone's input size)")
-    p.add_argument("--resize", type=int, help="shorter side before the crop (default: --size)")
-    p.add_argument("--crop-pct", type=float, default=1.0, help="resize = size / crop_pct (1.0)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per batch (256)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--threads", type=int, default=0, help="preprocessing threads (0 = all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of splits, draws, random init")
+    a("--k", type=int, metavar="K", default=d["k"], help="kNN neighbours (%(default)s)")
+    a(
+        "--temperature",
+        type=float,
+        metavar="T",
+        default=d["temperature"],
+        help="kNN temperature (%(default)s)",
+    )
+    a("--shots", metavar="K,K", default=d["shots"], help="few-shot images per class (%(default)s)")
+    a(
+        "--draws",
+        type=int,
+        metavar="N",
+        default=d["draws"],
+        help="few-shot draws per shot count (%(default)s)",
+    )
+    a("--Cs", metavar="C,C", default=d["Cs"], help="linear-probe C grid (%(default)s)")
+    a(
+        "--val-fraction",
+        type=float,
+        metavar="F",
+        default=d["val_fraction"],
+        help="linear-probe validation share (%(default)s)",
+    )
+    a("--size", type=int, metavar="S", help="crop size (default: the backbone's input size)")
+    a(
+        "--resize",
+        type=int,
+        metavar="S",
+        help="shorter side before the crop (default: size / crop-pct)",
+    )
+    a(
+        "--crop-pct",
+        type=float,
+        metavar="F",
+        default=d["crop_pct"],
+        help="resize = size / crop_pct (%(default)s)",
+    )
+    a(
+        "--batch-size",
+        type=int,
+        metavar="B",
+        default=d["batch_size"],
+        help="images per batch (%(default)s)",
+    )
+    a("--device", metavar="DEVICE", default=d["device"], help="torch device (%(default)s)")
+    a(
+        "--threads",
+        type=int,
+        metavar="N",
+        default=d["threads"],
+        help="preprocessing threads (0: all cores)",
+    )
+    a(
+        "--seed",
+        type=int,
+        metavar="N",
+        default=d["seed"],
+        help="seed of splits, draws, random init (%(default)s)",
+    )
     p.add_argument(
         "--cache-dir",
         default=os.environ.get("PYXFER_CACHE_DIR"),
         metavar="DIR",
         help="cache features here (default: $PYXFER_CACHE_DIR, else no cache)",
     )
-    p.add_argument("--map", choices=("pca", "tsne"), default="pca", help="feature map method")
+    p.add_argument(
+        "--map",
+        dest="feature_map",
+        choices=FEATURE_MAPS,
+        default=d["feature_map"],
+        help="feature map method (%(default)s)",
+    )
     p.add_argument(
         "--out", metavar="DIR", help="write results.json, confusion.png, features_map.png"
     )
@@ -107,272 +173,82 @@ def _csv(text: str, cast: Any, name: str) -> list[Any]:
     return values
 
 
-def _options(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--option: expected KEY=VALUE, received {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """(backbone, description of the model for the protocol records)."""
-    import torch
+def _backbone(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
+    """The model argument of evaluate() (a path or a backbone) and the record of a backbone."""
+    from pathlib import Path
 
     from pyxfer.backbone import create_backbone
     from pyxfer.cli import CLIError
-    from pyxfer.modelio import load_model
+    from pyxfer.cli.options import parse_opts
+    from pyxfer.evaluate.pipeline import file_sha256
 
+    opts = getattr(args, "backbone_opts", None)
     if (args.model is None) == (args.backbone is None):
         raise CLIError("give either MODEL_DIR or --backbone NAME (exactly one)")
     if args.model is not None:
-        if args.weights or args.option:
-            raise CLIError("--weights and --option go with --backbone, not with MODEL_DIR")
-        root = Path(args.model)
-        for cand in (root, root / "model"):
-            if (cand / "model.json").is_file():
-                saved = load_model(cand)
-                desc = {
-                    "model_dir": str(cand),
-                    "backbone": saved.backbone_name,
-                    "task": saved.task,
-                    "file_sha256": _sha256(cand / "model.safetensors"),
-                }
-                return saved.backbone, desc
-        raise FileNotFoundError(
-            f"MODEL_DIR: {str(root)!r} holds no model.json (nor model/model.json); expected a "
-            "directory written by pyxfer"
-        )
-    kwargs = _options(args.option)
+        if args.weights or opts:
+            raise CLIError("--weights and --backbone-opt go with --backbone, not with MODEL_DIR")
+        return args.model, None
+    import torch
+
+    kwargs = parse_opts(opts, "--backbone-opt")
     torch.manual_seed(args.seed)
     backbone = create_backbone(args.backbone, weights=args.weights, **kwargs)
-    desc = {"backbone": args.backbone, "kwargs": kwargs}
+    info: dict[str, Any] = {"backbone": args.backbone, "kwargs": kwargs}
     if args.weights:
-        desc["weights"] = str(args.weights)
-        desc["file_sha256"] = _sha256(Path(args.weights))
+        info["weights"] = str(args.weights)
+        info["file_sha256"] = file_sha256(Path(args.weights))
     else:
-        desc["init"] = f"random (seed {args.seed})"
-    return backbone, desc
+        info["init"] = f"random (seed {args.seed})"
+    return backbone, info
+
+
+#: evaluate() arguments -> how this command calls them
+_FLAGS = {
+    "model": "MODEL_DIR",
+    "protocols": "--protocol",
+    "feature_map": "--map",
+    **{a: "--" + a.replace("_", "-") for a in ("data", "test_data", "test_fraction", "crop_pct")},
+    "shots": "--shots",
+}
 
 
 def run(args: argparse.Namespace) -> int:
-    from pyxfer.cli import CLIError
-    from pyxfer.data import load_dataset, stratified_split
-    from pyxfer.evaluate import (
-        DEFAULT_CS,
-        Result,
-        checkpoint_fingerprint,
-        extract_features,
-        few_shot_probe,
-        format_table,
-        knn_accuracy,
-        linear_probe,
-        plot_confusion,
-        plot_feature_map,
-        save_results,
+    from pyxfer.evaluate import evaluate, format_table
+    from pyxfer.evaluate.pipeline import check_protocols
+
+    check_protocols(args.protocols, "--protocol")  # before loading anything
+    model, info = _backbone(args)
+    result = evaluate(
+        model,
+        args.data,
+        test_data=args.test_data,
+        test_fraction=args.test_fraction,
+        protocols=args.protocols,
+        k=args.k,
+        temperature=args.temperature,
+        shots=_csv(args.shots, int, "shots"),
+        draws=args.draws,
+        Cs=_csv(args.Cs, float, "Cs"),
+        val_fraction=args.val_fraction,
+        size=args.size,
+        resize=args.resize,
+        crop_pct=args.crop_pct,
+        batch_size=args.batch_size,
+        device=args.device,
+        threads=args.threads,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        progress=not args.no_progress,
+        out=args.out,
+        feature_map=args.feature_map,
+        model_info=info,
+        argument_names=_FLAGS,
     )
-    from pyxfer.evaluate.results import results_to_json
-
-    protocols = [p.strip() for p in args.protocol.split(",") if p.strip()]
-    unknown = [p for p in protocols if p not in PROTOCOLS]
-    if unknown or not protocols:
-        raise CLIError(
-            f"--protocol: expected a subset of {','.join(PROTOCOLS)}, received {args.protocol!r}"
-        )
-    shots = _csv(args.shots, int, "shots")
-    cs = _csv(args.Cs, float, "Cs") if args.Cs else list(DEFAULT_CS)
-    if args.test_data is None and not 0.0 < args.test_fraction < 1.0:
-        raise CLIError(
-            f"--test-fraction: expected a fraction in (0, 1), received {args.test_fraction}"
-        )
-
-    backbone, model_desc = _load(args)
-    backbone.to(args.device)
-    model_desc["state_sha256"] = checkpoint_fingerprint(backbone)
-    spec = backbone.input_spec
-    size = args.size or spec.size
-    if not 0.0 < args.crop_pct <= 1.0:
-        raise CLIError(f"--crop-pct: expected a fraction in (0, 1], received {args.crop_pct}")
-    resize = args.resize or round(size / args.crop_pct)
-    extract = {
-        "batch_size": args.batch_size,
-        "size": size,
-        "resize": resize,
-        "device": args.device,
-        "threads": args.threads,
-        "progress": not args.no_progress,
-        "cache_dir": args.cache_dir,
-        "model_id": model_desc["state_sha256"],
-    }
-
-    store = load_dataset(args.data)
-    store = store.subset(store.labels >= 0)
-    if len(store) == 0:
-        raise CLIError(f"--data: {args.data!r} has no labelled images")
-    class_names = store.class_names
-    if args.test_data is not None:
-        test_store = load_dataset(args.test_data)
-        test_store = test_store.subset(test_store.labels >= 0)
-        if test_store.class_names != class_names:
-            raise CLIError(
-                f"--test-data: expected the classes of --data ({len(class_names)}: "
-                f"{class_names[:5]}...), received {len(test_store.class_names)}: "
-                f"{test_store.class_names[:5]}..."
-            )
-        x_train = extract_features(backbone, store, **extract)
-        x_test = extract_features(backbone, test_store, **extract)
-        y_train, y_test = store.labels, test_store.labels
-        split = {"kind": "test-data", "test_data": args.test_data}
-    else:
-        feats = extract_features(backbone, store, **extract)
-        tr, te = stratified_split(
-            store.labels, (1.0 - args.test_fraction, args.test_fraction), seed=args.seed
-        )
-        x_train, y_train, x_test, y_test = feats[tr], store.labels[tr], feats[te], store.labels[te]
-        split = {"kind": "stratified", "test_fraction": args.test_fraction, "seed": args.seed}
-    if len(y_test) == 0:
-        raise CLIError("the test split is empty; use a larger --test-fraction or --test-data")
-    num_classes = len(class_names)
-    common = {
-        "data": args.data,
-        "split": split,
-        "n_train": len(y_train),
-        "n_test": len(y_test),
-        "num_classes": num_classes,
-        "image_size": size,
-        "resize": resize,
-        "feature_dim": int(x_train.shape[1]),
-        "model": model_desc,
-    }
-
-    results: list[Result] = []
-    predictions = None
-    if "knn" in protocols:
-        r = knn_accuracy(
-            x_train,
-            y_train,
-            x_test,
-            y_test,
-            args.k,
-            args.temperature,
-            num_classes=num_classes,
-            threads=args.threads,
-        )
-        proto = {
-            "protocol": "knn",
-            "k": r.k,
-            "temperature": r.temperature,
-            "normalize": "l2",
-            **common,
-        }
-        results += [
-            Result("knn/top1", r.top1, proto),
-            Result("knn/top5", r.top5, proto),
-            Result("knn/per_class_mean", r.per_class_mean, proto),
-        ]
-        predictions = ("kNN", r.predictions)
-    if "linear" in protocols:
-        r = linear_probe(
-            x_train,
-            y_train,
-            x_test,
-            y_test,
-            Cs=cs,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            num_classes=num_classes,
-        )
-        proto = {
-            "protocol": "linear",
-            "C": r.C,
-            "Cs": cs,
-            "val_fraction": args.val_fraction,
-            "val_seed": args.seed,
-            "val_accuracy": list(r.val_accuracy.values()),
-            "val_loss": list(r.val_loss.values()),
-            "n_fit": r.n_train,
-            "n_val": r.n_val,
-            "solver": f"lbfgs ({r.backend})",
-            "standardize": True,
-            **common,
-        }
-        results += [
-            Result("linear/top1", r.top1, proto),
-            Result("linear/per_class_mean", r.per_class_mean, proto),
-        ]
-        predictions = ("linear probe", r.predictions)
-    if "fewshot" in protocols:
-        fs = few_shot_probe(
-            x_train,
-            y_train,
-            x_test,
-            y_test,
-            shots,
-            draws=args.draws,
-            seed=args.seed,
-            Cs=cs,
-            num_classes=num_classes,
-        )
-        for k, r in fs.items():
-            proto = {
-                "protocol": "fewshot",
-                "shots": k,
-                "draws": args.draws,
-                "method": r.method,
-                "seeds": r.seeds,
-                "chosen_C": r.chosen_C,
-                "n_shots_total": r.n_train,
-                "accuracies": r.accuracies,
-                **common,
-            }
-            results += [
-                Result(f"fewshot-{k}/top1", r.mean, proto, std=r.std),
-                Result(f"fewshot-{k}/per_class_mean", r.per_class_mean, proto, std=r.per_class_std),
-            ]
-
-    meta = {"command": "pyxfer eval", "protocols": protocols, **common}
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        files = {"results": str(out / "results.json")}
-        if predictions is not None:
-            plot_confusion(
-                y_test,
-                predictions[1],
-                class_names,
-                out / "confusion.png",
-                title=f"{predictions[0]} confusion (rows normalised)",
-            )
-            files["confusion"] = str(out / "confusion.png")
-        if len(y_test) >= 2:
-            plot_feature_map(
-                x_test,
-                y_test,
-                class_names,
-                out / "features_map.png",
-                method=args.map,
-                seed=args.seed,
-            )
-            files["features_map"] = str(out / "features_map.png")
-        meta["files"] = files
-        save_results(out / "results.json", results, meta)
     if args.json:
-        print(json.dumps(results_to_json(results, meta), indent=2))
+        print(json.dumps(result.to_json(), indent=2))
     else:
-        print(format_table(results))
+        print(format_table(result.results))
         if args.out:
-            print(f"wrote {', '.join(meta['files'].values())}", file=sys.stderr)
+            print(f"wrote {', '.join(result.meta['files'].values())}", file=sys.stderr)
     return 0

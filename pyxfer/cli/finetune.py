@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 EXAMPLES = """\
 strategies:
@@ -30,39 +29,19 @@ examples:
       --test-data folder:val/ --strategy full --layer-decay 0.65 --head-lr 1e-2 --out runs/ft
 """
 
-# flag dest -> finetune() argument where the names differ
-_FIELD = {"backbone_opt": "backbone_opts"}
-# finetune() arguments (the rest goes to TrainConfig)
-_OWN = (
-    "source",
-    "data",
-    "strategy",
-    "backbone",
-    "backbone_opts",
-    "weights",
-    "from_scratch",
-    "keep_head",
-    "labels_per_class",
-    "test_data",
-    "test_fraction",
-    "val_fraction",
-    "freeze_groups",
-    "layer_decay",
-    "lr",
-    "head_lr",
-    "bn",
-    "probe_fraction",
-    "eval_every",
-    "patience",
-    "label_smoothing",
-    "balance",
-    "fast_probe",
-    "out",
-    "seed",
-)
+#: TrainConfig fields that are no flags of finetune (its objective is the classifier)
+NOT_FLAGS = ("objective", "objective_opts")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from pyxfer.cli.options import (
+        PRETRAIN_ONLY,
+        TRAINING,
+        add_config,
+        add_train_flags,
+        train_fields,
+    )
+
     p = sub.add_parser(
         "finetune",
         help="fine-tune a backbone on (few) labels: linear, full, partial, LP-FT",
@@ -75,10 +54,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     a = p.add_argument
     a("source", nargs="?", metavar="RUN|MODEL_DIR|WEIGHTS", help="the starting backbone")
-    a("--config", metavar="FILE.toml", help="TOML file whose keys mirror these flags")
-    a("--data", metavar="SPEC", help="labelled training images (digits, folder:DIR, ...)")
-    a("--backbone", metavar="NAME", help="registered backbone (weight files, --from-scratch)")
-    a("--backbone-opt", action="append", metavar="K=V", help="backbone option (repeatable)")
     a("--weights", metavar="FILE", help="safetensors or torchvision-format weight file")
     a("--from-scratch", action="store_true", help="random initialisation (the baseline)")
     a("--keep-head", action="store_true", help="keep the source model's classifier head")
@@ -89,7 +64,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a("--val-fraction", type=float, metavar="F", help="validation share of the labels (0.2)")
     a("--freeze-groups", type=int, metavar="K", help="partial: freeze the first K groups")
     a("--layer-decay", type=float, metavar="D", help="layer-wise lr decay (e.g. 0.65)")
-    a("--lr", type=float, help="backbone learning rate (default 1e-3)")
     a("--head-lr", type=float, help="head learning rate (default --lr; probes 10x --lr)")
     a("--bn", choices=("train", "eval", "frozen"), help="BatchNorm mode (default train)")
     a("--probe-fraction", type=float, metavar="F", help="lp-ft: share of steps probing (0.5)")
@@ -98,64 +72,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a("--label-smoothing", type=float, metavar="E", help="cross-entropy label smoothing")
     a("--no-balance", dest="balance", action="store_false", help="no class-balanced batches")
     a("--fast-probe", action="store_true", help="probe phases on cached features (no aug.)")
-    a("--views", metavar="PRESET", help="training augmentation (default fixmatch_weak)")
-    a("--no-flip", dest="flip", action="store_false", help="no horizontal flips (digits, text)")
-    a("--epochs", type=int, metavar="E", help="passes over the training labels (default 1)")
-    a("--max-steps", type=int, metavar="N", help="optimiser steps (overrides --epochs)")
-    a("--max-time", type=float, metavar="SECONDS", help="wall-clock budget per phase")
-    a("--batch-size", type=int, metavar="B", help="images per step (default 256)")
-    a("--optimizer", choices=("adamw", "sgd", "lars"), help="optimiser (default adamw)")
-    a("--weight-decay", type=float, help="weight decay (default 0.05)")
-    a("--warmup-steps", type=int, metavar="N", help="linear warmup steps (default 0)")
-    a("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="mixed precision")
-    a("--seed", type=int, help="random seed (default 0)")
-    a("--threads", type=int, help="augmentation threads (default 0 = all cores)")
-    a("--device", choices=("auto", "cpu", "cuda"), help="device (default auto)")
-    a("--out", metavar="RUN", help="run directory")
+    add_train_flags(p, train_fields(without=PRETRAIN_ONLY + NOT_FLAGS), TRAINING)
+    add_config(p)
     return p
-
-
-def read_toml_raw(path: str) -> dict[str, Any]:
-    """The tables of a TOML file as a dict (keys unchanged)."""
-    from pathlib import Path
-
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"--config: {path!r} does not exist")
-    with open(p, "rb") as f:
-        return tomllib.load(f)
-
-
-def collect(args: argparse.Namespace, fields: dict[str, str]) -> dict[str, Any]:
-    """Defaults <- TOML file <- flags, with flag-style keys mapped to argument names."""
-    from pyxfer.cli.pretrain import parse_opts
-
-    flags = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}
-    flags.pop("verbose", None)
-    config_file = flags.pop("config", None)
-    settings: dict[str, Any] = {}
-    for d in (read_toml_raw(config_file) if config_file else {}, flags):
-        for key, value in d.items():
-            k = key.replace("-", "_")
-            k = fields.get(k, k)
-            if k.endswith("_opts"):
-                value = parse_opts(value, f"--{key.replace('_', '-')}")
-            settings[k] = value
-    return settings
 
 
 def run(args: argparse.Namespace) -> int:
     from pyxfer.cli import CLIError
+    from pyxfer.cli.options import collect
     from pyxfer.engine import NonFiniteLossError
     from pyxfer.evaluate.results import format_table
     from pyxfer.transfer import finetune
 
-    settings = collect(args, _FIELD)
+    settings = collect(args)
     if not settings.get("data"):
         raise ValueError("--data: required (on the command line or in --config)")
     if not settings.get("out"):

@@ -33,6 +33,8 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from pyxfer.cli.options import add_backbone_opt
+
     p = sub.add_parser(
         "zeroshot",
         help="zero-shot learning: fit / evaluate on unseen classes from class descriptions",
@@ -44,14 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", metavar="MODEL_OR_RUN", help="pyxfer model / run dir")
     p.add_argument("--backbone", metavar="NAME", help="a registered backbone instead of MODEL")
     p.add_argument("--weights", metavar="FILE", help="local weight file for --backbone")
-    p.add_argument(
-        "-o",
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="backbone option for --backbone (repeatable)",
-    )
+    add_backbone_opt(p)
     p.add_argument("--data", required=True, metavar="SPEC", help="labelled data set")
     p.add_argument(
         "--descriptions",
@@ -80,7 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _backbone(args: argparse.Namespace) -> tuple[Any, str | None, dict[str, Any]]:
     from pyxfer.cli import CLIError
-    from pyxfer.cli.pretrain import parse_opts
+    from pyxfer.cli.options import parse_opts
 
     if args.model and args.backbone:
         raise CLIError("give either MODEL_OR_RUN or --backbone, not both")
@@ -90,7 +85,7 @@ def _backbone(args: argparse.Namespace) -> tuple[Any, str | None, dict[str, Any]
         raise CLIError("expected MODEL_OR_RUN or --backbone NAME")
     import pyxfer
 
-    opts = parse_opts(args.option, "--option")
+    opts = parse_opts(getattr(args, "backbone_opts", None), "--backbone-opt")
     bb = pyxfer.create_backbone(args.backbone, weights=args.weights, **opts)
     return bb, args.backbone, opts
 

@@ -4,15 +4,30 @@
 - :mod:`pyxfer.engine.optim`: AdamW / SGD / LARS, parameter groups, warmup + cosine, EMA;
 - :mod:`pyxfer.engine.checkpoint`: safetensors + JSON checkpoints (no pickle), atomic;
 - :mod:`pyxfer.engine.dist`: ``torchrun`` process groups (gloo on CPU, nccl on CUDA);
-- :func:`pretrain`: build backbone + objective + data from a config and train.
+- :func:`pretrain` (:mod:`pyxfer.engine.pretraining`): build backbone + objective + data from a
+  config and train.
+
+Importing :mod:`pyxfer.engine.config` alone (the command line's flags) imports no torch: the
+names below are resolved on first use.
 """
 
 from __future__ import annotations
 
-from pyxfer.engine.config import TrainConfig
-from pyxfer.engine.optim import EMA, LARS, lr_factor
-from pyxfer.engine.pretrain import pretrain, resume_config
-from pyxfer.engine.trainer import NonFiniteLossError, Trainer, TrainResult
+import importlib
+from typing import Any
+
+# public name -> module that defines it (imported lazily)
+_LAZY: dict[str, str] = {
+    "EMA": "pyxfer.engine.optim",
+    "LARS": "pyxfer.engine.optim",
+    "NonFiniteLossError": "pyxfer.engine.trainer",
+    "TrainConfig": "pyxfer.engine.config",
+    "TrainResult": "pyxfer.engine.trainer",
+    "Trainer": "pyxfer.engine.trainer",
+    "lr_factor": "pyxfer.engine.optim",
+    "pretrain": "pyxfer.engine.pretraining",
+    "resume_config": "pyxfer.engine.pretraining",
+}
 
 __all__ = [
     "EMA",
@@ -25,3 +40,16 @@ __all__ = [
     "pretrain",
     "resume_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pyxfer.engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

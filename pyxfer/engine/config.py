@@ -11,6 +11,19 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def _doc(help: str, metavar: str | tuple[str, ...] | None = None, **cli: Any) -> dict[str, Any]:
+    """A field's documentation: ``help``, ``metavar`` and ``cli`` (``choices``; ``flag`` when
+    the flag is not ``--field-name``; ``short``; ``unset``: what ``None`` means)."""
+    return {"help": help, "metavar": metavar, **cli}
+
+
+def _setting(
+    default: Any, help: str, metavar: str | tuple[str, ...] | None = None, **cli: Any
+) -> Any:
+    """A :class:`TrainConfig` field with an immutable ``default`` and its documentation."""
+    return field(default=default, metadata=_doc(help, metavar, **cli))
+
+
 @dataclass
 class TrainConfig:
     """Settings of one training run (pretraining, fine-tuning or adaptation).
@@ -19,57 +32,97 @@ class TrainConfig:
     :func:`pyxfer.engine.pretrain` builds the run from; the :class:`~pyxfer.engine.Trainer`
     records them in ``config.json`` and uses ``backbone``/``backbone_opts`` to save the final
     model. ``batch_size`` is per process: under ``torchrun`` the global batch is
-    ``batch_size * world_size``.
+    ``batch_size * world_size``. ``out=None`` writes nothing.
     """
 
+    # Each field carries its documentation in ``metadata`` (see _doc): ``pyxfer pretrain``,
+    # ``finetune`` and ``adapt`` generate their training flags from it, defaults included
+    # (pyxfer.cli.options).
+
     # -- what is trained ------------------------------------------------------------------
-    data: str | None = None  # data-set spec (pyxfer.load_dataset)
-    backbone: str | None = None  # registered backbone name
-    backbone_opts: dict[str, Any] = field(default_factory=dict)  # its constructor options
-    objective: str | None = None  # registered objective name
-    objective_opts: dict[str, Any] = field(default_factory=dict)
-    views: str | None = None  # augmentation preset; None: the objective's own
-    size: int | None = None  # view side; None: the backbone's input size
-    flip: bool = True  # horizontal flips in the training views (False: digits, text, ...)
+    data: str | None = _setting(
+        None, "training images: a data-set spec (digits, folder:DIR, packed:DIR, ...)", "SPEC"
+    )
+    backbone: str | None = _setting(None, "registered backbone name", "NAME")
+    backbone_opts: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=_doc(
+            "backbone constructor option (repeatable)", "K=V", flag="--backbone-opt", short="-o"
+        ),
+    )
+    objective: str | None = _setting(None, "registered objective name", "NAME")
+    objective_opts: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=_doc("objective option (repeatable)", "K=V", flag="--objective-opt"),
+    )
+    views: str | None = _setting(
+        None, "augmentation preset of the training views", "PRESET", unset="the objective's own"
+    )
+    size: int | None = _setting(
+        None, "side of the training views", "S", unset="the backbone's input size"
+    )
+    flip: bool = _setting(True, "horizontal flips in the training views (off: digits, text)")
     # -- budget ---------------------------------------------------------------------------
     # A run stops at whichever limit comes first. With none given it trains one epoch; with
     # only max_time it trains until the time is up (see pyxfer.engine.clock).
-    epochs: int | None = None  # passes over the data; None: 1, or no limit under max_time
-    max_steps: int | None = None  # optimiser steps; None: from epochs / max_time
-    max_time: float | None = None  # wall-clock seconds (Lightning's max_time); None: no limit
-    batch_size: int = 256  # images per process per step
+    epochs: int | None = _setting(
+        None, "passes over the data", "E", unset="1, or no limit under a time budget"
+    )
+    max_steps: int | None = _setting(
+        None, "optimiser steps", "N", unset="from the epochs or the time budget"
+    )
+    max_time: float | None = _setting(
+        None, "wall-clock budget in seconds; stops cleanly", "SECONDS", unset="no limit"
+    )
+    batch_size: int = _setting(256, "images per process per step", "B")
     # -- optimisation ---------------------------------------------------------------------
-    optimizer: str = "adamw"  # adamw | sgd | lars
-    lr: float = 1e-3  # peak learning rate (after warmup)
-    min_lr_ratio: float = 0.0  # final lr of the cosine as a fraction of lr
-    weight_decay: float = 0.05  # not applied to biases and norm parameters
-    momentum: float = 0.9  # SGD / LARS momentum
-    nesterov: bool = False  # SGD / LARS Nesterov momentum
-    betas: tuple[float, float] = (0.9, 0.999)  # AdamW
-    lars_eta: float = 0.001  # LARS trust coefficient (You et al. 2017)
-    warmup_steps: int = 0  # linear warmup steps, then cosine to min_lr_ratio * lr
-    grad_clip: float | None = None  # max global gradient L2 norm; None: no clipping
-    ema: float | None = None  # EMA decay of the weights (e.g. 0.999); None: no EMA
-    precision: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    optimizer: str = _setting("adamw", "optimiser", choices=OPTIMIZERS)
+    lr: float = _setting(1e-3, "peak learning rate (after warmup)", "LR")
+    min_lr_ratio: float = _setting(
+        0.0, "final learning rate of the cosine, as a fraction of the peak", "R"
+    )
+    weight_decay: float = _setting(0.05, "weight decay (not on biases and norm parameters)", "WD")
+    momentum: float = _setting(0.9, "SGD / LARS momentum", "M")
+    nesterov: bool = _setting(False, "SGD / LARS Nesterov momentum")
+    betas: tuple[float, float] = _setting((0.9, 0.999), "AdamW betas", ("B1", "B2"))
+    lars_eta: float = _setting(0.001, "LARS trust coefficient (You et al. 2017)", "ETA")
+    warmup_steps: int = _setting(0, "linear warmup steps (then a cosine decay)", "N")
+    grad_clip: float | None = _setting(
+        None, "clip the global gradient L2 norm to this", "NORM", unset="no clipping"
+    )
+    ema: float | None = _setting(
+        None, "EMA decay of the weights (e.g. 0.999)", "DECAY", unset="no EMA"
+    )
+    precision: str = _setting(
+        "auto", "mixed precision (auto: fp16 on CUDA, fp32 on CPU)", choices=PRECISIONS
+    )
     # -- data path ------------------------------------------------------------------------
-    seed: int = 0
-    threads: int = 0  # augmentation threads (0 = all cores)
-    prefetch: int = 2  # batches augmented ahead
-    device: str = "auto"  # auto | cpu | cuda
+    seed: int = _setting(0, "random seed", "N")
+    threads: int = _setting(0, "augmentation threads (0: all cores)", "N")
+    prefetch: int = _setting(2, "batches augmented ahead", "N")
+    device: str = _setting("auto", "auto | cpu | cuda | cuda:N", "DEVICE")
     # -- monitoring -----------------------------------------------------------------------
-    knn_every: int = 0  # steps between kNN evaluations (0 = only at the end, if configured)
-    knn_data: str | None = None  # labelled data-set spec of the kNN queries
-    knn_holdout: float | None = None  # or: hold out this fraction of the data as queries
-    knn_k: int = 20  # neighbours (Wu et al. 2018 use 200, DINO 20)
-    knn_temperature: float = 0.07
-    knn_max_bank: int = 10000  # at most this many bank images (a seeded subset)
-    log_every: int = 10  # steps between metrics.jsonl records (0: only the last step)
-    progress: bool | None = None  # tqdm bar; None: only when stderr is a terminal
+    knn_every: int = _setting(
+        0, "steps between kNN evaluations (0: only at the end, if configured)", "N"
+    )
+    knn_data: str | None = _setting(None, "labelled data-set spec of the kNN queries", "SPEC")
+    knn_holdout: float | None = _setting(
+        None, "or: hold out this fraction of the data as kNN queries", "FRACTION"
+    )
+    knn_k: int = _setting(20, "kNN neighbours (Wu et al. 2018 use 200, DINO 20)", "K")
+    knn_temperature: float = _setting(0.07, "kNN vote temperature", "T")
+    knn_max_bank: int = _setting(10000, "at most this many bank images (a seeded subset)", "N")
+    log_every: int = _setting(
+        10, "steps between metrics.jsonl records (0: only the last step)", "N"
+    )
+    progress: bool | None = _setting(
+        None, "tqdm progress bar", unset="only when stderr is a terminal"
+    )
     # -- run directory --------------------------------------------------------------------
-    out: str | None = None  # run directory; None: nothing is written
-    checkpoint_every: int = 500  # steps between checkpoints (0: only at the end)
-    keep_last: int = 2  # checkpoints kept
-    resume: str | None = None  # run directory to continue from its last checkpoint
+    out: str | None = _setting(None, "run directory", "RUN")
+    checkpoint_every: int = _setting(500, "steps between checkpoints (0: only at the end)", "N")
+    keep_last: int = _setting(2, "checkpoints kept", "N")
+    resume: str | None = _setting(None, "run directory to continue from its last checkpoint", "RUN")
 
     def __post_init__(self) -> None:
         self.validate()

@@ -1,5 +1,7 @@
 """Evaluation protocols for frozen representations.
 
+- :func:`evaluate`: all of the below on one model and data set, each number with its protocol
+  (what ``pyxfer eval`` runs);
 - :func:`extract_features`: features of a data set (fused preprocessing, cached on disk);
 - :func:`knn_accuracy`: weighted kNN (k=200, T=0.07) top-1, top-5, per-class mean;
 - :func:`linear_probe`: logistic regression with ``C`` chosen on a train-only validation split;
@@ -7,7 +9,7 @@
 - :func:`plot_confusion`, :func:`plot_feature_map`: report figures (PNG);
 - :class:`Result`: a number with its protocol, :func:`save_results`, :func:`format_table`.
 
-The command line is ``pyxfer eval`` (see :mod:`pyxfer.cli.eval`).
+The command line is ``pyxfer eval``, which calls :func:`evaluate`.
 
 Examples:
     >>> from pyxfer import create_backbone, load_dataset
@@ -38,11 +40,14 @@ from pyxfer.evaluate.metrics import (
     per_class_accuracy,
     topk_accuracy,
 )
+from pyxfer.evaluate.pipeline import PROTOCOLS, Evaluation, evaluate
 from pyxfer.evaluate.plots import plot_confusion, plot_feature_map, project_2d
 from pyxfer.evaluate.results import Result, format_table, load_results, save_results
 
 __all__ = [
     "DEFAULT_CS",
+    "PROTOCOLS",
+    "Evaluation",
     "FewShotResult",
     "KNNResult",
     "LinearClassifier",
@@ -52,6 +57,7 @@ __all__ = [
     "checkpoint_fingerprint",
     "confusion_matrix",
     "dataset_fingerprint",
+    "evaluate",
     "extract_features",
     "few_shot_probe",
     "fit_linear",

@@ -22,7 +22,7 @@ from pyxfer.export._trace import export_program, program_to_onnx, rename_dims, s
 from pyxfer.export.verify import check_graph, parity
 from pyxfer.export.wrap import ExportModule, export_twin
 from pyxfer.fileio import atomic_directory
-from pyxfer.modelio import SavedModel, load_model
+from pyxfer.modelio import SavedModel, load_model, locate_model
 from pyxfer.runtime import bundle as fmt
 from pyxfer.runtime._preprocess import resize_crop
 
@@ -40,14 +40,7 @@ def _resolve_model(model_or_dir: Any) -> SavedModel | Backbone:
     if isinstance(model_or_dir, (SavedModel, nn.Module)):
         return model_or_dir
     if isinstance(model_or_dir, (str, os.PathLike)):
-        root = Path(model_or_dir)
-        for cand in (root, root / "model"):
-            if (cand / "model.json").is_file():
-                return load_model(cand)
-        raise FileNotFoundError(
-            f"model: expected a model directory (model.json + model.safetensors) or a run "
-            f"directory containing model/, received {str(root)!r}"
-        )
+        return load_model(locate_model(model_or_dir, argument="model").path)
     raise ValueError(
         f"model: expected a Backbone, a SavedModel or a model directory path, received "
         f"{type(model_or_dir).__name__}"

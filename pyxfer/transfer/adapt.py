@@ -230,6 +230,7 @@ def adapt(
         weights=weights,
         from_scratch=from_run is None and weights is None,
         seed=seed,
+        argument="from_run",
     )
     model = src.backbone
     if getattr(model, "num_classes", 0):

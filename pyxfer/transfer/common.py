@@ -38,16 +38,6 @@ class Source:
     class_names: list[str] = field(default_factory=list)
 
 
-def model_dir_of(path: str | os.PathLike[str]) -> Path | None:
-    """The pyxfer model directory of a run directory (``RUN/model``) or a model dir, else None."""
-    p = Path(path)
-    if (p / "model" / "model.json").is_file():
-        return p / "model"
-    if (p / "model.json").is_file():
-        return p
-    return None
-
-
 def load_source(
     source: str | os.PathLike[str] | None = None,
     *,
@@ -56,6 +46,7 @@ def load_source(
     weights: str | os.PathLike[str] | None = None,
     from_scratch: bool = False,
     seed: int = 0,
+    argument: str = "source",
 ) -> Source:
     """Build the starting backbone from a run/model directory, a weight file or random init.
 
@@ -66,10 +57,12 @@ def load_source(
         backbone_opts: its constructor options.
         weights: a weight file (the same as giving it as ``source``).
         from_scratch: random initialisation (seeded by ``seed``): the baseline.
+        argument: the name of ``source`` in error messages (``adapt`` calls it ``from_run``).
 
     Raises:
         ValueError: no or several sources, a missing backbone name, weights that do not fit
             the architecture (missing / unexpected keys, shapes).
+        FileNotFoundError: ``source`` does not exist or is a directory holding no model.
     """
     from pyxfer.backbone import create_backbone, load_weights
 
@@ -87,11 +80,13 @@ def load_source(
             raise ValueError("backbone: from_scratch needs a registered backbone name")
         bb = create_backbone(backbone, **opts)
         return Source(bb, backbone, opts, {"kind": "scratch", "backbone": backbone, "seed": seed})
-    path = Path(os.fspath(given[0]))
-    mdir = model_dir_of(path) if path.is_dir() else None
-    if mdir is not None:
-        from pyxfer.modelio import load_model
+    from pyxfer.modelio import load_model, locate_model
 
+    where = locate_model(
+        given[0], argument=argument if source is not None else "weights", weights=True
+    )
+    if where.is_model_dir:
+        mdir = where.path
         saved = load_model(mdir)
         if backbone and backbone != saved.backbone_name:
             raise ValueError(
@@ -101,13 +96,7 @@ def load_source(
         kwargs = {k: v for k, v in saved.backbone_kwargs.items() if k != "num_classes"}
         desc = {"kind": "model", "path": str(mdir), "task": saved.task}
         return Source(saved.backbone, saved.backbone_name, kwargs, desc, saved.class_names)
-    if path.is_dir():
-        raise ValueError(
-            f"source: {str(path)!r} is a directory without model.json or model/model.json "
-            "(expected a pyxfer run or model directory)"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"source: no such file or directory {str(path)!r}")
+    path = where.path
     if not backbone:
         raise ValueError(
             f"backbone: a weight file ({str(path)!r}) needs the registered backbone name "

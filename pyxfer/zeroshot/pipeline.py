@@ -205,10 +205,9 @@ def fit_zeroshot(
         raise ValueError(f"data: classes {empty} have no images")
 
     if isinstance(backbone, (str, os.PathLike)):
-        from pyxfer.modelio import load_model
+        from pyxfer.modelio import load_model, locate_model
 
-        path = Path(backbone)
-        saved = load_model(path / "model" if (path / "model").is_dir() else path)
+        saved = load_model(locate_model(backbone, argument="backbone").path)
         backbone, backbone_name = saved.backbone, saved.backbone_name
         backbone_kwargs = saved.backbone_kwargs
     size = int(size or backbone.input_spec.size)

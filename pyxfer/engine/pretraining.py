@@ -86,7 +86,7 @@ def pretrain(
 
     from pyxfer.backbone import create_backbone
     from pyxfer.data import load_dataset
-    from pyxfer.objective import create_objective
+    from pyxfer.objective import create_objective, objective_consumes
 
     cfg = (config or TrainConfig()).replace(**settings) if settings else (config or TrainConfig())
     if isinstance(data, str):
@@ -101,6 +101,12 @@ def pretrain(
         raise ValueError(
             f"backbone, objective: expected registered names, received {cfg.backbone!r}, "
             f"{cfg.objective!r}"
+        )
+    if objective_consumes(cfg.objective) == "source_target":
+        raise ValueError(
+            f"objective: expected an objective that trains on unlabelled views, received the "
+            f"adaptation objective {cfg.objective!r} (labelled source + unlabelled target); "
+            "train it with pyxfer.adapt (`pyxfer adapt`)"
         )
     torch.manual_seed(cfg.seed)
     backbone = create_backbone(cfg.backbone, **cfg.backbone_opts)
