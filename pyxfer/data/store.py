@@ -429,7 +429,7 @@ def write_packed(
             "source": source,
             "shape": [int(s) for s in shape],
             "class_names": [str(c) for c in class_names],
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "info": info or {},
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")

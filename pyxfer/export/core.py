@@ -415,7 +415,7 @@ def to_onnx(
                     else {"class": type(backbone).__name__}
                 ),
                 "input_spec": spec.to_dict(),
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                "created": datetime.datetime.now(datetime.UTC).isoformat(),
             },
         }
         if table is not None:
