@@ -157,8 +157,7 @@ class Predictor:
                 problems.append(f"{key} {side!r} (expected a positive int)")
             elif side > fmt.MAX_SIDE:
                 problems.append(
-                    f"{key} {side} is larger than {fmt.MAX_SIDE} "
-                    "(pyxfer.runtime.bundle.MAX_SIDE)"
+                    f"{key} {side} is larger than {fmt.MAX_SIDE} (pyxfer.runtime.bundle.MAX_SIDE)"
                 )
         for key in ("mean", "std"):
             values = pre.get(key)
