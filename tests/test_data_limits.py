@@ -234,3 +234,16 @@ def test_pixels_decoded_at_once_are_bounded() -> None:
         t.join(timeout=30)
     assert not any(t.is_alive() for t in threads)
     assert violations == [] and state["now"] == 0 and state["peak"] >= 20_000
+
+
+# -- packed stores -----------------------------------------------------------------------------
+
+
+def test_packed_store_never_unpickles(tmp_path) -> None:
+    from pyxfer.data import ImageStore, read_packed
+
+    store = ImageStore(np.zeros((2, 4, 4, 1), np.uint8), np.array([0, 1]), ["a", "b"])
+    root = store.save(tmp_path / "p")
+    np.save(root / "labels.npy", np.array([0, 1], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="allow_pickle"):
+        read_packed(root)
