@@ -268,14 +268,18 @@ def path_options(name: str) -> frozenset[str]:
     return PATH_OPTIONS | frozenset(marked)
 
 
-def check_stored_kwargs(name: Any, kwargs: Any, where: str) -> dict[str, Any]:
+def check_stored_kwargs(
+    name: Any, kwargs: Any, where: str, *, drop_paths: bool = False
+) -> dict[str, Any]:
     """Backbone options as a data file may hold them, checked; returns a copy.
 
     A data file (a model directory's ``model.json``) may only hold plain JSON options: a
     mapping from names to ``None``, booleans, numbers, strings or lists of those. Options that
     name a file (``weights``, those in :func:`path_options`, and names such as ``*_path``,
     ``*_file``, ``*_dir``, ``*_url``, ``checkpoint``) are refused: a file is only read from a
-    path the user passes, never from one a data file chooses.
+    path the user passes, never from one a data file chooses. With ``drop_paths`` (when
+    writing a data file) they are left out instead: they say where the starting weights came
+    from, not how to rebuild the backbone.
 
     Raises:
         ValueError: naming ``where`` and the offending option.
@@ -293,6 +297,9 @@ def check_stored_kwargs(name: Any, kwargs: Any, where: str) -> dict[str, Any]:
         if not isinstance(key, str):
             raise ValueError(f"{where}: backbone.kwargs: option names must be strings, got {key!r}")
         if key in named_files or _PATH_LIKE.search(key.lower()):
+            if drop_paths:
+                log.info("%s: %r names a file; not recorded in the model directory", where, key)
+                continue
             raise ValueError(
                 f"{where}: backbone.kwargs[{key!r}] names a file; a model directory never "
                 "carries file paths (pass weights yourself: create_backbone(name, weights=PATH))"

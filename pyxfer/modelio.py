@@ -18,8 +18,8 @@ and export. No pickle: tensors in safetensors, everything else in JSON. Written 
 under ``extra.<name>`` (for example zero-shot class embeddings).
 
 A model directory is data: loading one never runs code and never reads a file it names. The
-backbone options are plain JSON values, and options that name files (``weights``, options a
-plugin marks path-valued) are refused when saving and when loading
+backbone options are plain JSON values; options that name files (``weights``, options a
+plugin marks path-valued) are left out when saving and refused when loading
 (:func:`pyxfer.backbone.check_stored_kwargs`).
 """
 
@@ -73,8 +73,8 @@ def save_model(
         path: directory to create (replaced only once the new one is complete).
         backbone: the trained backbone (with its classifier head when ``task="classifier"``).
         backbone_name: registry name used to rebuild it.
-        backbone_kwargs: constructor options used to rebuild it: plain JSON values, none
-            naming a file (``weights`` is refused; pass weights when loading instead).
+        backbone_kwargs: constructor options used to rebuild it: plain JSON values. Options
+            that name a file (``weights``...) are not recorded (the weights are saved).
         task: ``"features"``, ``"classifier"`` or ``"zeroshot"``.
         class_names: label names, one per output of the head (classifier) or class table row.
         extra: producer metadata (JSON-serialisable).
@@ -84,7 +84,9 @@ def save_model(
 
     if task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, received {task!r}")
-    kwargs = check_stored_kwargs(backbone_name, backbone_kwargs or {}, "backbone_kwargs")
+    kwargs = check_stored_kwargs(
+        backbone_name, backbone_kwargs or {}, "backbone_kwargs", drop_paths=True
+    )
     kwargs["num_classes"] = int(getattr(backbone, "num_classes", 0))
     if task == "classifier":
         if kwargs["num_classes"] <= 0:

@@ -108,12 +108,11 @@ def test_plugin_marked_path_option_is_refused(tmp_path) -> None:
     backbones.register("test-sourced", factory, plugin="<test>", path_options=("source",))
     try:
         bb = pyxfer.create_backbone("test-sourced", img_size=8)
-        with pytest.raises(ValueError, match=r"backbone_kwargs: backbone\.kwargs\['source'\]"):
-            save_model(
-                tmp_path / "m", bb, backbone_name="test-sourced", backbone_kwargs={"source": "a"}
-            )
         root = save_model(
-            tmp_path / "m", bb, backbone_name="test-sourced", backbone_kwargs={"img_size": 8}
+            tmp_path / "m",
+            bb,
+            backbone_name="test-sourced",
+            backbone_kwargs={"img_size": 8, "source": "a"},
         )
         assert load_model(root).backbone_kwargs == {"img_size": 8, "num_classes": 0}
         meta = json.loads((root / "model.json").read_text())
@@ -125,8 +124,16 @@ def test_plugin_marked_path_option_is_refused(tmp_path) -> None:
         backbones.unregister("test-sourced")
 
 
-def test_save_model_refuses_weights_option(tmp_path) -> None:
+def test_save_model_does_not_record_path_options(tmp_path) -> None:
+    """A backbone built from a weight file saves its weights, not the file's path."""
     bb = pyxfer.create_backbone("lenet", img_size=8)
-    with pytest.raises(ValueError, match=r"backbone\.kwargs\['weights'\] names a file"):
-        save_model(tmp_path / "m", bb, backbone_name="lenet", backbone_kwargs={"weights": "w.pt"})
-    assert not (tmp_path / "m").exists()
+    pt = tmp_path / "init.pt"
+    torch.save(bb.state_dict(), pt)
+    kwargs = {"img_size": 8, "weights": str(pt), "init_path": "x"}
+    root = save_model(tmp_path / "m", bb, backbone_name="lenet", backbone_kwargs=kwargs)
+    meta = json.loads((root / "model.json").read_text())
+    assert meta["backbone"]["kwargs"] == {"img_size": 8, "num_classes": 0}
+    assert load_model(root).backbone_kwargs == {"img_size": 8, "num_classes": 0}
+    with pytest.raises(ValueError, match=r"backbone_kwargs: backbone\.kwargs\['width'\]"):
+        save_model(tmp_path / "n", bb, backbone_name="lenet", backbone_kwargs={"width": {}})
+    assert not (tmp_path / "n").exists()
