@@ -15,13 +15,16 @@ A backbone is an ``nn.Module`` that turns images into features (timm's interface
 - ``reset_classifier(num_classes)``: replace the head (0 removes it).
 
 Weights come from local files only: safetensors, or a torch state dict read with
-``weights_only=True``. Nothing downloads.
+``weights_only=True``. Nothing downloads. A weight file is only ever a path the caller passes:
+options that name files (``weights`` and those a plugin marks, see :func:`path_options`) are
+refused in options read from a data file (``model.json``), see :func:`check_stored_kwargs`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -241,6 +244,76 @@ def check_backbone(model: Any, where: str = "backbone") -> None:
                 problems.append("param_groups() is empty")
     if problems:
         raise TypeError(f"{where} does not satisfy the backbone contract: " + "; ".join(problems))
+
+
+#: backbone options that name a file: never read from (nor written to) a data file
+PATH_OPTIONS: frozenset[str] = frozenset({"weights"})
+# option names that look like they name a file or location (refused as well)
+_PATH_LIKE = re.compile(r"(?:^|_)(?:path|file|dir|url|uri|checkpoint|ckpt)s?$")
+_SCALARS = (type(None), bool, int, float, str)
+
+
+def path_options(name: str) -> frozenset[str]:
+    """Options of backbone ``name`` that name files: ``weights`` and those its plugin marks.
+
+    A plugin marks an option as path-valued when it registers the backbone:
+    ``register("mynet", factory, path_options=("init_from",))``.
+    """
+    backbones = registry("backbones")
+    if name not in backbones:  # unknown names fail where the backbone is built
+        return PATH_OPTIONS
+    marked = backbones.get(name).metadata.get("path_options", ())
+    if isinstance(marked, str):
+        marked = (marked,)
+    return PATH_OPTIONS | frozenset(marked)
+
+
+def check_stored_kwargs(
+    name: Any, kwargs: Any, where: str, *, drop_paths: bool = False
+) -> dict[str, Any]:
+    """Backbone options as a data file may hold them, checked; returns a copy.
+
+    A data file (a model directory's ``model.json``) may only hold plain JSON options: a
+    mapping from names to ``None``, booleans, numbers, strings or lists of those. Options that
+    name a file (``weights``, those in :func:`path_options`, and names such as ``*_path``,
+    ``*_file``, ``*_dir``, ``*_url``, ``checkpoint``) are refused: a file is only read from a
+    path the user passes, never from one a data file chooses. With ``drop_paths`` (when
+    writing a data file) they are left out instead: they say where the starting weights came
+    from, not how to rebuild the backbone.
+
+    Raises:
+        ValueError: naming ``where`` and the offending option.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where}: backbone.name: expected a registered name, received {name!r}")
+    if not isinstance(kwargs, Mapping):
+        raise ValueError(
+            f"{where}: backbone.kwargs: expected a JSON object of options, received "
+            f"{type(kwargs).__name__}"
+        )
+    named_files = path_options(name)
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{where}: backbone.kwargs: option names must be strings, got {key!r}")
+        if key in named_files or _PATH_LIKE.search(key.lower()):
+            if drop_paths:
+                log.info("%s: %r names a file; not recorded in the model directory", where, key)
+                continue
+            raise ValueError(
+                f"{where}: backbone.kwargs[{key!r}] names a file; a model directory never "
+                "carries file paths (pass weights yourself: create_backbone(name, weights=PATH))"
+            )
+        plain = isinstance(value, _SCALARS) or (
+            isinstance(value, (list, tuple)) and all(isinstance(v, _SCALARS) for v in value)
+        )
+        if not plain:
+            raise ValueError(
+                f"{where}: backbone.kwargs[{key!r}]: expected a JSON scalar or a list of "
+                f"scalars, received {type(value).__name__}"
+            )
+        out[key] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 def list_backbones(pattern: str = "*") -> list[str]:

@@ -16,6 +16,11 @@ and export. No pickle: tensors in safetensors, everything else in JSON. Written 
 
 ``model.safetensors`` holds the backbone's state dict (keys unchanged) and any extra arrays
 under ``extra.<name>`` (for example zero-shot class embeddings).
+
+A model directory is data: loading one never runs code and never reads a file it names. The
+backbone options are plain JSON values; options that name files (``weights``, options a
+plugin marks path-valued) are left out when saving and refused when loading
+(:func:`pyxfer.backbone.check_stored_kwargs`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 
 import torch
 
-from pyxfer.backbone import Backbone, InputSpec, create_backbone
+from pyxfer.backbone import Backbone, InputSpec, check_stored_kwargs, create_backbone
 from pyxfer.fileio import atomic_directory
 
 FORMAT = "pyxfer-model"
@@ -124,7 +129,8 @@ def save_model(
         path: directory to create (replaced only once the new one is complete).
         backbone: the trained backbone (with its classifier head when ``task="classifier"``).
         backbone_name: registry name used to rebuild it.
-        backbone_kwargs: constructor options used to rebuild it (JSON-serialisable).
+        backbone_kwargs: constructor options used to rebuild it: plain JSON values. Options
+            that name a file (``weights``...) are not recorded (the weights are saved).
         task: ``"features"``, ``"classifier"`` or ``"zeroshot"``.
         class_names: label names, one per output of the head (classifier) or class table row.
         extra: producer metadata (JSON-serialisable).
@@ -134,7 +140,9 @@ def save_model(
 
     if task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, received {task!r}")
-    kwargs = dict(backbone_kwargs or {})
+    kwargs = check_stored_kwargs(
+        backbone_name, backbone_kwargs or {}, "backbone_kwargs", drop_paths=True
+    )
     kwargs["num_classes"] = int(getattr(backbone, "num_classes", 0))
     if task == "classifier":
         if kwargs["num_classes"] <= 0:
@@ -164,7 +172,12 @@ def save_model(
 
 
 def load_model(path: str | os.PathLike[str], map_location: str = "cpu") -> SavedModel:
-    """Rebuild the backbone saved in ``path`` and load its weights (strict)."""
+    """Rebuild the backbone saved in ``path`` and load its weights (strict).
+
+    Raises:
+        ValueError: ``model.json`` is of another format or version, or its backbone options
+            are not plain JSON values or name a file (naming ``model.json`` and the option).
+    """
     from safetensors.torch import load_file
 
     root = Path(path)
@@ -178,7 +191,11 @@ def load_model(path: str | os.PathLike[str], map_location: str = "cpu") -> Saved
             f"path: expected a {FORMAT} version {VERSION} directory, received format "
             f"{meta.get('format')!r} version {meta.get('version')!r}"
         )
-    name, kwargs = meta["backbone"]["name"], dict(meta["backbone"]["kwargs"])
+    section = meta.get("backbone")
+    if not isinstance(section, dict):
+        raise ValueError(f"{meta_file}: backbone: expected an object with name and kwargs")
+    name = section.get("name")
+    kwargs = check_stored_kwargs(name, section.get("kwargs", {}), str(meta_file))
     backbone = create_backbone(name, **kwargs)
     tensors = load_file(str(weights_file), device=map_location)
     arrays = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}

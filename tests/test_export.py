@@ -328,7 +328,25 @@ def test_bad_arguments(trained, tmp_path) -> None:
     features.reset_classifier(0)
     with pytest.raises(ValueError, match="needs a classifier head"):
         to_onnx(features, tmp_path / "a", head="logits")
+    with pytest.raises(ValueError, match="resize: expected <= 4096"):
+        to_onnx(run, tmp_path / "a", image_size=60000)
     assert not (tmp_path / "a").exists()
+
+
+def test_external_data_bundle_lists_and_serves_its_data_file(trained, tmp_path, monkeypatch):
+    """A model over the inline limit keeps its weights in model.onnx.data: listed, hashed and
+    handed to onnxruntime from memory by the runtime."""
+    from pyxfer.export import _trace
+
+    monkeypatch.setattr(_trace, "INLINE_LIMIT", 0)  # force the > 2 GB layout on a tiny model
+    out = to_onnx(trained["run"], tmp_path / "b", dynamic_size=False)
+    meta = json.loads((out / "pyxfer.json").read_text())
+    assert sorted(meta["files"]) == ["model.onnx", "model.onnx.data"]
+    assert (out / "model.onnx.data").stat().st_size > (out / "model.onnx").stat().st_size
+    images = trained["store"].images[trained["test"][:8]]
+    got = Predictor(out).scores(images)
+    want = torch.softmax(torch.from_numpy(_torch_logits(trained["model"], images)), 1).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_ort_format_conversion(int8_bundle, tmp_path) -> None:

@@ -187,3 +187,16 @@ def test_errors_are_one_line(tmp_path: Path, capsys) -> None:
     bad.write_text("learning_rate = 1.0\n")
     assert main(["pretrain", "--config", str(bad)]) == 2
     assert "unknown keys" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_run_whose_config_names_a_weight_file(tmp_path: Path) -> None:
+    """A run directory is data: ``--resume`` never loads a file its config.json names."""
+    from pyxfer.engine import resume_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "evil.pt").write_bytes(b"not a checkpoint")
+    config = {"backbone": "lenet", "backbone_opts": {"img_size": 8, "weights": "../evil.pt"}}
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config\.json.*weights"):
+        resume_config(run)

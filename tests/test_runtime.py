@@ -273,3 +273,139 @@ def test_bundle_equals_torch_on_images_with_the_other_channel_count(tmp_path, mo
     got = Predictor(bundle, threads=1).scores(images)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert LUMA.tolist() == pytest.approx([0.2989, 0.587, 0.114])  # torchvision's, the kernel's
+
+
+# -- a bundle is data: every byte it reads is hashed and named plainly ---------------------------
+def _resign(root: Path, edit_meta=None, edit_model=None, extra_files=()) -> None:
+    """Edit a bundle the way a forger would: pyxfer.json, the metadata inside each model and
+    every file record stay consistent (the hashes catch accidents, not forgers)."""
+    import onnx
+
+    from pyxfer.runtime import bundle as fmt
+
+    meta = json.loads((root / "pyxfer.json").read_text())
+    if edit_meta:
+        edit_meta(meta)
+    for name in meta["models"].values():
+        model = onnx.load(str(root / name), load_external_data=False)
+        if edit_model:
+            edit_model(model)
+        for prop in model.metadata_props:
+            if prop.key == fmt.METADATA_KEY:
+                prop.value = fmt.canonical_json(fmt.meta_without_files(meta))
+        onnx.save_model(model, str(root / name))
+    meta["files"] = fmt.file_records(root, [*meta["files"], *extra_files])
+    (root / "pyxfer.json").write_text(json.dumps(meta))
+
+
+def _externalize(target: Path, location: str):
+    """A model edit moving the largest initializer's bytes to ``target`` (named ``location``)."""
+
+    def edit(model) -> None:
+        import onnx
+
+        tensor = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(tensor.raw_data)
+        for key, value in (("location", location), ("offset", "0")):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        entry = tensor.external_data.add()
+        entry.key, entry.value = "length", str(len(tensor.raw_data))
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+
+    return edit
+
+
+@pytest.fixture(scope="module")
+def zeroshot_bundle(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = pyxfer.create_backbone("lenet", in_chans=3, img_size=16, width=0.25)
+    table = np.random.default_rng(0).standard_normal((3, model.num_features)).astype(np.float32)
+    out = tmp_path_factory.mktemp("zs") / "bundle"
+    return to_onnx(
+        model.eval(), out, task="zeroshot", class_embeddings=table, class_names=NAMES[:3]
+    )
+
+
+@pytest.mark.parametrize(
+    ("classes_file", "message"),
+    [("../outside/classes.npy", "not a plain name"), ("extra.npy", "not listed in 'files'")],
+)
+def test_zeroshot_classes_file_must_be_hashed_and_plain(
+    zeroshot_bundle: Path, tmp_path, classes_file: str, message: str
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(zeroshot_bundle, copy)
+    table = np.load(copy / "classes.npy")
+    for where in (tmp_path / "outside" / "classes.npy", copy / "extra.npy"):
+        where.parent.mkdir(exist_ok=True)
+        np.save(where, table[::-1].copy())  # same shape: nothing but the name gives it away
+    _resign(copy, edit_meta=lambda m: m["zeroshot"].update(classes_file=classes_file))
+    with pytest.raises(BundleError, match=rf"classes_file.*{message}"):
+        Predictor(copy)
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [("w.bin", "not listed in 'files'"), ("../outside/w.bin", "not a plain name")],
+)
+def test_onnx_external_data_must_be_hashed_and_plain(
+    bundle: Path, tmp_path, location: str, message: str
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    _resign(copy, edit_model=_externalize(copy / location, location))
+    with pytest.raises(BundleError, match=rf"external data {location!r}.*{message}"):
+        Predictor(copy)
+
+
+def test_listed_external_data_is_read_from_the_hashed_bytes(
+    bundle: Path, tmp_path, monkeypatch
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    _resign(copy, edit_model=_externalize(copy / "w.bin", "w.bin"), extra_files=["w.bin"])
+    images = np.random.default_rng(3).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    np.testing.assert_allclose(Predictor(copy).scores(images), Predictor(bundle).scores(images))
+    (copy / "w.bin").write_bytes(b"\0" * (copy / "w.bin").stat().st_size)
+    with pytest.raises(BundleError, match=r"w\.bin sha256"):
+        Predictor(copy)
+
+
+def test_file_swapped_after_the_check_is_not_used(bundle: Path, tmp_path, monkeypatch) -> None:
+    """The bytes onnxruntime sees are the bytes that were hashed (no check-then-reopen)."""
+    import onnx
+
+    from pyxfer.runtime import bundle as fmt
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    swapped = onnx.load(str(copy / "model.onnx"))
+    tensor = max(swapped.graph.initializer, key=lambda t: len(t.raw_data))
+    tensor.raw_data = bytes(len(tensor.raw_data))  # other weights, same metadata inside
+    real_read_meta = fmt.read_meta
+
+    def read_meta_then_swap(root):
+        meta = real_read_meta(root)
+        onnx.save_model(swapped, str(Path(root) / "model.onnx"))
+        return meta
+
+    monkeypatch.setattr(fmt, "read_meta", read_meta_then_swap)
+    with pytest.raises(BundleError, match=r"model\.onnx sha256"):
+        Predictor(copy)
+
+
+def test_bundle_spec_is_bounded(tmp_path) -> None:
+    """crop 60,000 on a graph with dynamic height/width is refused when the bundle loads."""
+    model = pyxfer.create_backbone("lenet", in_chans=3, img_size=16, width=0.25, num_classes=5)
+    out = to_onnx(model.eval(), tmp_path / "b", class_names=NAMES, dynamic_size=True)
+
+    def huge(meta: dict) -> None:
+        meta["input"]["size"] = [60000, 60000]
+        meta["preprocess"].update(crop=60000, resize=60000)
+
+    _resign(out, edit_meta=huge)
+    with pytest.raises(BundleError, match="crop 60000 is larger than 4096"):
+        Predictor(out)

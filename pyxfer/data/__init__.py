@@ -11,6 +11,10 @@ A data set is addressed by a spec ``"name"`` or ``"name:ARGUMENT"`` resolved thr
 
 A bare path that exists is also accepted and its kind guessed (a packed store, an IDX
 directory, an archive, or a folder).
+
+Files are data and are read with bounded memory: images over :func:`set_max_image_pixels`'
+limit, archive members over ``max_member_bytes`` (``max_total_bytes`` in all), IDX files whose
+header claims more than ``max_bytes`` and folders with symlink loops fail with an error.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pyxfer.data.decode import max_image_pixels, set_max_image_pixels
 from pyxfer.data.pack import pack
 from pyxfer.data.splits import class_split, few_shot, indices_of_classes, stratified_split
 from pyxfer.data.store import ImageStore, read_packed, write_packed
@@ -32,9 +37,11 @@ __all__ = [
     "indices_of_classes",
     "list_datasets",
     "load_dataset",
+    "max_image_pixels",
     "pack",
     "parse_spec",
     "read_packed",
+    "set_max_image_pixels",
     "stratified_split",
     "write_packed",
 ]

@@ -7,16 +7,26 @@ Resizing to a fixed size (``size=S`` gives S×S) has two modes:
   filter, in one step. Up to sub-pixel rounding this is "resize the shorter side to S, then
   centre-crop S×S", the usual evaluation transform; nothing is stretched.
 - ``fit="stretch"``: the whole image is resized to S×S (aspect ratio not kept).
+
+Image files are data and are decoded with bounded memory: an image whose header claims more
+than :func:`max_image_pixels` pixels (default 89,478,485, Pillow's own default, about 9459²)
+is refused before any pixel is decoded, with an error naming the file; Pillow's
+``Image.MAX_IMAGE_PIXELS`` is set to the same value explicitly. Raise the limit with
+:func:`set_max_image_pixels` or the environment variable ``PYXFER_MAX_IMAGE_PIXELS`` (read at
+import). Threads decoding together hold at most twice the limit in pixels at once.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +38,100 @@ FITS = ("crop", "stretch")
 _EXIF_ORIENTATION = 0x0112
 
 
+#: the default pixel limit of one image: Pillow's own default, made explicit (and an error)
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+MAX_PIXELS_ENV = "PYXFER_MAX_IMAGE_PIXELS"
+_max_pixels = DEFAULT_MAX_IMAGE_PIXELS
+
+
 class ImageDecodeError(ValueError):
     """An image file could not be read or decoded; ``path`` names it."""
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"cannot read image {path}: {reason}")
         self.path = path
+
+
+class ImageTooLargeError(ValueError):
+    """An image has more pixels than :func:`max_image_pixels` allows."""
+
+
+def max_image_pixels() -> int:
+    """The largest number of pixels (width × height) an image may have to be decoded."""
+    return _max_pixels
+
+
+def set_max_image_pixels(pixels: int) -> None:
+    """Set the pixel limit of one image (and Pillow's ``Image.MAX_IMAGE_PIXELS`` with it).
+
+    Images over the limit are refused before they are decoded. The default, 89,478,485, is
+    Pillow's (a 16-bit image that size is 179 MB decoded, an RGB one 268 MB); raise it for
+    larger scans, e.g. ``set_max_image_pixels(300_000_000)``.
+    """
+    global _max_pixels
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
+        raise ValueError(f"max_image_pixels: expected a positive int, received {pixels!r}")
+    _max_pixels = pixels
+    Image.MAX_IMAGE_PIXELS = pixels
+
+
+def _limit_from_env() -> int:
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{MAX_PIXELS_ENV}: expected a positive integer, received {text!r}")
+    return value
+
+
+set_max_image_pixels(_limit_from_env())
+
+
+def _too_large(pixels: int, size: tuple[int, int] | None = None) -> ImageTooLargeError:
+    what = f"{size[0]}x{size[1]} = {pixels:,}" if size else f"{pixels:,}"
+    return ImageTooLargeError(
+        f"{what} pixels, over the limit of {_max_pixels:,} pixels (refused before decoding; "
+        f"raise it with pyxfer.data.set_max_image_pixels(n) or {MAX_PIXELS_ENV}=n)"
+    )
+
+
+class PixelBudget:
+    """Bounds the pixels decoded at once by several threads.
+
+    :meth:`hold` waits until the pixels held by others plus its own fit in ``limit``; an
+    image larger than ``limit`` on its own waits until it is alone.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = int(limit)
+        self._held = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        with self._cond:
+            while self._held and self._held + pixels > self.limit:
+                self._cond.wait()
+            self._held += pixels
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held -= pixels
+                self._cond.notify_all()
+
+
+def _open(src: Any) -> Image.Image:
+    """``Image.open`` with Pillow's decompression-bomb refusal turned into ours."""
+    try:
+        return Image.open(src)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_large(int(found.group(1)) if found else _max_pixels + 1) from exc
 
 
 def is_image_name(name: str) -> bool:
@@ -95,8 +193,11 @@ def resize_pil(img: Image.Image, hw: tuple[int, int], fit: str = "crop") -> Imag
 
 def _to_8bit(img: Image.Image) -> Image.Image:
     """16/32-bit grey (16-bit PNG, TIFF) -> 8-bit L by keeping the high byte (Pillow clips)."""
-    if img.mode.startswith("I;16") or img.mode == "I":
-        arr = np.clip(np.asarray(img).astype(np.int64), 0, 65535) >> 8
+    if img.mode.startswith("I;16"):
+        arr = np.asarray(img)  # uint16, 2 bytes a pixel
+        return Image.fromarray((arr >> 8).astype(np.uint8), "L")
+    if img.mode == "I":
+        arr = np.clip(np.asarray(img), 0, 65535) >> 8
         return Image.fromarray(arr.astype(np.uint8), "L")
     if img.mode == "F":
         arr = np.clip(np.rint(np.asarray(img, np.float64)), 0, 255)
@@ -140,24 +241,33 @@ def decode_image(
     channels: int | None = 3,
     fit: str = "crop",
     draft: bool = True,
+    budget: PixelBudget | None = None,
 ) -> np.ndarray:
     """Decode one file (path or bytes) to (H, W, C) uint8, optionally resized to ``hw``.
 
     The first frame of an animated GIF is used; EXIF orientation is applied. With ``draft`` a
     JPEG is decoded at a reduced scale that is still at least the target size (much faster for
-    large photos).
+    large photos). The size in the header is checked against :func:`max_image_pixels` before
+    anything is decoded; with a ``budget`` the decoding waits for its pixels to fit in it.
+
+    Raises:
+        ImageTooLargeError: the image has more pixels than the limit.
     """
     fh = io.BytesIO(src) if isinstance(src, bytes) else src
-    with Image.open(fh) as img:
+    with _open(fh) as img:
         if draft and hw is not None and img.format == "JPEG":
             img.draft("L" if channels == 1 else "RGB", (hw[1], hw[0]))
-        img.load()
-        img = _to_8bit(img)
-        if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
-            img = ImageOps.exif_transpose(img)
-        if hw is not None:
-            img = resize_pil(img, hw, fit)
-        return pil_to_array(img, channels)
+        pixels = img.width * img.height
+        if pixels > _max_pixels:
+            raise _too_large(pixels, img.size)
+        with budget.hold(pixels) if budget is not None else nullcontext():
+            img.load()
+            img = _to_8bit(img)
+            if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                img = ImageOps.exif_transpose(img)
+            if hw is not None:
+                img = resize_pil(img, hw, fit)
+            return pil_to_array(img, channels)
 
 
 def decode_many(
@@ -185,9 +295,10 @@ def decode_many(
     """
     if len(sources) != len(names):
         raise ValueError(f"names: expected {len(sources)} names, received {len(names)}")
+    budget = PixelBudget(2 * _max_pixels)
 
     def work(src: Any) -> np.ndarray:
-        return decode_image(src, hw=hw, channels=channels, fit=fit, draft=draft)
+        return decode_image(src, hw=hw, channels=channels, fit=fit, draft=draft, budget=budget)
 
     images: list[np.ndarray] = []
     kept: list[int] = []

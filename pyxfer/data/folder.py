@@ -4,7 +4,8 @@ Class names are the sub-folder names sorted as strings; class id ``k`` is the ``
 (the torchvision ``ImageFolder`` convention). Files inside a class folder are found
 recursively, hidden files are ignored, extensions are matched case-insensitively
 (jpg, jpeg, png, bmp, webp, gif, tif, tiff). If ``root`` has no sub-folder with images, its own
-image files form an unlabelled store.
+image files form an unlabelled store. Linked directories are followed; a symlink loop (a link
+to a directory it sits in) is an error naming the link.
 
 Images are decoded with Pillow in a thread pool and converted to RGB (``channels=3``, default)
 or grey (``channels=1``). With ``size`` every image is resized to S×S (see
@@ -26,12 +27,37 @@ from pyxfer.data.store import ImageStore
 log = logging.getLogger("pyxfer.data")
 
 
+def _identity(path: str | os.PathLike[str]) -> tuple[int, int]:
+    st = os.stat(path)  # follows links: the directory itself
+    return st.st_dev, st.st_ino
+
+
 def _images_under(folder: Path) -> list[Path]:
-    """Image files below ``folder`` (recursive, hidden entries skipped), sorted."""
+    """Image files below ``folder`` (recursive, hidden entries skipped), sorted.
+
+    Directory links are followed, but a link back to a directory it sits in (a symlink loop,
+    which would make the walk endless) is an error naming the link.
+    """
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in filenames if is_image_name(f))
+    stack: list[tuple[str, frozenset[tuple[int, int]]]] = [
+        (os.fspath(folder), frozenset({_identity(folder)}))
+    ]
+    while stack:
+        directory, ancestors = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir():  # follows links
+                    key = _identity(entry.path)
+                    if key in ancestors:
+                        raise ValueError(
+                            f"folder: {entry.path} leads back to a directory it is in (a "
+                            "symlink loop); remove or replace the link"
+                        )
+                    stack.append((entry.path, ancestors | {key}))
+                elif is_image_name(entry.name) and entry.is_file():
+                    found.append(Path(entry.path))
     return sorted(found)
 
 

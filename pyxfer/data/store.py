@@ -429,7 +429,7 @@ def write_packed(
             "source": source,
             "shape": [int(s) for s in shape],
             "class_names": [str(c) for c in class_names],
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "info": info or {},
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
@@ -453,8 +453,8 @@ def read_packed(path: str | os.PathLike[str], *, mmap: bool = True) -> ImageStor
             f"packed store {str(root)!r}: expected format {PACKED_FORMAT!r} version <= "
             f"{PACKED_VERSION}, received {meta.get('format')!r} version {meta.get('version')!r}"
         )
-    images = np.load(root / "images.npy", mmap_mode="r" if mmap else None)
-    labels = np.load(root / "labels.npy")
+    images = np.load(root / "images.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+    labels = np.load(root / "labels.npy", allow_pickle=False)
     if list(images.shape) != list(meta["shape"]):
         raise ValueError(
             f"packed store {str(root)!r}: images.npy has shape {images.shape}, meta.json says "

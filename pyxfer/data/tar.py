@@ -7,6 +7,12 @@ The directory prefix shared by all image members is dropped (``test/`` in CIFAR-
 the shared prefix (all images in one folder) the store is unlabelled. ``root`` restricts the
 read to the members below one directory of the archive. Decoding options are those of
 :func:`pyxfer.data.folder.read_folder`.
+
+An archive is data and is read with bounded memory: a member larger than
+``max_member_bytes`` (default 512 MiB), or members adding up to more than ``max_total_bytes``
+(default 8 GiB; each member counts at least 1 KiB), stop the read with an error naming the
+member, decided from the member headers before their data is decompressed. A 40 GB
+zero-filled member is refused from its header.
 """
 
 from __future__ import annotations
@@ -22,6 +28,18 @@ from pyxfer.data.decode import check_options, decode_to_store, is_image_name
 from pyxfer.data.store import ImageStore
 
 log = logging.getLogger("pyxfer.data")
+
+#: default cap on one member's size (bytes)
+MAX_MEMBER_BYTES = 512 * 2**20
+#: default cap on the sum of all members' sizes (bytes)
+MAX_TOTAL_BYTES = 8 * 2**30
+_MEMBER_OVERHEAD = 1024  # each member counts at least this much towards the total
+
+
+def _positive(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive int (bytes), received {value!r}")
+    return value
 
 
 def _common_prefix(dirs: list[tuple[str, ...]]) -> int:
@@ -47,9 +65,17 @@ def read_tar(
     root: str | None = None,
     progress: bool | None = None,
     draft: bool = True,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    max_total_bytes: int = MAX_TOTAL_BYTES,
 ) -> ImageStore:
-    """Read an archive of images into an :class:`ImageStore` (see the module docstring)."""
+    """Read an archive of images into an :class:`ImageStore` (see the module docstring).
+
+    ``max_member_bytes`` and ``max_total_bytes`` bound what is decompressed and kept; raise
+    them for archives with larger members (``load_dataset("tar:x.tar", max_total_bytes=...)``).
+    """
     hw = check_options(size, channels, fit, on_error)
+    _positive("max_member_bytes", max_member_bytes)
+    _positive("max_total_bytes", max_total_bytes)
     if channels is None:
         channels = 3
     path = Path(path)
@@ -57,9 +83,25 @@ def read_tar(
         raise FileNotFoundError(f"tar: no file at {str(path)!r}")
     prefix = PurePosixPath(root.strip("/")).parts if root else ()
     members: list[tuple[tuple[str, ...], bytes]] = []
+    total = 0
     try:
         with tarfile.open(path, "r:*") as tf:
-            for m in tf:
+            while (m := tf.next()) is not None:
+                tf.members = []  # read once, in order: keep no TarInfo per member
+                if m.isfile():  # regular and sparse members
+                    if m.size > max_member_bytes:
+                        raise ValueError(
+                            f"tar: member {m.name} is {m.size} bytes, over max_member_bytes="
+                            f"{max_member_bytes} in {str(path)!r} (raise max_member_bytes to "
+                            "read it)"
+                        )
+                    total += max(m.size, _MEMBER_OVERHEAD)
+                    if total > max_total_bytes:
+                        raise ValueError(
+                            f"tar: the members up to {m.name} add up to more than "
+                            f"max_total_bytes={max_total_bytes} in {str(path)!r} (raise "
+                            "max_total_bytes to read it)"
+                        )
                 if not m.isfile() or not is_image_name(m.name):
                     continue
                 parts = tuple(p for p in PurePosixPath(m.name).parts if p not in (".", "/"))

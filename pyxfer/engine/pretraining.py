@@ -54,6 +54,12 @@ def resume_config(run: str | Path, **overrides: Any) -> TrainConfig:
         raise FileNotFoundError(f"resume: {str(run)!r} has no config.json (not a run directory)")
     d = json.loads(path.read_text())
     d.pop("run", None)
+    if "backbone_opts" in d and "backbone_opts" not in overrides:
+        # a run directory is data: its options never name a file to load (weights come from
+        # the command line only)
+        from pyxfer.backbone import check_stored_kwargs
+
+        d["backbone_opts"] = check_stored_kwargs(d.get("backbone"), d["backbone_opts"], str(path))
     d.update(out=str(run))  # the run continues where it lies now (it may have been moved)
     d.update(overrides)
     d.update(resume=str(run))

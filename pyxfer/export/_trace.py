@@ -174,15 +174,22 @@ def rename_dims(proto: Any, input_names: dict[int, str]) -> dict[int, str]:
     return {ax: d.dim_param for ax, d in enumerate(dims) if d.dim_param}
 
 
+#: models up to this many bytes are one self-contained file (protobuf's limit is 2 GiB)
+INLINE_LIMIT = 2**31 - 2**26
+
+
 def save_proto(proto: Any, path: Path) -> list[str]:
     """Save an ONNX model as one file when under 2 GB, else with an external-data file.
+
+    The external-data file is ``<model file>.data`` beside it (a plain name; the bundle lists
+    and hashes it like every other file).
 
     Returns:
         the names of the files written (beside ``path``).
     """
     import onnx
 
-    if proto.ByteSize() < 2**31 - 2**26:
+    if proto.ByteSize() <= INLINE_LIMIT:
         onnx.save_model(proto, str(path))
         return [path.name]
     data = path.name + ".data"

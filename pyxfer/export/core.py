@@ -254,6 +254,11 @@ def to_onnx(
         raise ValueError(f"image_size: expected >= {spec.min_size}, received {crop}")
     if resize < crop:
         raise ValueError(f"resize: expected >= image_size={crop}, received {resize}")
+    if resize > fmt.MAX_SIDE:
+        raise ValueError(
+            f"resize: expected <= {fmt.MAX_SIDE} (pyxfer.runtime.bundle.MAX_SIDE, the largest "
+            f"side a bundle may ask for), received {resize}"
+        )
 
     # real images: calibration, else the held-out images, else the embedded digits
     if calibration is not None:
@@ -408,7 +413,7 @@ def to_onnx(
                     else {"class": type(backbone).__name__}
                 ),
                 "input_spec": spec.to_dict(),
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                "created": datetime.datetime.now(datetime.UTC).isoformat(),
             },
         }
         if table is not None:
@@ -428,7 +433,7 @@ def _set_metadata(path: Path, meta: dict[str, Any]) -> None:
     """Store the bundle metadata in the model's ``metadata_props`` (graph unchanged)."""
     import onnx
 
-    model = onnx.load(str(path))
+    model = onnx.load(str(path), load_external_data=False)  # external data stays where it is
     del model.metadata_props[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = fmt.METADATA_KEY, fmt.canonical_json(fmt.meta_without_files(meta))

@@ -33,7 +33,7 @@ def _safe(name: str, fn: Any, *args: Any) -> str:
 
 
 def _utc(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _elapsed(metrics: rundir.Metrics | None) -> float | None:

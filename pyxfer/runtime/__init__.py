@@ -1,5 +1,8 @@
 """The torch-free runtime: run an exported bundle with onnxruntime, numpy and Pillow.
 
+The ``onnx`` package is used only to list the external-data files a model refers to (so that
+every byte onnxruntime sees is one the bundle lists and hashes).
+
 Importing this package never imports torch (deployment machines do not have it).
 
 Examples:

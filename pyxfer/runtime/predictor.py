@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,7 +46,10 @@ class Predictor:
 
     The bundle is checked when loaded: format version, every file's size and sha256, the
     model's metadata against ``pyxfer.json``, and the graph input against the recorded input
-    spec. Anything wrong raises :class:`~pyxfer.runtime.BundleError`.
+    spec. Every file it reads (the model, its external data, the zero-shot class table) must
+    be a plain name listed in ``pyxfer.json``'s ``files``; it is read once and the bytes that
+    were hashed are the bytes used (onnxruntime gets the model and its external data from
+    memory, never a path). Anything wrong raises :class:`~pyxfer.runtime.BundleError`.
 
     Args:
         bundle: the bundle directory written by ``pyxfer export``.
@@ -82,9 +87,9 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.task: str = self.meta["task"]
         self.head: str = self.meta["head"]
-        self.class_names: list[str] = list(self.meta.get("class_names", []))
-        inp, pre = self.meta["input"], self.meta["preprocess"]
+        inp, pre = self.meta.get("input"), self.meta.get("preprocess")
         self._check_spec(inp, pre)
+        self.class_names: list[str] = list(self.meta.get("class_names", []))
         self.input_name: str = inp["name"]
         self.uint8_input = inp["dtype"] == "uint8"
         self.channels = int(inp["channels"])
@@ -102,18 +107,36 @@ class Predictor:
         opts.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         opts.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         self.threads = threads
+        model_bytes = fmt.read_file(self.root, self.meta, models[kind], f"models.{kind}")
+        external = _external_data(self.root, self.meta, model_bytes, self.model_path.name)
+        if external:
+            opts.add_external_initializers_from_files_in_memory(
+                list(external), list(external.values()), [len(b) for b in external.values()]
+            )
         try:
             self.session = ort.InferenceSession(
-                str(self.model_path), opts, providers=list(providers or ["CPUExecutionProvider"])
+                model_bytes, opts, providers=list(providers or ["CPUExecutionProvider"])
             )
         except Exception as exc:
             raise _bundle_error(self.root, f"{self.model_path.name} does not load: {exc}") from exc
+        del model_bytes, external
         self._check_model(inp)
         self._table: np.ndarray | None = None
         self.logit_scale = 1.0
         zs = self.meta.get("zeroshot")
         if zs:
-            table = np.load(self.root / zs["classes_file"], allow_pickle=False)
+            scale = zs.get("logit_scale")
+            if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+                raise _bundle_error(self.root, f"zeroshot.logit_scale {scale!r} is not a number")
+            if not math.isfinite(scale):
+                raise _bundle_error(self.root, f"zeroshot.logit_scale {scale!r} is not finite")
+            raw = fmt.read_file(self.root, self.meta, zs["classes_file"], "zeroshot.classes_file")
+            try:
+                table = np.load(io.BytesIO(raw), allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise _bundle_error(
+                    self.root, f"{zs['classes_file']} is not a .npy array ({exc})"
+                ) from exc
             if table.ndim != 2 or table.shape[0] != len(self.class_names):
                 raise _bundle_error(
                     self.root,
@@ -124,8 +147,31 @@ class Predictor:
             self.logit_scale = float(zs["logit_scale"])
 
     # -- checks ------------------------------------------------------------------------------
-    def _check_spec(self, inp: dict[str, Any], pre: dict[str, Any]) -> None:
+    def _check_spec(self, inp: Any, pre: Any) -> None:
+        if not isinstance(inp, dict) or not isinstance(pre, dict):
+            raise _bundle_error(self.root, "pyxfer.json needs 'input' and 'preprocess' objects")
         problems = []
+        for key in ("crop", "resize"):
+            side = pre.get(key)
+            if isinstance(side, bool) or not isinstance(side, int) or side < 1:
+                problems.append(f"{key} {side!r} (expected a positive int)")
+            elif side > fmt.MAX_SIDE:
+                problems.append(
+                    f"{key} {side} is larger than {fmt.MAX_SIDE} (pyxfer.runtime.bundle.MAX_SIDE)"
+                )
+        for key in ("mean", "std"):
+            values = pre.get(key)
+            if not isinstance(values, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in values
+            ):
+                problems.append(f"{key} {values!r} (expected a list of finite numbers)")
+                pre = {**pre, key: []}
+        names = self.meta.get("class_names", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            problems.append("class_names (expected a list of strings)")
+        if not isinstance(inp.get("dynamic_axes", {}), dict):
+            problems.append("dynamic_axes (expected an object)")
         if inp.get("dtype") not in _ORT_DTYPES:
             problems.append(f"dtype {inp.get('dtype')!r} (expected uint8 or float32)")
         layout = {"uint8": "NHWC", "float32": "NCHW"}.get(inp.get("dtype"))
@@ -144,8 +190,9 @@ class Predictor:
             isinstance(size, list) and len(size) == 2 and size[0] == size[1] == pre.get("crop")
         ):
             problems.append(f"size {size!r} does not match crop {pre.get('crop')!r}")
-        if not isinstance(pre.get("resize"), int) or pre["resize"] < (pre.get("crop") or 0):
-            problems.append(f"resize {pre.get('resize')!r} (expected an int >= crop)")
+        crop, resize = pre.get("crop"), pre.get("resize")
+        if isinstance(crop, int) and isinstance(resize, int) and resize < crop:
+            problems.append(f"resize {resize!r} (expected an int >= crop)")
         if problems:
             raise _bundle_error(
                 self.root, "input spec in pyxfer.json is invalid: " + "; ".join(problems)
@@ -343,6 +390,64 @@ class Predictor:
             f"Predictor({str(self.root)!r}, task={self.task!r}, head={self.head!r}, "
             f"classes={len(self.class_names)}, model={self.model_path.name!r})"
         )
+
+
+def _tensors(model: Any) -> Any:
+    """Every TensorProto of an ONNX model: initializers, sparse ones, node attributes, in the
+    main graph, its subgraphs, functions and training graphs."""
+
+    def of_graph(graph: Any) -> Any:
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
+            yield from (sparse.values, sparse.indices)
+        for node in graph.node:
+            yield from of_nodes([node])
+
+    def of_nodes(nodes: Any) -> Any:
+        for node in nodes:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                sparse = [attr.sparse_tensor] if attr.HasField("sparse_tensor") else []
+                for sp in [*sparse, *attr.sparse_tensors]:
+                    yield from (sp.values, sp.indices)
+                if attr.HasField("g"):
+                    yield from of_graph(attr.g)
+                for sub in attr.graphs:
+                    yield from of_graph(sub)
+
+    yield from of_graph(model.graph)
+    for function in model.functions:
+        yield from of_nodes(function.node)
+    for info in model.training_info:
+        yield from of_graph(info.initialization)
+        yield from of_graph(info.algorithm)
+
+
+def _external_data(
+    root: Path, meta: dict[str, Any], model_bytes: bytes, model_name: str
+) -> dict[str, bytes]:
+    """The external-data files the model refers to, read and checked (name -> bytes).
+
+    Every location must be a plain name listed in the bundle's ``files``; the bytes returned
+    are the ones hashed, and onnxruntime gets them from memory.
+    """
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(model_bytes)
+    except Exception as exc:
+        raise _bundle_error(root, f"{model_name} is not an ONNX model ({exc})") from exc
+    found: dict[str, bytes] = {}
+    what = f"{model_name} external data"
+    for tensor in _tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL and not len(tensor.external_data):
+            continue
+        location = {e.key: e.value for e in tensor.external_data}.get("location")
+        if location not in found:
+            found[location] = fmt.read_file(root, meta, location, what)
+    return found
 
 
 def _bundle_error(root: Path, message: str) -> fmt.BundleError:
