@@ -31,7 +31,7 @@ from torch import nn
 
 from pyxfer.backbone import create_backbone
 from pyxfer.engine import TrainConfig, Trainer
-from pyxfer.objective import Objective
+from pyxfer.objectives.base import Objective
 
 
 class NTXent(Objective):
@@ -83,7 +83,7 @@ def main() -> None:
     torch.manual_seed(0)
     backbone = create_backbone(args.backbone, **opts)
     try:
-        from pyxfer.objective import create_objective
+        from pyxfer.objectives.base import create_objective
 
         objective: Objective = create_objective("simclr", backbone)
         name = "simclr (registered)"

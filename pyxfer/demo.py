@@ -118,7 +118,7 @@ def run_demo(
     pool_idx, test_idx = stratified_split(labels, (0.8, 0.2), seed=seed)
     pool, test = data.subset(pool_idx), data.subset(test_idx)
     bb_opts = {"img_size": 8}
-    common = {"device": device, "threads": threads, "progress": False}
+    common: dict[str, Any] = {"device": device, "threads": threads, "progress": False}
     rows: list[dict[str, Any]] = []
     split = {"data": "digits", "pool": int(pool_idx.size), "test": int(test_idx.size), "seed": seed}
 
@@ -164,7 +164,7 @@ def run_demo(
 
     # 2. transfer with few labels
     stage("2/4 transfer with %d labels per class", plan.labels_per_class)
-    ft_common = {
+    ft_common: dict[str, Any] = {
         "labels_per_class": plan.labels_per_class,
         "test_data": test,
         "max_steps": plan.finetune_steps,
@@ -172,7 +172,7 @@ def run_demo(
         "seed": seed,
         **common,
     }
-    runs = {
+    runs: dict[str, tuple[str, dict[str, Any]]] = {
         "linear_ssl": ("linear probe, SimCLR start", dict(source=str(ssl_dir), strategy="linear")),
         "full_ssl": ("fine-tune, SimCLR start", dict(source=str(ssl_dir), strategy="full")),
         "full_scratch": (

@@ -55,7 +55,7 @@ def pyxfer_register_objectives(register: Register) -> None:
     """Register training objectives (self-supervised, generative, adaptation).
 
     Called once, the first time the objective registry is used. ``factory(backbone, **kwargs)``
-    must return a :class:`pyxfer.objective.Objective`: an ``nn.Module`` that declares what it
+    must return a :class:`pyxfer.objectives.base.Objective`: an ``nn.Module`` that declares what it
     consumes and with which augmentation, and whose ``forward`` returns a dict with ``loss``.
     """
 

@@ -20,7 +20,7 @@ def environment() -> dict[str, Any]:
     info: dict[str, Any] = {"pyxfer": build_info()}
     info["python"] = sys.version.split()[0]
     info["platform"] = f"{platform.system()} {platform.machine()}"
-    packages = {}
+    packages: dict[str, str | None] = {}
     for name in ("torch", "numpy", "pluggy", "safetensors", "pillow", "onnx", "onnxruntime"):
         try:
             packages[name] = metadata.version(name)

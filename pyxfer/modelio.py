@@ -196,6 +196,7 @@ def load_model(path: str | os.PathLike[str], map_location: str = "cpu") -> Saved
         raise ValueError(f"{meta_file}: backbone: expected an object with name and kwargs")
     name = section.get("name")
     kwargs = check_stored_kwargs(name, section.get("kwargs", {}), str(meta_file))
+    assert isinstance(name, str)  # check_stored_kwargs refuses anything else
     backbone = create_backbone(name, **kwargs)
     tensors = load_file(str(weights_file), device=map_location)
     arrays = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import fnmatch
 import re
@@ -123,7 +124,7 @@ class Registry(Generic[T]):
         self._ensure_loaded()
         return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
 
-    def entries(self) -> list[Entry[T]]:
+    def entries(self) -> builtins.list[Entry[T]]:  # ``list`` is the method above here
         self._ensure_loaded()
         return [self._entries[n] for n in sorted(self._entries)]
 

@@ -22,7 +22,7 @@ from pyxfer.plugins.adaptation.pseudo_label import pseudo_label_weight
 from torch import nn
 
 from pyxfer import create_objective
-from pyxfer.adaptation import (
+from pyxfer.objectives.adaptation import (
     AdaptationObjective,
     GradientReversal,
     adaptation_objective_names,

@@ -24,8 +24,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from pyxfer import distributed
-from pyxfer.objective import Objective, create_objective
+from pyxfer.objectives import collectives
+from pyxfer.objectives.base import Objective, create_objective
 from pyxfer.pluginmanager import registry
 
 WORLD = 2
@@ -109,16 +109,16 @@ def _worker(rank: int, port: int, out: str) -> None:
     )
     try:
         result: dict[str, torch.Tensor] = {}
-        result["rank"] = torch.tensor(distributed.rank())
-        result["world"] = torch.tensor(distributed.world_size())
+        result["rank"] = torch.tensor(collectives.rank())
+        result["world"] = torch.tensor(collectives.world_size())
         # uneven gather: rank 0 holds 3 rows, rank 1 holds 2
         local = (torch.arange(6.0).view(3, 2) + 10 * rank)[: 3 - rank].requires_grad_()
-        gathered = distributed.gather_with_grad(local)
+        gathered = collectives.gather_with_grad(local)
         weights = torch.arange(10.0).view(5, 2)
         (gathered * weights).sum().backward()
         result["gathered"], result["gather_grad"] = gathered.detach(), local.grad
-        result["offset"] = torch.tensor(distributed.gather_offset(local.shape[0]))
-        result["no_grad_gather"] = distributed.gather(local)
+        result["offset"] = torch.tensor(collectives.gather_offset(local.shape[0]))
+        result["no_grad_gather"] = collectives.gather(local)
 
         rows = slice(rank * N // WORLD, (rank + 1) * N // WORLD)
         for name in GATHERED:
@@ -175,12 +175,12 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, torch.Tens
 
 
 def test_helpers_without_a_process_group() -> None:
-    assert not distributed.is_initialized()
-    assert distributed.rank() == 0 and distributed.world_size() == 1
+    assert not collectives.is_initialized()
+    assert collectives.rank() == 0 and collectives.world_size() == 1
     x = torch.randn(3, 2, requires_grad=True)
-    assert distributed.gather_with_grad(x) is x
-    assert torch.equal(distributed.gather(x), x) and not distributed.gather(x).requires_grad
-    assert distributed.gather_offset(3) == 0
+    assert collectives.gather_with_grad(x) is x
+    assert torch.equal(collectives.gather(x), x) and not collectives.gather(x).requires_grad
+    assert collectives.gather_offset(3) == 0
 
 
 def test_gather_with_grad_across_two_processes(ranks: list[dict[str, torch.Tensor]]) -> None:

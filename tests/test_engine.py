@@ -23,7 +23,7 @@ from pyxfer.engine import EMA, LARS, NonFiniteLossError, TrainConfig, Trainer, l
 from pyxfer.engine import checkpoint as ckpt
 from pyxfer.engine.knn import KNNMonitor
 from pyxfer.modelio import load_model
-from pyxfer.objective import Objective
+from pyxfer.objectives.base import Objective
 
 
 @pytest.fixture(autouse=True)
@@ -710,7 +710,7 @@ def test_explicit_step_and_epoch_limits_stop_before_the_time_budget() -> None:
 def test_time_budget_completes_the_gradient_reversal_ramp() -> None:
     """DANN's coefficient reads the run's progress: under a time budget with a far step limit
     it still ramps to its final value by the end."""
-    from pyxfer.objective import create_objective
+    from pyxfer.objectives.base import create_objective
 
     clock, tick = _ticking()
     digits = _digits(512)
@@ -727,7 +727,7 @@ def test_time_budget_completes_the_gradient_reversal_ramp() -> None:
         clock=clock,
     ).fit()
     progress, coeffs = zip(*seen, strict=True)
-    from pyxfer.adaptation import dann_coefficient
+    from pyxfer.objectives.adaptation import dann_coefficient
 
     final = dann_coefficient(1.0, obj.gamma, obj.max_coeff)  # the ramp's value at its end
     assert progress[-1] == pytest.approx(1.0) and coeffs[-1] == pytest.approx(final)

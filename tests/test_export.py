@@ -237,6 +237,25 @@ class _NumpyInForward(_TinyConv):
         return y * scale
 
 
+def test_options_travel_as_one_export_spec(tmp_path) -> None:
+    from pyxfer.export import ExportSpec
+
+    spec = ExportSpec(dynamic_size=False, head="features")
+    by_spec = to_onnx(_TinyConv(), tmp_path / "spec", spec)
+    by_keywords = to_onnx(_TinyConv(), tmp_path / "kw", dynamic_size=False, head="features")
+    a = json.loads((by_spec / "pyxfer.json").read_text())
+    b = json.loads((by_keywords / "pyxfer.json").read_text())
+    for key in ("task", "head", "input", "output", "preprocess", "models"):
+        assert a[key] == b[key], key
+    assert a["input"]["dynamic_axes"] == {"0": "batch"} and a["head"] == "features"
+    # keywords override the spec's fields; an unknown option fails before anything is written
+    with pytest.raises(ValueError, match="input: expected"):
+        to_onnx(_TinyConv(), tmp_path / "x", spec, input="nhwc")
+    with pytest.raises(TypeError, match="bogus"):
+        to_onnx(_TinyConv(), tmp_path / "x", bogus=1)
+    assert not (tmp_path / "x").exists()
+
+
 def test_failed_verification_leaves_no_bundle(tmp_path, monkeypatch) -> None:
     from pyxfer.export import verify
 

@@ -191,6 +191,32 @@ def test_validation_never_sees_test_images(digits, source, monkeypatch):
     assert not set(r.splits["val"].tolist()) & set(r.splits["test"].tolist())
 
 
+def test_the_run_writer_writes_only_into_a_run_directory(tmp_path):
+    from pyxfer.transfer.common import RunWriter, Source
+
+    src = Source(None, "lenet", {}, {"kind": "scratch"})
+    feats = np.zeros((3, 2), np.float32)
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]], np.float32)
+    labels = np.array([0, 1, 1])
+    nowhere = RunWriter(None, "finetune", src)
+    assert nowhere.save_classifier(None, ["a", "b"], {}) is None
+    metrics = nowhere.test_outputs(feats, logits, labels, ["a", "b"], seed=0)
+    assert metrics == pytest.approx({"top1": 2 / 3, "per_class_mean": (1 + 0.5) / 2})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"lr": 1}')
+    writer = RunWriter(run, "finetune", src)
+    writer.add_to_config("finetune", {"strategy": "linear"})
+    assert json.loads((run / "config.json").read_text()) == {
+        "lr": 1,
+        "finetune": {"strategy": "linear"},
+    }
+    assert writer.test_outputs(feats, logits, labels, ["a", "b"], seed=0) == metrics
+    with np.load(run / "predictions.npz") as pred:
+        assert pred["y_pred"].tolist() == [0, 1, 0] and pred["y_true"].tolist() == [0, 1, 1]
+    assert not list(tmp_path.glob("*.npz"))
+
+
 def test_balanced_sampling_repeats_small_classes():
     labels = np.array([0] * 6 + [1] * 2 + [2] * 3)
     idx = balanced(np.arange(11), labels, seed=0)

@@ -17,7 +17,7 @@ from pyxfer.plugins.objectives.mae import (
 from torch import nn
 
 from pyxfer.backbone import create_backbone
-from pyxfer.objective import create_objective
+from pyxfer.objectives.base import create_objective
 
 SIZE, PATCH = 16, 4
 L = (SIZE // PATCH) ** 2  # 16 patches

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from pyxfer.heads import ConvDecoder, PredictionHead, ProjectionHead, image_spec
-from pyxfer.objective import Objective, create_objective
+from pyxfer.objectives.base import Objective, create_objective
+from pyxfer.objectives.heads import ConvDecoder, PredictionHead, ProjectionHead, image_spec
 from pyxfer.pluginmanager import registry
 
 

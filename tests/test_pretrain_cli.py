@@ -13,7 +13,7 @@ from torch import nn
 
 from pyxfer import hookimpl
 from pyxfer.cli import main
-from pyxfer.objective import Objective
+from pyxfer.objectives.base import Objective
 from pyxfer.pluginmanager import get_host
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from pyxfer.validators import (
+from pyxfer.transfer.selection import (
     VALIDATORS,
     SoftNeighborhoodDensity,
     ValidationData,

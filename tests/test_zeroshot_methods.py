@@ -16,9 +16,9 @@ from pyxfer.zeroshot import (
     ClassDescriptions,
     PrototypeZSL,
     gzsl_accuracy,
-    per_class_accuracy,
     zsl_accuracy,
 )
+from pyxfer.zeroshot import mean_per_class_accuracy as per_class_accuracy
 from pyxfer.zeroshot.eszsl import eszsl_solve
 
 NUM_CLASSES, NUM_SEEN, NUM_ATTR, DIM = 25, 20, 12, 40

@@ -11,10 +11,10 @@ from pyxfer.zeroshot.metrics import (
     calibrated_stacking,
     gzsl_accuracy,
     harmonic_mean,
-    per_class_accuracy,
     seen_unseen_curve,
     zsl_accuracy,
 )
+from pyxfer.zeroshot.metrics import mean_per_class_accuracy as per_class_accuracy
 
 
 def test_per_class_accuracy_is_a_mean_over_classes_not_samples() -> None:

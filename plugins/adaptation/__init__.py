@@ -1,8 +1,8 @@
 """Built-in domain-adaptation objectives: labelled source + unlabelled target.
 
 Each takes ``forward(source_views, source_labels, target_views)`` (the batch protocol of
-:mod:`pyxfer.adaptation`), owns a linear classifier (``num_classes``), and returns ``loss``,
-``loss_cls`` (source cross-entropy) and its own parts.
+:mod:`pyxfer.objectives.adaptation`), owns a linear classifier (``num_classes``), and
+returns ``loss``, ``loss_cls`` (source cross-entropy) and its own parts.
 
 ============  ===========================  ====================================  ==============
 name          paper                        adaptation term (defaults)            target views

@@ -34,13 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxfer.adaptation import (
+from pyxfer._checks import check_int, check_number
+from pyxfer.objectives.adaptation import (
     AdaptationObjective,
     AdaptationOutputs,
     DomainDiscriminator,
     GradientReversal,
-    check_int,
-    check_number,
     dann_coefficient,
     domain_accuracy,
     domain_adversarial_loss,

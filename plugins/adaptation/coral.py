@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pyxfer.adaptation import AdaptationObjective, AdaptationOutputs, check_number
+from pyxfer._checks import check_number
+from pyxfer.objectives.adaptation import AdaptationObjective, AdaptationOutputs
 
 LAYERS = ("logits", "features")
 

@@ -35,12 +35,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from pyxfer.adaptation import (
+from pyxfer._checks import check_number
+from pyxfer.objectives.adaptation import (
     AdaptationObjective,
     AdaptationOutputs,
     DomainDiscriminator,
     GradientReversal,
-    check_number,
     dann_coefficient,
     domain_accuracy,
     domain_adversarial_loss,

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxfer.adaptation import AdaptationObjective, AdaptationOutputs, check_number
+from pyxfer._checks import check_number
+from pyxfer.objectives.adaptation import AdaptationObjective, AdaptationOutputs
 
 
 def fixmatch_loss(

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxfer.adaptation import AdaptationObjective, AdaptationOutputs, check_number, entropy
+from pyxfer._checks import check_number
+from pyxfer.objectives.adaptation import AdaptationObjective, AdaptationOutputs, entropy
 
 
 def mcc_loss(logits: torch.Tensor, temperature: float = 2.5) -> torch.Tensor:

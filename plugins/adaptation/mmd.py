@@ -42,7 +42,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pyxfer.adaptation import AdaptationObjective, AdaptationOutputs, check_number
+from pyxfer._checks import check_number
+from pyxfer.objectives.adaptation import AdaptationObjective, AdaptationOutputs
 
 ESTIMATORS = ("unbiased", "linear")
 BASES = ("mean", "median")

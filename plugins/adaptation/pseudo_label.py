@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxfer.adaptation import AdaptationObjective, AdaptationOutputs, check_number
+from pyxfer._checks import check_number
+from pyxfer.objectives.adaptation import AdaptationObjective, AdaptationOutputs
 
 
 def pseudo_label_weight(progress: float, t1: float, t2: float, alpha_f: float) -> float:

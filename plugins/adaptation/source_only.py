@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pyxfer.adaptation import AdaptationObjective, AdaptationOutputs
+from pyxfer.objectives.adaptation import AdaptationObjective, AdaptationOutputs
 
 
 class SourceOnly(AdaptationObjective):

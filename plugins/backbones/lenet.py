@@ -17,9 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pyxfer._checks import check_int, check_number
 from pyxfer.backbone import Backbone, InputSpec
 
-from ._common import check_in_chans, check_positive, scaled
+from ._common import check_in_chans, scaled
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -47,8 +48,8 @@ class LeNet(Backbone):
     ) -> None:
         super().__init__()
         in_chans = check_in_chans(in_chans)
-        check_positive("width", width)
-        check_positive("img_size", img_size, int)
+        check_number("width", width, low_open=True)
+        check_int("img_size", img_size, 1)
         if img_size < 4:
             raise ValueError(f"img_size: expected >= 4, received {img_size}")
         c1, c2, c3 = (scaled(c, width) for c in (32, 64, 128))

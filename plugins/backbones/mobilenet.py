@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyxfer._checks import check_number
 from pyxfer.backbone import Backbone, imagenet_spec
 
-from ._common import check_in_chans, check_positive, scaled
+from ._common import check_in_chans, scaled
 
 
 class BlockConfig(NamedTuple):
@@ -117,7 +118,7 @@ class MobileNetV3(Backbone):
 
     def __init__(self, *, width: float = 1.0, in_chans: int = 3, num_classes: int = 0) -> None:
         super().__init__()
-        check_positive("width", width)
+        check_number("width", width, low_open=True)
         in_chans = check_in_chans(in_chans)
         last_in = scaled(SMALL[-1].cout, width, 8)
         self.num_features = 6 * last_in

@@ -17,9 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pyxfer._checks import check_choice, check_number
 from pyxfer.backbone import Backbone, imagenet_spec
 
-from ._common import check_choice, check_in_chans, check_positive, scaled
+from ._common import check_in_chans, scaled
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -124,7 +125,7 @@ class ResNet(Backbone):
     ) -> None:
         super().__init__()
         check_choice("stem", stem, ("imagenet", "small"))
-        check_positive("width", width)
+        check_number("width", width, low_open=True)
         in_chans = check_in_chans(in_chans)
         widths = [scaled(64 * 2**i, width) for i in range(4)]
         self.stem = stem

@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyxfer._checks import check_choice, check_int, check_number
 from pyxfer.backbone import Backbone, imagenet_spec
 
-from ._common import check_choice, check_in_chans, check_positive
+from ._common import check_in_chans
 
 
 class Attention(nn.Module):
@@ -123,8 +124,8 @@ class VisionTransformer(Backbone):
             ("embed_dim", embed_dim),
             ("num_heads", num_heads),
         ):
-            check_positive(name, value, int)
-        check_positive("mlp_ratio", mlp_ratio)
+            check_int(name, value, 1)
+        check_number("mlp_ratio", mlp_ratio, low_open=True)
         in_chans = check_in_chans(in_chans)
         self.global_pool = check_choice("global_pool", global_pool, ("token", "avg"))
         if img_size % patch_size:

@@ -16,7 +16,7 @@ mae              He et al. 2022               views      mae          1
 ===============  ===========================  =========  ===========  =====
 
 MAE needs a vision transformer backbone; its class says so with ``requires = "vit"`` (see
-:class:`pyxfer.objective.Objective`).
+:class:`pyxfer.objectives.base.Objective`).
 """
 
 from __future__ import annotations

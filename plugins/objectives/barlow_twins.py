@@ -11,9 +11,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from pyxfer import distributed
-from pyxfer.heads import ProjectionHead
-from pyxfer.objective import Objective
+from pyxfer.objectives import collectives
+from pyxfer.objectives.base import Objective
+from pyxfer.objectives.heads import ProjectionHead
 
 
 def standardise(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -38,8 +38,8 @@ def barlow_twins_loss(
     Returns:
         ``{"loss", "on_diag", "off_diag"}`` scalars (the last two unweighted).
     """
-    z1 = distributed.gather_with_grad(z1)  # (M, D)
-    z2 = distributed.gather_with_grad(z2)
+    z1 = collectives.gather_with_grad(z1)  # (M, D)
+    z2 = collectives.gather_with_grad(z2)
     c = standardise(z1).T @ standardise(z2) / z1.shape[0]  # (D, D)
     diag = torch.diagonal(c)
     on_diag = (1 - diag).pow(2).sum()
@@ -95,7 +95,7 @@ class BarlowTwins(Objective):
             ``loss``, ``on_diag``, ``off_diag``.
         """
         v1, v2 = self.check_views(views)[:2]
-        if v1.shape[0] < 2 and distributed.world_size() == 1:
+        if v1.shape[0] < 2 and collectives.world_size() == 1:
             raise ValueError(f"views: expected a batch of >= 2 images, received {v1.shape[0]}")
         z1, z2 = self.projector(self.backbone(v1)), self.projector(self.backbone(v2))
         out = barlow_twins_loss(z1, z2, self.lambd)

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxfer.heads import PredictionHead, ProjectionHead
-from pyxfer.objective import Objective
+from pyxfer.objectives.base import Objective
+from pyxfer.objectives.heads import PredictionHead, ProjectionHead
 
 from ._momentum import frozen_copy, momentum_update
 

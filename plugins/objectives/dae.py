@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxfer.heads import ConvDecoder, check_image_shape, image_spec
-from pyxfer.objective import Objective
+from pyxfer.objectives.base import Objective
+from pyxfer.objectives.heads import ConvDecoder, check_image_shape, image_spec
 
 NOISES = ("gaussian", "masking")
 
@@ -43,10 +43,10 @@ class DenoisingAutoencoder(Objective):
     """Denoising autoencoder (Vincent et al. 2008) around a backbone.
 
     Encoder: the backbone's pooled features of the corrupted image; decoder:
-    :class:`~pyxfer.heads.ConvDecoder` from those features to an image of the backbone's input
-    size; loss: mean squared error against the clean (normalised) image. The paper's masking
-    noise destroys a fraction of the inputs; the default here is Gaussian noise with standard
-    deviation 0.5 in normalised units (about 0.12 in [0, 1] pixel units).
+    :class:`~pyxfer.objectives.heads.ConvDecoder` from those features to an image of the
+    backbone's input size; loss: mean squared error against the clean (normalised) image. The
+    paper's masking noise destroys a fraction of the inputs; the default here is Gaussian noise
+    with standard deviation 0.5 in normalised units (about 0.12 in [0, 1] pixel units).
 
     Args:
         backbone: features (N, C, H, W) -> (N, num_features).

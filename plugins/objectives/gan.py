@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxfer.heads import ConvDecoder, check_image_shape, image_spec
-from pyxfer.objective import Objective
+from pyxfer.objectives.base import Objective
+from pyxfer.objectives.heads import ConvDecoder, check_image_shape, image_spec
 
 
 def _dcgan_init(module: nn.Module) -> None:
@@ -32,14 +32,15 @@ def _dcgan_init(module: nn.Module) -> None:
 class DCGAN(Objective):
     """DCGAN (Radford et al. 2016) with the backbone as the discriminator's trunk.
 
-    Generator: ``z ~ N(0, I)`` (``latent_dim`` = 100) -> :class:`~pyxfer.heads.ConvDecoder`
-    (transposed convolutions, BN, ReLU) -> ``tanh`` -> mapped from [-1, 1] to the backbone's
-    normalised input space with its ``mean`` / ``std``. Discriminator: backbone -> linear
-    logit. Losses are the non-saturating ones of Goodfellow et al.:
-    ``L_D = BCE(D(x), 1) + BCE(D(G(z)), 0)`` and ``L_G = BCE(D(G(z)), 1)``. The learned
-    representation is the discriminator trunk's pooled features (:meth:`embed`).
+    Generator: ``z ~ N(0, I)`` (``latent_dim`` = 100) ->
+    :class:`~pyxfer.objectives.heads.ConvDecoder` (transposed convolutions, BN, ReLU) ->
+    ``tanh`` -> mapped from [-1, 1] to the backbone's normalised input space with its
+    ``mean`` / ``std``. Discriminator: backbone -> linear logit. Losses are the non-saturating
+    ones of Goodfellow et al.: ``L_D = BCE(D(x), 1) + BCE(D(G(z)), 0)`` and
+    ``L_G = BCE(D(G(z)), 1)``. The learned representation is the discriminator trunk's pooled
+    features (:meth:`embed`).
 
-    Training follows the alternating protocol of :class:`~pyxfer.objective.Objective`
+    Training follows the alternating protocol of :class:`~pyxfer.objectives.base.Objective`
     (``players = ("discriminator", "generator")``): per iteration, a discriminator step on
     ``forward(views, player="discriminator")`` (generator run without gradient), then a
     generator step on ``forward(views, player="generator")``, each with its own optimiser over

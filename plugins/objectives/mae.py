@@ -11,7 +11,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from pyxfer.objective import Objective
+from pyxfer.objectives.base import Objective
 
 from ..backbones.vit import Block
 

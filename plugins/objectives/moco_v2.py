@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxfer import distributed
-from pyxfer.heads import ProjectionHead
-from pyxfer.objective import Objective
+from pyxfer.objectives import collectives
+from pyxfer.objectives.base import Objective
+from pyxfer.objectives.heads import ProjectionHead
 
 from ._momentum import frozen_copy, momentum_update
 
@@ -116,7 +116,7 @@ class MoCoV2(Objective):
             k = F.normalize(self.projector_momentum(self.backbone_momentum(vk)), dim=1)
         loss = moco_loss(q, k, self.queue.clone(), self.temperature)
         if self.training and torch.is_grad_enabled():
-            self._pending = distributed.gather(k)  # (M, D), enqueued after the step
+            self._pending = collectives.gather(k)  # (M, D), enqueued after the step
         with torch.no_grad():
             acc = ((q * k).sum(1) > (q @ self.queue).max(1).values).float().mean()
         return {"loss": loss, "accuracy": acc}

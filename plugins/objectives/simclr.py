@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxfer import distributed
-from pyxfer.heads import ProjectionHead
-from pyxfer.objective import Objective
+from pyxfer.objectives import collectives
+from pyxfer.objectives.base import Objective
+from pyxfer.objectives.heads import ProjectionHead
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
@@ -27,7 +27,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     with ``sim`` the cosine similarity; the loss is the mean over all 2N anchors (the paper's
     ``1/2N sum_k [l(2k-1, 2k) + l(2k, 2k-1)]``). Under ``torch.distributed`` the other ranks'
     projections serve as extra negatives and the loss is the mean over this rank's anchors
-    (see :mod:`pyxfer.distributed` for why the gradients then match one process).
+    (see :mod:`pyxfer.objectives.collectives` for why the gradients then match one process).
 
     Args:
         z1: (N, D) projections of the first views.
@@ -44,9 +44,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
         )
     n = z1.shape[0]
     z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
-    all1, all2 = distributed.gather_with_grad(z1), distributed.gather_with_grad(z2)  # (M, D)
+    all1, all2 = collectives.gather_with_grad(z1), collectives.gather_with_grad(z2)  # (M, D)
     m = all1.shape[0]
-    off = distributed.gather_offset(n, z1.device)
+    off = collectives.gather_offset(n, z1.device)
     anchors = torch.cat([z1, z2])  # (2n, D)
     keys = torch.cat([all1, all2])  # (2M, D)
     logits = anchors @ keys.T / temperature  # (2n, 2M)

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxfer.heads import ConvDecoder, check_image_shape, image_spec
-from pyxfer.objective import Objective
+from pyxfer.objectives.base import Objective
+from pyxfer.objectives.heads import ConvDecoder, check_image_shape, image_spec
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 
@@ -37,8 +37,8 @@ class VAE(Objective):
 
     Encoder: backbone features -> linear ``mu`` and ``logvar`` heads (latent width
     ``latent_dim``); ``z = mu + exp(logvar / 2) * eps`` (reparameterisation); decoder:
-    :class:`~pyxfer.heads.ConvDecoder` from ``z`` to an image. The loss is the negative ELBO per
-    image, ``recon + beta * KL``, averaged over the batch, with
+    :class:`~pyxfer.objectives.heads.ConvDecoder` from ``z`` to an image. The loss is the
+    negative ELBO per image, ``recon + beta * KL``, averaged over the batch, with
 
     - ``likelihood="gaussian"`` (default): unit-variance Gaussian on the normalised image,
       ``recon = 1/2 sum_pixels (x - x_hat)^2`` (the negative log-likelihood up to a constant);

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxfer import distributed
-from pyxfer.heads import ProjectionHead
-from pyxfer.objective import Objective
+from pyxfer.objectives import collectives
+from pyxfer.objectives.base import Objective
+from pyxfer.objectives.heads import ProjectionHead
 
 
 def _variance(z: torch.Tensor, eps: float) -> torch.Tensor:
@@ -55,7 +55,7 @@ def vicreg_loss(
         ``{"loss", "invariance", "variance", "covariance"}`` (the last three unweighted).
     """
     inv = F.mse_loss(z1, z2)
-    z1, z2 = distributed.gather_with_grad(z1), distributed.gather_with_grad(z2)
+    z1, z2 = collectives.gather_with_grad(z1), collectives.gather_with_grad(z2)
     var = (_variance(z1, eps) + _variance(z2, eps)) / 2
     cov = _covariance(z1) + _covariance(z2)
     loss = sim_coeff * inv + std_coeff * var + cov_coeff * cov
@@ -115,7 +115,7 @@ class VICReg(Objective):
             ``loss`` and its three terms.
         """
         v1, v2 = self.check_views(views)[:2]
-        if v1.shape[0] < 2 and distributed.world_size() == 1:
+        if v1.shape[0] < 2 and collectives.world_size() == 1:
             raise ValueError(f"views: expected a batch of >= 2 images, received {v1.shape[0]}")
         z1, z2 = self.projector(self.backbone(v1)), self.projector(self.backbone(v2))
         out = vicreg_loss(z1, z2, *self.coeffs)

@@ -24,7 +24,7 @@ NOT_FLAGS = ("data",)
 
 
 def _objectives() -> list[str]:
-    from pyxfer.objective import list_objectives
+    from pyxfer.objectives.base import list_objectives
 
     return list_objectives(consumes="source_target")
 

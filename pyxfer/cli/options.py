@@ -88,11 +88,8 @@ def parse_opts(items: Any, where: str) -> dict[str, Any]:
 
 # -- TOML --------------------------------------------------------------------------------------
 def read_toml(path: str | os.PathLike[str], where: str = "--config") -> dict[str, Any]:
-    """The top-level table of a TOML file (``tomllib``; ``tomli`` on Python 3.10)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    """The top-level table of a TOML file (``tomllib``)."""
+    import tomllib
 
     p = Path(path)
     if not p.is_file():
@@ -120,7 +117,12 @@ def flag_of(name: str) -> str:
 def default_text(name: str) -> str | None:
     """The default of a TrainConfig field as ``--help`` shows it (None: nothing to show)."""
     f = _field(name)
-    value = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+    if f.default is not dataclasses.MISSING:
+        value: Any = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    else:
+        value = None
     if value is None:
         return f.metadata.get("unset")
     if isinstance(value, bool):

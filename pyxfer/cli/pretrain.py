@@ -17,7 +17,6 @@ process)::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -32,7 +31,7 @@ examples:
 
 
 def _objectives() -> list[str]:
-    from pyxfer.objective import list_objectives
+    from pyxfer.objectives.base import list_objectives
 
     return list_objectives(consumes="views")
 
@@ -84,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
         result = pretrain(config=config)
     except NonFiniteLossError as exc:
         raise CLIError(str(exc)) from None
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
+    from pyxfer.engine.dist import env_rank
+
+    if env_rank() == 0:  # under torchrun only rank 0 reports
         knn = "" if result.knn_top1 is None else f", kNN top-1 {100 * result.knn_top1:.2f} %"
         loss = result.last_metrics.get("loss")
         loss_text = "" if loss is None else f", loss {loss:.4g}"

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from pyxfer._checks import check_int
 from pyxfer.data.decode import check_options, decode_to_store, is_image_name
 from pyxfer.data.store import ImageStore
 
@@ -34,12 +35,6 @@ MAX_MEMBER_BYTES = 512 * 2**20
 #: default cap on the sum of all members' sizes (bytes)
 MAX_TOTAL_BYTES = 8 * 2**30
 _MEMBER_OVERHEAD = 1024  # each member counts at least this much towards the total
-
-
-def _positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive int (bytes), received {value!r}")
-    return value
 
 
 def _common_prefix(dirs: list[tuple[str, ...]]) -> int:
@@ -74,8 +69,8 @@ def read_tar(
     them for archives with larger members (``load_dataset("tar:x.tar", max_total_bytes=...)``).
     """
     hw = check_options(size, channels, fit, on_error)
-    _positive("max_member_bytes", max_member_bytes)
-    _positive("max_total_bytes", max_total_bytes)
+    check_int("max_member_bytes", max_member_bytes, 1)
+    check_int("max_total_bytes", max_total_bytes, 1)
     if channels is None:
         channels = 3
     path = Path(path)
@@ -87,7 +82,9 @@ def read_tar(
     try:
         with tarfile.open(path, "r:*") as tf:
             while (m := tf.next()) is not None:
-                tf.members = []  # read once, in order: keep no TarInfo per member
+                # read once, in order: keep no TarInfo per member (``members`` is the list
+                # TarFile fills as it reads; typeshed does not declare it)
+                tf.members = []  # type: ignore[attr-defined]
                 if m.isfile():  # regular and sparse members
                     if m.size > max_member_bytes:
                         raise ValueError(

@@ -3,7 +3,8 @@
 - :class:`Trainer` / :class:`TrainConfig`: the loop and its settings;
 - :mod:`pyxfer.engine.optim`: AdamW / SGD / LARS, parameter groups, warmup + cosine, EMA;
 - :mod:`pyxfer.engine.checkpoint`: safetensors + JSON checkpoints (no pickle), atomic;
-- :mod:`pyxfer.engine.dist`: ``torchrun`` process groups (gloo on CPU, nccl on CUDA);
+- :mod:`pyxfer.engine.dist`: everything about ranks: ``torchrun`` process groups (gloo on CPU,
+  nccl on CUDA), the rank queries, ``$RANK``;
 - :func:`pretrain` (:mod:`pyxfer.engine.pretraining`): build backbone + objective + data from a
   config and train.
 

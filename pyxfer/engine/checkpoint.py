@@ -22,7 +22,7 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -45,7 +45,8 @@ def _unb64(s: str) -> torch.Tensor:
 
 def rng_state() -> dict[str, Any]:
     """torch (CPU and CUDA), numpy-global and python RNG states as JSON-safe values."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    np_state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
+    kind, keys, pos, has_gauss, cached = np_state
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": _b64(torch.get_rng_state()),

@@ -1,4 +1,5 @@
-"""Process-group set-up for ``torchrun``: rank, device, backend (gloo on CPU, nccl on CUDA).
+"""Everything about ranks: process-group set-up for ``torchrun`` (rank, device, backend: gloo
+on CPU, nccl on CUDA), the rank queries, and the small collectives the engine itself uses.
 
 ``torchrun --nproc-per-node 2 -m pyxfer pretrain ...`` sets ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`setup` reads them and initialises
@@ -38,6 +39,30 @@ class DistInfo:
         return self.world_size > 1
 
 
+def is_initialized() -> bool:
+    """Whether a ``torch.distributed`` process group is up."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's rank in the live process group (0 when not distributed)."""
+    return dist.get_rank() if is_initialized() else 0
+
+
+def world_size() -> int:
+    """Number of processes in the live process group (1 when not distributed)."""
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def env_rank() -> int:
+    """This process's rank as the launcher set it (``$RANK``; 0 when not under ``torchrun``).
+
+    Unlike :func:`rank` it does not need a live process group, so it still answers after a run
+    destroyed the group it created (the command line reports from rank 0 only).
+    """
+    return int(os.environ.get("RANK", "0"))
+
+
 def choose_device(device: str, local_rank: int = 0) -> torch.device:
     """``"auto"``: the process's CUDA device when there is one, else the CPU."""
     if device == "auto":
@@ -57,7 +82,7 @@ def setup(device: str = "auto") -> DistInfo:
         without ``WORLD_SIZE > 1`` in the environment this is a single process.
     """
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if dist.is_available() and dist.is_initialized():
+    if is_initialized():
         dev = choose_device(device, local_rank)
         return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, dev, False)
     world = int(os.environ.get("WORLD_SIZE", "1"))

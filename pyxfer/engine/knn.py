@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from pyxfer.loader import FusedLoader
+
+if TYPE_CHECKING:
+    from pyxfer.backbone import Backbone
 
 
 def labelled_only(store: Any) -> Any:
@@ -61,7 +63,7 @@ class KNNMonitor:
         self.num_classes = max(bank.num_classes, queries.num_classes)
 
     @torch.no_grad()
-    def features(self, backbone: nn.Module, store: Any, device: torch.device) -> torch.Tensor:
+    def features(self, backbone: Backbone, store: Any, device: torch.device) -> torch.Tensor:
         """Pooled features (N, D) float32 on the CPU, in store order."""
         loader = FusedLoader(
             store,
@@ -82,7 +84,7 @@ class KNNMonitor:
                 out.append(f.float().cpu())
         return torch.cat(out)[: len(store)]
 
-    def evaluate(self, backbone: nn.Module) -> float:
+    def evaluate(self, backbone: Backbone) -> float:
         """kNN top-1 accuracy (fraction) of ``backbone`` (evaluated in eval mode, restored)."""
         from pyxfer.ops.knn import knn_classify
 

@@ -92,7 +92,7 @@ def pretrain(
 
     from pyxfer.backbone import create_backbone
     from pyxfer.data import load_dataset
-    from pyxfer.objective import create_objective, objective_consumes
+    from pyxfer.objectives.base import create_objective, objective_consumes
 
     cfg = (config or TrainConfig()).replace(**settings) if settings else (config or TrainConfig())
     if isinstance(data, str):

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,6 +43,10 @@ from pyxfer.engine.knn import KNNMonitor
 from pyxfer.engine.optim import EMA, build_optimizer, default_param_groups, lr_factor, set_lr
 from pyxfer.fileio import atomic_write_bytes, atomic_write_json
 from pyxfer.loader import Batch, FusedLoader
+
+if TYPE_CHECKING:
+    from pyxfer.backbone import Backbone
+    from pyxfer.objectives.base import Objective
 
 log = logging.getLogger("pyxfer.engine")
 
@@ -93,7 +97,7 @@ class Trainer:
     """Train an objective on a data set.
 
     Args:
-        objective: a :class:`pyxfer.objective.Objective` (its ``backbone`` is what is saved).
+        objective: a :class:`pyxfer.objectives.base.Objective` (its ``backbone`` is what is saved).
         data: an ``ImageStore`` or a torch ``Dataset`` of uint8 HWC images (+ labels).
         config: the settings.
         target: for ``consumes == "source_target"`` objectives, the unlabelled target data.
@@ -117,7 +121,7 @@ class Trainer:
 
     def __init__(
         self,
-        objective: nn.Module,
+        objective: Objective,
         data: Any,
         config: TrainConfig,
         *,
@@ -160,7 +164,7 @@ class Trainer:
 
     # -- set-up -------------------------------------------------------------------------------
     @property
-    def backbone(self) -> nn.Module:
+    def backbone(self) -> Backbone:
         return self.objective.backbone
 
     def _precision(self, device: torch.device) -> str:
@@ -311,7 +315,7 @@ class Trainer:
         root = self._checkpoint_dir()
         if root is None:
             return None
-        rng = [ckpt.rng_state()]
+        rng: list[dict[str, Any] | None] = [ckpt.rng_state()]
         if self.info.distributed:  # every rank's RNG streams, so each resumes its own
             rng = [None] * self.info.world_size
             torch.distributed.all_gather_object(rng, ckpt.rng_state())
@@ -347,7 +351,10 @@ class Trainer:
 
     def _resume(self) -> float:
         """Restore the last checkpoint of ``config.resume``; returns the elapsed seconds."""
-        root = Path(self.config.resume) / "checkpoints"
+        resume = self.config.resume
+        if not resume:
+            raise ValueError("resume: expected the run directory to resume from, received none")
+        root = Path(resume) / "checkpoints"
         path = ckpt.latest_checkpoint(root)
         if path is None:
             raise FileNotFoundError(f"resume: no checkpoint in {str(root)!r}")
@@ -375,11 +382,15 @@ class Trainer:
         return float(state.get("elapsed", 0.0))
 
     # -- metrics ------------------------------------------------------------------------------
-    def _log(self, record: dict[str, Any]) -> None:
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        """Append ``record`` to the run's ``metrics.jsonl`` (rank 0 only; nothing without a run
+        directory). Callbacks log their own records (validation scores) through this."""
         if self.run_dir is None or not self.info.is_main:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+
+    _log = log_metrics  # the former private name, kept for one release
 
     def _truncate_metrics(self) -> None:
         """On resume, drop records written after the checkpoint (they will be redone)."""
@@ -496,7 +507,7 @@ class Trainer:
         raise ValueError("target: the target loader gives no batches")
 
     # -- the run ------------------------------------------------------------------------------
-    def eval_backbone(self) -> nn.Module:
+    def eval_backbone(self) -> Backbone:
         """The backbone to evaluate and save: the EMA weights when EMA is on."""
         if self.ema is None:
             return self.backbone

@@ -6,7 +6,8 @@
 - :func:`knn_accuracy`: weighted kNN (k=200, T=0.07) top-1, top-5, per-class mean;
 - :func:`linear_probe`: logistic regression with ``C`` chosen on a train-only validation split;
 - :func:`few_shot_probe`: k images per class (1, 5, 10), mean ± std over seeded draws;
-- :func:`plot_confusion`, :func:`plot_feature_map`: report figures (PNG);
+- :func:`plot_confusion`, :func:`plot_feature_map`: report figures (PNG; defined in
+  :mod:`pyxfer.report.plots` with every other figure);
 - :class:`Result`: a number with its protocol, :func:`save_results`, :func:`format_table`.
 
 The command line is ``pyxfer eval``, which calls :func:`evaluate`.
@@ -41,8 +42,8 @@ from pyxfer.evaluate.metrics import (
     topk_accuracy,
 )
 from pyxfer.evaluate.pipeline import PROTOCOLS, Evaluation, evaluate
-from pyxfer.evaluate.plots import plot_confusion, plot_feature_map, project_2d
 from pyxfer.evaluate.results import Result, format_table, load_results, save_results
+from pyxfer.report.plots import plot_confusion, plot_feature_map, project_2d
 
 __all__ = [
     "DEFAULT_CS",

@@ -140,7 +140,7 @@ def extract_features(
         raise ValueError(f"batch_size: expected an int >= 1, received {batch_size!r}")
     if not 0.0 < crop_pct <= 1.0:
         raise ValueError(f"crop_pct: expected a fraction in (0, 1], received {crop_pct}")
-    spec = getattr(backbone, "input_spec", None)
+    spec: Any = getattr(backbone, "input_spec", None)
     if spec is None and (size is None or mean is None or std is None):
         raise ValueError("backbone: has no input_spec; pass size, mean and std explicitly")
     size = int(size if size is not None else spec.size)

@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from pyxfer._checks import check_class_indices, check_features
 from pyxfer.data.splits import few_shot
 from pyxfer.evaluate.linear import DEFAULT_CS, linear_probe
-from pyxfer.evaluate.metrics import check_features, check_labels, mean_per_class_accuracy
+from pyxfer.evaluate.metrics import mean_per_class_accuracy
 
 METHODS = ("auto", "centroid", "linear")
 
@@ -112,10 +113,10 @@ def few_shot_probe(
     Raises:
         ValueError: a class has fewer than ``shots`` training images (named in the message).
     """
-    x = check_features(train_feats, "train_feats")
-    y = check_labels(train_labels, x.shape[0], "train_labels")
-    xt = check_features(test_feats, "test_feats")
-    yt = check_labels(test_labels, xt.shape[0], "test_labels")
+    x = check_features(train_feats, "train_feats", dtype=np.float32)
+    y = check_class_indices(train_labels, x.shape[0], "train_labels")
+    xt = check_features(test_feats, "test_feats", dtype=np.float32)
+    yt = check_class_indices(test_labels, xt.shape[0], "test_labels")
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, received {method!r}")
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:

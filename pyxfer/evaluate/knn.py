@@ -8,12 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from pyxfer.evaluate.metrics import (
-    check_features,
-    check_labels,
-    mean_per_class_accuracy,
-    topk_accuracy,
-)
+from pyxfer._checks import check_class_indices, check_features
+from pyxfer.evaluate.metrics import mean_per_class_accuracy, topk_accuracy
 
 log = logging.getLogger("pyxfer.evaluate")
 
@@ -80,10 +76,10 @@ def knn_accuracy(
     """
     from pyxfer.ops import knn_classify
 
-    train = check_features(train_feats, "train_feats")
-    test = check_features(test_feats, "test_feats")
-    ytr = check_labels(train_labels, train.shape[0], "train_labels")
-    yte = check_labels(test_labels, test.shape[0], "test_labels")
+    train = check_features(train_feats, "train_feats", dtype=np.float32)
+    test = check_features(test_feats, "test_feats", dtype=np.float32)
+    ytr = check_class_indices(train_labels, train.shape[0], "train_labels")
+    yte = check_class_indices(test_labels, test.shape[0], "test_labels")
     if train.shape[0] == 0:
         raise ValueError("train_feats: expected at least one training row, received none")
     if test.shape[1] != train.shape[1]:

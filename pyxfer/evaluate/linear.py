@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from pyxfer._checks import check_class_indices, check_features
 from pyxfer.data.splits import stratified_split
-from pyxfer.evaluate.metrics import check_features, check_labels, mean_per_class_accuracy
+from pyxfer.evaluate.metrics import mean_per_class_accuracy
 
 log = logging.getLogger("pyxfer.evaluate")
 
@@ -55,7 +56,7 @@ class LinearClassifier:
 
     def decision_function(self, feats: Any) -> np.ndarray:
         """Logits float32 (M, K) for features (M, D)."""
-        x = (check_features(feats, "feats") - self.mean) / self.scale
+        x = (check_features(feats, "feats", dtype=np.float32) - self.mean) / self.scale
         return x @ self.weight.T + self.bias
 
     def predict(self, feats: Any) -> np.ndarray:
@@ -142,8 +143,8 @@ def fit_linear(
     Returns:
         the fitted :class:`LinearClassifier`.
     """
-    x = check_features(feats, "feats")
-    y = check_labels(labels, x.shape[0], "labels")
+    x = check_features(feats, "feats", dtype=np.float32)
+    y = check_class_indices(labels, x.shape[0], "labels")
     if x.shape[0] == 0:
         raise ValueError("feats: expected at least one training row, received none")
     if not (np.isfinite(C) and C > 0):
@@ -269,8 +270,8 @@ def select_regularization(
     Returns:
         a :class:`RegularizationChoice` (indices are rows of ``feats``).
     """
-    x = check_features(feats, "feats")
-    y = check_labels(labels, x.shape[0], "labels")
+    x = check_features(feats, "feats", dtype=np.float32)
+    y = check_class_indices(labels, x.shape[0], "labels")
     grid = sorted(float(c) for c in Cs)
     if not grid or any(not (np.isfinite(c) and c > 0) for c in grid):
         raise ValueError(f"Cs: expected one or more finite values > 0, received {list(Cs)}")
@@ -331,10 +332,10 @@ def linear_probe(
         >>> linear_probe(x, y, x, y).top1 > 0.95
         True
     """
-    x = check_features(train_feats, "train_feats")
-    y = check_labels(train_labels, x.shape[0], "train_labels")
-    xt = check_features(test_feats, "test_feats")
-    yt = check_labels(test_labels, xt.shape[0], "test_labels")
+    x = check_features(train_feats, "train_feats", dtype=np.float32)
+    y = check_class_indices(train_labels, x.shape[0], "train_labels")
+    xt = check_features(test_feats, "test_feats", dtype=np.float32)
+    yt = check_class_indices(test_labels, xt.shape[0], "test_labels")
     if xt.shape[1] != x.shape[1]:
         raise ValueError(
             f"test_feats: expected D = {x.shape[1]} (the training features' width), "

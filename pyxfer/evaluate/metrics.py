@@ -1,38 +1,29 @@
-"""Classification metrics shared by the evaluation protocols (numpy only)."""
+"""Classification metrics shared by the evaluation protocols and zero-shot learning (numpy
+only)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from pyxfer._checks import check_class_indices, check_features
 
-def check_labels(labels: Any, n: int, name: str) -> np.ndarray:
-    """int64 (n,) labels >= 0, or a ValueError naming ``name``."""
-    lab = np.asarray(labels)
-    if lab.ndim != 1 or lab.shape[0] != n:
-        raise ValueError(f"{name}: expected shape ({n},) (one label per row), received {lab.shape}")
-    if lab.size and not np.issubdtype(lab.dtype, np.integer):
-        raise ValueError(f"{name}: expected integer class ids, received dtype {lab.dtype}")
-    lab = lab.astype(np.int64, copy=False)
-    if lab.size and lab.min() < 0:
-        raise ValueError(
-            f"{name}: expected class ids >= 0 (labelled images only), received {int(lab.min())}"
-        )
-    return lab
+#: a list of class ids: a sequence of ints or an integer array
+ClassIds = Sequence[int] | np.ndarray
 
-
-def check_features(feats: Any, name: str) -> np.ndarray:
-    """float32 (N, D) finite features, or a ValueError naming ``name``."""
-    arr = np.asarray(feats)
-    if arr.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-d array (N, D), received shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(f"{name}: expected floating-point features, received dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if arr.size and not np.isfinite(arr).all():
-        raise ValueError(f"{name}: expected finite values, received NaN or inf")
-    return arr
+#: the argument checks moved to :mod:`pyxfer._checks`; these names stay for one release
+check_labels = check_class_indices
+__all__ = [
+    "ClassIds",
+    "check_features",
+    "check_labels",
+    "confusion_matrix",
+    "mean_per_class_accuracy",
+    "per_class_accuracy",
+    "topk_accuracy",
+]
 
 
 def per_class_accuracy(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
@@ -45,18 +36,55 @@ def per_class_accuracy(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray
         return np.where(total > 0, hit / np.maximum(total, 1), np.nan)
 
 
-def mean_per_class_accuracy(y_true: Any, y_pred: Any, num_classes: int | None = None) -> float:
-    """Mean over the classes present in ``y_true`` of each class's accuracy (balanced accuracy).
+def mean_per_class_accuracy(
+    y_true: Any,
+    y_pred: Any,
+    num_classes: int | None = None,
+    *,
+    classes: ClassIds | None = None,
+) -> float:
+    """Mean over classes of each class's top-1 accuracy (balanced accuracy; each class weighs
+    the same however many images it has, as zero-shot papers report accuracy).
+
+    Args:
+        y_true: (N,) true class ids (any integers: indices, or the ids of a class table).
+        y_pred: (N,) predicted class ids.
+        num_classes: when given, the class ids must lie in ``[0, num_classes)``. Classes
+            without images are left out of the mean either way.
+        classes: the classes to average over (images of other classes are ignored); every one
+            must have images. Default: the classes present in ``y_true``.
+
+    Returns:
+        A number in [0, 1]; NaN when there is nothing to average (no images and no
+        ``classes``).
 
     Examples:
         >>> mean_per_class_accuracy([0, 0, 0, 1], [0, 0, 0, 0])   # (1 + 0) / 2
         0.5
+        >>> mean_per_class_accuracy([3, 3, 3, 7], [3, 3, 7, 7])   # (2/3 + 1) / 2
+        0.8333333333333333
     """
-    t = np.asarray(y_true, np.int64)
+    t = np.asarray(y_true).ravel()
+    p = np.asarray(y_pred).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"y_pred: expected shape {t.shape} like y_true, received {p.shape}")
+    if num_classes is not None and t.size and (t.min() < 0 or t.max() >= num_classes):
+        raise ValueError(
+            f"y_true: expected class ids in [0, {num_classes}), received "
+            f"[{int(t.min())}, {int(t.max())}]"
+        )
+    if classes is not None:
+        cls = np.unique(np.asarray(list(classes)))
+        empty = np.setdiff1d(cls, t)
+        if empty.size:
+            raise ValueError(f"classes: class(es) {empty.tolist()} have no images in y_true")
+        keep = np.isin(t, cls)
+        t, p = t[keep], p[keep]
     if t.size == 0:
         return float("nan")
-    c = int(num_classes) if num_classes is not None else int(t.max()) + 1
-    return float(np.nanmean(per_class_accuracy(t, y_pred, c)))
+    _, inverse, total = np.unique(t, return_inverse=True, return_counts=True)
+    hit = np.bincount(inverse, weights=(t == p), minlength=total.size)
+    return float(np.mean(hit / total))
 
 
 def topk_accuracy(scores: np.ndarray, y_true: Any, k: int) -> float:

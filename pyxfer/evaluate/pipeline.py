@@ -349,8 +349,8 @@ def _write(
     seed: int,
 ) -> dict[str, str]:
     """``results.json``, ``confusion.png`` and ``features_map.png`` in ``out``; their paths."""
-    from pyxfer.evaluate.plots import plot_confusion, plot_feature_map
     from pyxfer.evaluate.results import save_results
+    from pyxfer.report.plots import plot_confusion, plot_feature_map
 
     out.mkdir(parents=True, exist_ok=True)
     files = {"results": str(out / "results.json")}

@@ -1,4 +1,5 @@
-"""``to_onnx``: trace, translate, verify, quantise and write a bundle atomically."""
+"""``to_onnx``: trace, translate, verify, quantise and write a bundle atomically; its options
+as one :class:`ExportSpec`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from torch import nn
 import pyxfer
 from pyxfer.backbone import Backbone, InputSpec
 from pyxfer.export._trace import export_program, program_to_onnx, rename_dims, save_proto
-from pyxfer.export.verify import check_graph, parity
+from pyxfer.export.verify import check_graph, cosine_rows, parity
 from pyxfer.export.wrap import ExportModule, export_twin
 from pyxfer.fileio import atomic_directory
 from pyxfer.modelio import SavedModel, load_model, locate_model
@@ -36,7 +38,7 @@ VERIFY_BATCHES = (1, 8)
 ImagesLike = np.ndarray | Sequence[np.ndarray]
 
 
-def _resolve_model(model_or_dir: Any) -> SavedModel | Backbone:
+def _resolve_model(model_or_dir: Any) -> SavedModel | nn.Module:
     if isinstance(model_or_dir, (SavedModel, nn.Module)):
         return model_or_dir
     if isinstance(model_or_dir, (str, os.PathLike)):
@@ -68,7 +70,7 @@ def _images_of(data: Any, name: str) -> list[np.ndarray] | np.ndarray:
     )
 
 
-def _pick(images: ImagesLike, count: int, seed: int) -> list[np.ndarray] | np.ndarray:
+def _pick(images: ImagesLike, count: int, seed: int) -> ImagesLike:
     n = len(images)
     if n <= count:
         return images
@@ -114,36 +116,73 @@ def _l2n(a: np.ndarray) -> np.ndarray:
     return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
 
 
+@dataclass(frozen=True)
+class ExportSpec:
+    """What :func:`to_onnx` exports and how: its options as one value (the defaults are
+    :func:`to_onnx`'s; see there for each field).
+
+    Examples:
+        >>> spec = ExportSpec(input="uint8-nhwc", quantize="int8")
+        >>> to_onnx("runs/ft", "bundle/", spec, calibration=images)  # doctest: +SKIP
+    """
+
+    input: str = "float-nchw"
+    head: str | None = None
+    opset: int = DEFAULT_OPSET
+    quantize: str | None = None
+    calibration: Any = None
+    calibration_count: int = 256
+    activation_type: str = "uint8"
+    calibrate_method: str = "minmax"
+    holdout: tuple[Any, np.ndarray] | None = None
+    image_size: int | None = None
+    resize: int | None = None
+    dynamic_size: bool | None = None
+    class_names: Sequence[str] | None = None
+    task: str | None = None
+    class_embeddings: np.ndarray | None = None
+    l2_normalize: bool | None = None
+    logit_scale: float | None = None
+    ort_format: bool = False
+    overwrite: bool = False
+
+    def check(self) -> ExportSpec:
+        """Raise a ``ValueError`` for an option that is wrong whatever the model; ``self``."""
+        if self.input not in fmt.INPUTS:
+            raise ValueError(f"input: expected one of {fmt.INPUTS}, received {self.input!r}")
+        if self.quantize not in (None, "int8"):
+            raise ValueError(f"quantize: expected None or 'int8', received {self.quantize!r}")
+        opset = self.opset
+        if isinstance(opset, bool) or not isinstance(opset, int) or not 13 <= opset <= 23:
+            raise ValueError(f"opset: expected an integer in [13, 23], received {opset!r}")
+        if int(self.calibration_count) < 1:
+            raise ValueError(
+                f"calibration_count: expected >= 1, received {self.calibration_count}"
+            )
+        return self
+
+    @property
+    def nhwc(self) -> bool:
+        """Whether the bundle takes raw uint8 (N, H, W, C) images."""
+        return self.input == "uint8-nhwc"
+
+
 def to_onnx(
     model_or_dir: Any,
     out_dir: str | os.PathLike[str],
-    *,
-    input: str = "float-nchw",
-    head: str | None = None,
-    opset: int = DEFAULT_OPSET,
-    quantize: str | None = None,
-    calibration: Any = None,
-    calibration_count: int = 256,
-    activation_type: str = "uint8",
-    calibrate_method: str = "minmax",
-    holdout: tuple[Any, np.ndarray] | None = None,
-    image_size: int | None = None,
-    resize: int | None = None,
-    dynamic_size: bool | None = None,
-    class_names: Sequence[str] | None = None,
-    task: str | None = None,
-    class_embeddings: np.ndarray | None = None,
-    l2_normalize: bool | None = None,
-    logit_scale: float | None = None,
-    ort_format: bool = False,
-    overwrite: bool = False,
+    spec: ExportSpec | None = None,
+    **options: Any,
 ) -> Path:
     """Export a model to an ONNX bundle that verifies itself (nothing is written on failure).
+
+    The options are the fields of :class:`ExportSpec`, given as ``spec``, as keywords, or both
+    (keywords override the spec's fields).
 
     Args:
         model_or_dir: a model directory written by :func:`pyxfer.modelio.save_model`, a run
             directory containing one as ``model/``, a loaded :class:`SavedModel`, or a backbone.
         out_dir: the bundle directory to create.
+        spec: the options as one :class:`ExportSpec` (default: all defaults).
         input: ``"float-nchw"`` (normalised float32 (N, C, H, W)) or ``"uint8-nhwc"`` (raw
             uint8 (N, H, W, C); cast, layout and normalisation inside the graph).
         head: ``"logits"``, ``"probs"`` or ``"features"`` (default: logits for classifiers,
@@ -178,33 +217,90 @@ def to_onnx(
     Raises:
         ExportError: the model cannot be captured or translated (names the op or line).
         VerificationError: a self-check failed (no bundle is written).
+        TypeError: an option that is not a field of :class:`ExportSpec`.
     """
-    from pyxfer.export.quantize import convert_to_ort, quantize_int8
+    spec = (replace(spec, **options) if spec is not None else ExportSpec(**options)).check()
+    out = _check_destination(out_dir, spec.overwrite)
+    target = _target(_resolve_model(model_or_dir), spec)
+    images = _reference_images(spec)
+    module = _export_module(target, spec)
+    traced = _trace(module, target, spec, images)
+    with atomic_directory(out, overwrite=spec.overwrite) as tmp:
+        _write_bundle(tmp, module, target, spec, images, traced)
+    log.info("wrote bundle %s (parity max rel diff %.2e)", out, traced.max_rel_diff)
+    return out
 
-    if input not in fmt.INPUTS:
-        raise ValueError(f"input: expected one of {fmt.INPUTS}, received {input!r}")
-    if quantize not in (None, "int8"):
-        raise ValueError(f"quantize: expected None or 'int8', received {quantize!r}")
-    if isinstance(opset, bool) or not isinstance(opset, int) or not 13 <= opset <= 23:
-        raise ValueError(f"opset: expected an integer in [13, 23], received {opset!r}")
-    if int(calibration_count) < 1:
-        raise ValueError(f"calibration_count: expected >= 1, received {calibration_count}")
 
+# -- the steps of to_onnx ---------------------------------------------------------------------
+@dataclass
+class _Target:
+    """The model to export, resolved against the options: what the bundle will contain."""
+
+    backbone: Backbone
+    saved: SavedModel | None
+    spec: InputSpec
+    where: str  # the model, for error messages
+    task: str
+    head: str
+    names: list[str]
+    table: np.ndarray | None  # (K, E) zero-shot class table
+    projection: torch.Tensor | None
+    projection_bias: torch.Tensor | None
+    l2_normalize: bool
+    logit_scale: float
+    crop: int
+    resize: int
+
+    def inputs(self, images: ImagesLike, input: str) -> np.ndarray:
+        """What the graph takes for ``images``: resized and cropped, normalised if float."""
+        batch = resize_crop(images, resize=self.resize, crop=self.crop, channels=self.spec.channels)
+        if input == "uint8-nhwc":
+            return batch
+        from pyxfer.ops import normalize
+
+        return normalize(batch, self.spec.mean, self.spec.std)
+
+    def scores(self, outputs: np.ndarray) -> np.ndarray:
+        """Class scores of the graph's outputs (cosine to the class table for zero-shot)."""
+        return _l2n(outputs) @ _l2n(self.table).T if self.table is not None else outputs
+
+    @property
+    def has_classes(self) -> bool:
+        return self.head in ("logits", "probs") or self.table is not None
+
+
+@dataclass
+class _Traced:
+    """The captured graph and what it was captured and will be verified with."""
+
+    proto: Any
+    verify_x: np.ndarray
+    required: list[int]  # axes that must be dynamic
+    opset_used: int
+    max_rel_diff: float = float("nan")
+
+
+def _check_destination(out_dir: str | os.PathLike[str], overwrite: bool) -> Path:
     if Path(out_dir).exists() and not overwrite:
         raise ValueError(
             f"out_dir: {os.fspath(out_dir)!r} already exists; choose a new path or overwrite it"
         )
-    loaded = _resolve_model(model_or_dir)
+    return Path(out_dir)
+
+
+def _target(loaded: SavedModel | nn.Module, spec: ExportSpec) -> _Target:
+    """Resolve task, head, class names, zero-shot table and input geometry; check them."""
     saved = loaded if isinstance(loaded, SavedModel) else None
-    backbone: Backbone = saved.backbone if saved else loaded  # type: ignore[assignment]
-    spec: InputSpec = saved.input_spec if saved else backbone.input_spec
+    # a module given directly is used as a backbone (checked by tracing it)
+    backbone: Any = saved.backbone if saved else loaded
+    input_spec: InputSpec = saved.input_spec if saved else backbone.input_spec
     where = f"backbone {saved.backbone_name!r}" if saved else type(backbone).__name__
     num_classes = int(getattr(backbone, "num_classes", 0))
 
-    task = task or (saved.task if saved else ("classifier" if num_classes else "features"))
+    task = spec.task or (saved.task if saved else ("classifier" if num_classes else "features"))
     if task not in fmt.TASKS:
         raise ValueError(f"task: expected one of {fmt.TASKS}, received {task!r}")
-    head = head or ("logits" if task == "classifier" else "features")
+    head = spec.head or ("logits" if task == "classifier" else "features")
     if head not in fmt.HEADS:
         raise ValueError(f"head: expected one of {fmt.HEADS}, received {head!r}")
     if head in ("logits", "probs") and num_classes == 0:
@@ -212,29 +308,14 @@ def to_onnx(
     if task == "zeroshot" and head != "features":
         raise ValueError(f"head: a zero-shot bundle uses head='features', received {head!r}")
 
-    names = (
-        list(class_names) if class_names is not None else list(saved.class_names if saved else [])
-    )
+    if spec.class_names is not None:
+        names = list(spec.class_names)
+    else:
+        names = list(saved.class_names) if saved else []
     table: np.ndarray | None = None
     projection = projection_bias = None
     if task == "zeroshot":
-        if class_embeddings is None and saved is not None and "class_embeddings" in saved.arrays:
-            class_embeddings = saved.arrays["class_embeddings"].numpy()
-        if class_embeddings is None:
-            raise ValueError("class_embeddings: a zero-shot export needs the (K, E) class table")
-        table = np.ascontiguousarray(np.asarray(class_embeddings, np.float32))
-        if table.ndim != 2:
-            raise ValueError(f"class_embeddings: expected (K, E), received {table.shape}")
-        if saved is not None and "projection" in saved.arrays:
-            projection = saved.arrays["projection"].float()
-            if "projection_bias" in saved.arrays:
-                projection_bias = saved.arrays["projection_bias"].float()
-        width = projection.shape[0] if projection is not None else backbone.num_features
-        if table.shape[1] != width:
-            raise ValueError(
-                f"class_embeddings: expected width {width} (the embedding width), received "
-                f"{table.shape[1]}"
-            )
+        table, projection, projection_bias = _zeroshot_table(backbone, saved, spec)
         n_classes = table.shape[0]
     else:
         n_classes = num_classes if head in ("logits", "probs") else len(names)
@@ -242,16 +323,16 @@ def to_onnx(
         names = [str(i) for i in range(n_classes)]
     if (head in ("logits", "probs") or task == "zeroshot") and len(names) != n_classes:
         raise ValueError(f"class_names: expected {n_classes} names, received {len(names)}")
-    if l2_normalize is None:
-        l2_normalize = task == "zeroshot"
+    l2_normalize = spec.l2_normalize if spec.l2_normalize is not None else task == "zeroshot"
+    logit_scale = spec.logit_scale
     if logit_scale is None:
         extra_scale = saved.extra.get("logit_scale") if saved else None
         logit_scale = float(extra_scale) if extra_scale is not None else DEFAULT_LOGIT_SCALE
 
-    crop = int(image_size or spec.size)
-    resize = int(resize or crop)
-    if crop < spec.min_size:
-        raise ValueError(f"image_size: expected >= {spec.min_size}, received {crop}")
+    crop = int(spec.image_size or input_spec.size)
+    resize = int(spec.resize or crop)
+    if crop < input_spec.min_size:
+        raise ValueError(f"image_size: expected >= {input_spec.min_size}, received {crop}")
     if resize < crop:
         raise ValueError(f"resize: expected >= image_size={crop}, received {resize}")
     if resize > fmt.MAX_SIDE:
@@ -259,174 +340,259 @@ def to_onnx(
             f"resize: expected <= {fmt.MAX_SIDE} (pyxfer.runtime.bundle.MAX_SIDE, the largest "
             f"side a bundle may ask for), received {resize}"
         )
+    return _Target(
+        backbone,
+        saved,
+        input_spec,
+        where,
+        task,
+        head,
+        names,
+        table,
+        projection,
+        projection_bias,
+        bool(l2_normalize),
+        float(logit_scale),
+        crop,
+        resize,
+    )
 
-    # real images: calibration, else the held-out images, else the embedded digits
-    if calibration is not None:
-        calib_images = _images_of(calibration, "calibration")
-    elif holdout is not None:
-        calib_images = _images_of(holdout[0], "holdout")
+
+def _zeroshot_table(
+    backbone: Backbone, saved: SavedModel | None, spec: ExportSpec
+) -> tuple[np.ndarray, torch.Tensor | None, torch.Tensor | None]:
+    """A zero-shot model's (K, E) class table and its optional projection (E, D) and bias."""
+    class_embeddings = spec.class_embeddings
+    if class_embeddings is None and saved is not None and "class_embeddings" in saved.arrays:
+        class_embeddings = saved.arrays["class_embeddings"].numpy()
+    if class_embeddings is None:
+        raise ValueError("class_embeddings: a zero-shot export needs the (K, E) class table")
+    table = np.ascontiguousarray(np.asarray(class_embeddings, np.float32))
+    if table.ndim != 2:
+        raise ValueError(f"class_embeddings: expected (K, E), received {table.shape}")
+    projection = projection_bias = None
+    if saved is not None and "projection" in saved.arrays:
+        projection = saved.arrays["projection"].float()
+        if "projection_bias" in saved.arrays:
+            projection_bias = saved.arrays["projection_bias"].float()
+    width = projection.shape[0] if projection is not None else backbone.num_features
+    if table.shape[1] != width:
+        raise ValueError(
+            f"class_embeddings: expected width {width} (the embedding width), received "
+            f"{table.shape[1]}"
+        )
+    return table, projection, projection_bias
+
+
+def _reference_images(spec: ExportSpec) -> ImagesLike:
+    """Real images for calibration and the parity check: the calibration images, else the
+    held-out images, else the embedded digits."""
+    if spec.calibration is not None:
+        images = _images_of(spec.calibration, "calibration")
+    elif spec.holdout is not None:
+        images = _images_of(spec.holdout[0], "holdout")
     else:
-        if quantize:
+        if spec.quantize:
             raise ValueError("calibration: int8 quantisation needs calibration images")
-        calib_images = pyxfer.load_dataset("digits").images
-    if quantize and holdout is None:
+        images = pyxfer.load_dataset("digits").images
+    if spec.quantize and spec.holdout is None:
         log.warning("no holdout images: the int8 accuracy change is not measured")
+    return images
 
-    def model_inputs(images: ImagesLike) -> np.ndarray:
-        batch = resize_crop(images, resize=resize, crop=crop, channels=spec.channels)
-        if input == "uint8-nhwc":
-            return batch
-        from pyxfer.ops import normalize
 
-        return normalize(batch, spec.mean, spec.std)
-
-    module = ExportModule(
-        export_twin(backbone),
-        spec,
-        input=input,
-        head=head,
-        l2_normalize=bool(l2_normalize),
-        projection=projection,
-        projection_bias=projection_bias,
+def _export_module(target: _Target, spec: ExportSpec) -> ExportModule:
+    return ExportModule(
+        export_twin(target.backbone),
+        target.spec,
+        input=spec.input,
+        head=target.head,
+        l2_normalize=target.l2_normalize,
+        projection=target.projection,
+        projection_bias=target.projection_bias,
     ).eval()
-    verify_x = model_inputs(_pick(calib_images, VERIFY_IMAGES, seed=1))
-    output_name = head
-    nhwc = input == "uint8-nhwc"
-    h_ax, w_ax = (1, 2) if nhwc else (2, 3)
+
+
+def _trace(module: ExportModule, target: _Target, spec: ExportSpec, images: ImagesLike) -> _Traced:
+    """Capture ``module`` (dynamic batch; height and width as ``dynamic_size`` asks) and
+    translate it to ONNX."""
+    verify_x = target.inputs(_pick(images, VERIFY_IMAGES, seed=1), spec.input)
+    h_ax, w_ax = (1, 2) if spec.nhwc else (2, 3)
     example = torch.from_numpy(np.ascontiguousarray(verify_x[:2]))
     if len(example) < 2:
         example = torch.cat([example, example])
-    size_mode = {None: "auto", True: "required", False: None}[dynamic_size]
+    size_mode = {None: "auto", True: "required", False: None}[spec.dynamic_size]
     axes = {0: "required", **({h_ax: size_mode, w_ax: size_mode} if size_mode else {})}
-    program = export_program(module, example, axes, where=where)
+    program = export_program(module, example, axes, where=target.where)
     proto = program_to_onnx(
-        program, opset=opset, input_name=INPUT_NAME, output_name=output_name, where=where
+        program,
+        opset=spec.opset,
+        input_name=INPUT_NAME,
+        output_name=target.head,
+        where=target.where,
     )
     dyn = rename_dims(proto, {0: "batch", h_ax: "height", w_ax: "width"})
-    required = [0, *((h_ax, w_ax) if dynamic_size else ())]
-    if dynamic_size is None and (h_ax in dyn) != (w_ax in dyn):
+    required = [0, *((h_ax, w_ax) if spec.dynamic_size else ())]
+    if spec.dynamic_size is None and (h_ax in dyn) != (w_ax in dyn):
         required += [h_ax, w_ax]  # one of the two dynamic is a bug, not a choice
-    opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
+    opset_used = next(
+        (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), spec.opset
+    )
+    return _Traced(proto, verify_x, required, int(opset_used))
 
-    out = Path(out_dir)
-    with atomic_directory(out, overwrite=overwrite) as tmp:
-        model_files = save_proto(proto, tmp / "model.onnx")
-        graph = check_graph(
-            tmp / "model.onnx",
-            input_name=INPUT_NAME,
-            input_dtype="uint8" if nhwc else "float32",
-            rank=4,
-            required_dynamic=required,
-        )
-        fp32 = _session(tmp / "model.onnx")
 
-        def scores(outputs: np.ndarray) -> np.ndarray:
-            return _l2n(outputs) @ _l2n(table).T if table is not None else outputs
+def _check_model_file(path: Path, spec: ExportSpec, traced: _Traced) -> dict[str, Any]:
+    return check_graph(
+        path,
+        input_name=INPUT_NAME,
+        input_dtype="uint8" if spec.nhwc else "float32",
+        rank=4,
+        required_dynamic=traced.required,
+    )
 
-        has_classes = head in ("logits", "probs") or table is not None
-        report = parity(
-            module,
-            lambda x: _run(fp32, x),
-            verify_x,
-            batch_sizes=VERIFY_BATCHES,
-            scores=scores if has_classes else None,
-        )
-        report["graph"] = graph
-        report["data"] = (
-            "calibration"
-            if calibration is not None
-            else ("holdout" if holdout is not None else "digits")
-        )
-        files = list(model_files)
-        models = {"fp32": "model.onnx"}
-        metrics: dict[str, Any] = dict(saved.extra.get("metrics", {})) if saved else {}
-        quant_info = None
-        if quantize == "int8":
-            calib_x = model_inputs(_pick(calib_images, int(calibration_count), seed=0))
-            quant_info = quantize_int8(
-                tmp / "model.onnx",
-                tmp / "model.int8.onnx",
-                input_name=INPUT_NAME,
-                calibration_inputs=calib_x,
-                activation_type=activation_type,
-                calibrate_method=calibrate_method,
-            )
-            check_graph(
-                tmp / "model.int8.onnx",
-                input_name=INPUT_NAME,
-                input_dtype="uint8" if nhwc else "float32",
-                rank=4,
-                required_dynamic=required,
-            )
-            files.append("model.int8.onnx")
-            models["int8"] = "model.int8.onnx"
-            metrics["int8"] = _int8_metrics(
-                fp32,
-                _session(tmp / "model.int8.onnx"),
-                model_inputs,
-                verify_x,
-                holdout,
-                scores if has_classes else None,
-            )
-        if table is not None:
-            np.save(tmp / "classes.npy", table)
-            files.append("classes.npy")
-        meta: dict[str, Any] = {
-            "format": fmt.FORMAT,
-            "format_version": fmt.FORMAT_VERSION,
-            "task": task,
-            "head": head,
-            "class_names": names,
-            "input": {
-                "name": INPUT_NAME,
-                "layout": "NHWC" if nhwc else "NCHW",
-                "dtype": "uint8" if nhwc else "float32",
-                "channels": spec.channels,
-                "size": [crop, crop],
-                "dynamic_axes": {str(k): v for k, v in graph["dynamic_axes"].items()},
-            },
-            "output": {
-                "name": output_name,
-                "width": int(_run(fp32, verify_x[:1]).shape[1]),
-                "l2_normalized": bool(head == "features" and l2_normalize),
-            },
-            "preprocess": {
-                "resize": resize,
-                "crop": crop,
-                "interpolation": "bilinear, antialiased",
-                "crop_offset": "int(round((size - crop) / 2))",
-                "mean": list(spec.mean),
-                "std": list(spec.std),
-                "cast_in_graph": nhwc,
-                "layout_in_graph": nhwc,
-                "normalize_in_graph": nhwc,
-            },
-            "models": models,
-            "metrics": metrics,
-            "parity": report,
-            "quantization": quant_info,
-            "provenance": {
-                **_versions(int(opset_used)),
-                "backbone": (
-                    {"name": saved.backbone_name, "kwargs": saved.backbone_kwargs}
-                    if saved
-                    else {"class": type(backbone).__name__}
-                ),
-                "input_spec": spec.to_dict(),
-                "created": datetime.datetime.now(datetime.UTC).isoformat(),
-            },
-        }
-        if table is not None:
-            meta["zeroshot"] = {"classes_file": "classes.npy", "logit_scale": float(logit_scale)}
-        json.dumps(meta)
-        for name in models.values():
-            _set_metadata(tmp / name, meta)
-        if ort_format:
-            files.append(convert_to_ort(tmp / "model.onnx", tmp).name)
-        meta["files"] = fmt.file_records(tmp, files)
-        (tmp / fmt.META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    log.info("wrote bundle %s (parity max rel diff %.2e)", out, report["max_rel_diff"])
-    return out
+
+def _write_bundle(
+    tmp: Path,
+    module: ExportModule,
+    target: _Target,
+    spec: ExportSpec,
+    images: ImagesLike,
+    traced: _Traced,
+) -> None:
+    """Write the fp32 model, verify it, quantise, and write the metadata (into ``tmp``)."""
+    from pyxfer.export.quantize import convert_to_ort
+
+    files = list(save_proto(traced.proto, tmp / "model.onnx"))
+    graph = _check_model_file(tmp / "model.onnx", spec, traced)
+    fp32 = _session(tmp / "model.onnx")
+    report = parity(
+        module,
+        lambda x: _run(fp32, x),
+        traced.verify_x,
+        batch_sizes=VERIFY_BATCHES,
+        scores=target.scores if target.has_classes else None,
+    )
+    traced.max_rel_diff = report["max_rel_diff"]
+    report["graph"] = graph
+    report["data"] = (
+        "calibration"
+        if spec.calibration is not None
+        else ("holdout" if spec.holdout is not None else "digits")
+    )
+    models = {"fp32": "model.onnx"}
+    metrics: dict[str, Any] = dict(target.saved.extra.get("metrics", {})) if target.saved else {}
+    quant_info = None
+    if spec.quantize == "int8":
+        quant_info, metrics["int8"] = _write_int8(tmp, fp32, target, spec, images, traced)
+        files.append("model.int8.onnx")
+        models["int8"] = "model.int8.onnx"
+    if target.table is not None:
+        np.save(tmp / "classes.npy", target.table)
+        files.append("classes.npy")
+    width = int(_run(fp32, traced.verify_x[:1]).shape[1])
+    meta = _metadata(target, spec, traced, graph, width, models, metrics, report, quant_info)
+    for name in models.values():
+        _set_metadata(tmp / name, meta)
+    if spec.ort_format:
+        files.append(convert_to_ort(tmp / "model.onnx", tmp).name)
+    meta["files"] = fmt.file_records(tmp, files)
+    (tmp / fmt.META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _write_int8(
+    tmp: Path,
+    fp32: Any,
+    target: _Target,
+    spec: ExportSpec,
+    images: ImagesLike,
+    traced: _Traced,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``model.int8.onnx`` calibrated on real images; the quantisation record and the int8
+    metrics (agreement with fp32, accuracy change on the held-out images)."""
+    from pyxfer.export.quantize import quantize_int8
+
+    calib_x = target.inputs(_pick(images, int(spec.calibration_count), seed=0), spec.input)
+    quant_info = quantize_int8(
+        tmp / "model.onnx",
+        tmp / "model.int8.onnx",
+        input_name=INPUT_NAME,
+        calibration_inputs=calib_x,
+        activation_type=spec.activation_type,
+        calibrate_method=spec.calibrate_method,
+    )
+    _check_model_file(tmp / "model.int8.onnx", spec, traced)
+    metrics = _int8_metrics(
+        fp32,
+        _session(tmp / "model.int8.onnx"),
+        lambda imgs: target.inputs(imgs, spec.input),
+        traced.verify_x,
+        spec.holdout,
+        target.scores if target.has_classes else None,
+    )
+    return quant_info, metrics
+
+
+def _metadata(
+    target: _Target,
+    spec: ExportSpec,
+    traced: _Traced,
+    graph: dict[str, Any],
+    width: int,
+    models: dict[str, str],
+    metrics: dict[str, Any],
+    report: dict[str, Any],
+    quant_info: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """``pyxfer.json``: what the bundle is, how to feed it, how it was checked, provenance."""
+    saved, nhwc = target.saved, spec.nhwc
+    meta: dict[str, Any] = {
+        "format": fmt.FORMAT,
+        "format_version": fmt.FORMAT_VERSION,
+        "task": target.task,
+        "head": target.head,
+        "class_names": target.names,
+        "input": {
+            "name": INPUT_NAME,
+            "layout": "NHWC" if nhwc else "NCHW",
+            "dtype": "uint8" if nhwc else "float32",
+            "channels": target.spec.channels,
+            "size": [target.crop, target.crop],
+            "dynamic_axes": {str(k): v for k, v in graph["dynamic_axes"].items()},
+        },
+        "output": {
+            "name": target.head,
+            "width": width,
+            "l2_normalized": bool(target.head == "features" and target.l2_normalize),
+        },
+        "preprocess": {
+            "resize": target.resize,
+            "crop": target.crop,
+            "interpolation": "bilinear, antialiased",
+            "crop_offset": "int(round((size - crop) / 2))",
+            "mean": list(target.spec.mean),
+            "std": list(target.spec.std),
+            "cast_in_graph": nhwc,
+            "layout_in_graph": nhwc,
+            "normalize_in_graph": nhwc,
+        },
+        "models": models,
+        "metrics": metrics,
+        "parity": report,
+        "quantization": quant_info,
+        "provenance": {
+            **_versions(traced.opset_used),
+            "backbone": (
+                {"name": saved.backbone_name, "kwargs": saved.backbone_kwargs}
+                if saved
+                else {"class": type(target.backbone).__name__}
+            ),
+            "input_spec": target.spec.to_dict(),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(),
+        },
+    }
+    if target.table is not None:
+        meta["zeroshot"] = {"classes_file": "classes.npy", "logit_scale": target.logit_scale}
+    json.dumps(meta)  # JSON-safe before anything is written with it
+    return meta
 
 
 def _set_metadata(path: Path, meta: dict[str, Any]) -> None:
@@ -459,10 +625,8 @@ def _int8_metrics(
     scores: Any,
 ) -> dict[str, Any]:
     """int8 vs fp32: agreement and cosine on the verification images, accuracy on holdout."""
-    from pyxfer.export.verify import _cosine_rows
-
     a, b = _run(fp32, verify_x), _run(int8, verify_x)
-    result: dict[str, Any] = {"verify_min_cosine": float(_cosine_rows(b, a).min())}
+    result: dict[str, Any] = {"verify_min_cosine": float(cosine_rows(b, a).min())}
     if holdout is None:
         if scores is not None:
             result["verify_top1_agreement"] = float(
@@ -476,7 +640,7 @@ def _int8_metrics(
         raise ValueError(f"holdout: {len(x)} images but {len(labels)} labels")
     a, b = _run(fp32, x), _run(int8, x)
     result["holdout_images"] = len(x)
-    result["holdout_mean_cosine"] = float(_cosine_rows(b, a).mean())
+    result["holdout_mean_cosine"] = float(cosine_rows(b, a).mean())
     if scores is not None:
         pa, pb = scores(a).argmax(1), scores(b).argmax(1)
         acc_a, acc_b = float((pa == labels).mean()), float((pb == labels).mean())

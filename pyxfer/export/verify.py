@@ -72,7 +72,8 @@ def check_graph(
     return {"checker": "full", "input_shape": shape, "dynamic_axes": dynamic}
 
 
-def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of ``a`` with the same row of ``b`` (1 where both are 0)."""
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     num = (a64 * b64).sum(1)
     den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
@@ -125,7 +126,7 @@ def parity(
                 )
             diffs = max(diffs, float(np.abs(got.astype(np.float64) - want).max()))
             refs = max(refs, float(np.abs(want).max()))
-            cosines.append(_cosine_rows(got, want))
+            cosines.append(cosine_rows(got, want))
             if scores is not None:
                 agree.append(scores(got).argmax(1) == scores(want).argmax(1))
         rel = diffs / refs if refs > 0 else diffs

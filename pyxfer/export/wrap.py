@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,6 +40,13 @@ class ExportModule(nn.Module):
         forward: (N, C, H, W) float32 or (N, H, W, C) uint8 -> (N, K) logits or
         probabilities, or (N, D) / (N, E) features.
     """
+
+    # the backbone or its twin (a module with the backbone's methods) and the buffers
+    backbone: Any
+    scale: torch.Tensor
+    shift: torch.Tensor
+    projection: torch.Tensor | None
+    projection_bias: torch.Tensor | None
 
     def __init__(
         self,

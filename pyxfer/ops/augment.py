@@ -201,13 +201,15 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
         )
         return [v, v]
     if name == "byol":
-        common = dict(size=s, saturation=0.2, blur_kernel=_blur_kernel(size))
+        common: dict[str, Any] = dict(size=s, saturation=0.2, blur_kernel=_blur_kernel(size))
         return [ViewSpec(blur_p=1.0, **common), ViewSpec(blur_p=0.1, solarize_p=0.2, **common)]
     if name == "moco_v2":
         v = ViewSpec(size=s, scale=(0.2, 1.0), blur_p=0.5, blur_kernel=_blur_kernel(size))
         return [v, v]
     if name == "dino":
-        g = dict(size=s, scale=(0.4, 1.0), saturation=0.2, blur_kernel=_blur_kernel(size))
+        g: dict[str, Any] = dict(
+            size=s, scale=(0.4, 1.0), saturation=0.2, blur_kernel=_blur_kernel(size)
+        )
         local = ViewSpec(
             size=_square(local_size),
             scale=(0.05, 0.4),
@@ -287,7 +289,7 @@ def _image_list(images: Any) -> tuple[Any, list[tuple[int, int]], bool]:
 def sample_params(
     views: str | ViewSpec | Sequence[ViewSpec],
     sizes: Sequence[tuple[int, int]],
-    indices: Sequence[int] | None = None,
+    indices: Sequence[int] | np.ndarray | None = None,
     *,
     seed: int = 0,
     epoch: int = 0,
@@ -482,7 +484,7 @@ def augment(
     images: Any,
     views: str | ViewSpec | Sequence[ViewSpec] = "simclr",
     *,
-    indices: Sequence[int] | None = None,
+    indices: Sequence[int] | np.ndarray | None = None,
     seed: int = 0,
     epoch: int = 0,
     size: int = 224,

@@ -23,10 +23,10 @@ def _view_specs(views: Any, size: int, options: dict[str, Any]) -> list[Any]:
     if isinstance(views, str):
         return preset(views, size=size, **options)
     if isinstance(views, list) and views and all(isinstance(v, dict) for v in views):
-        return [
-            ViewSpec(**{k: tuple(x) if isinstance(x, list) else x for k, x in v.items()})
-            for v in views
+        fields: list[dict[str, Any]] = [
+            {k: tuple(x) if isinstance(x, list) else x for k, x in v.items()} for v in views
         ]
+        return [ViewSpec(**f) for f in fields]
     raise ValueError(f"views: expected a preset name or a list of view specs, received {views!r}")
 
 

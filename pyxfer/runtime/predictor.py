@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -87,8 +87,7 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.task: str = self.meta["task"]
         self.head: str = self.meta["head"]
-        inp, pre = self.meta.get("input"), self.meta.get("preprocess")
-        self._check_spec(inp, pre)
+        inp, pre = self._check_spec(self.meta.get("input"), self.meta.get("preprocess"))
         self.class_names: list[str] = list(self.meta.get("class_names", []))
         self.input_name: str = inp["name"]
         self.uint8_input = inp["dtype"] == "uint8"
@@ -147,9 +146,11 @@ class Predictor:
             self.logit_scale = float(zs["logit_scale"])
 
     # -- checks ------------------------------------------------------------------------------
-    def _check_spec(self, inp: Any, pre: Any) -> None:
+    def _check_spec(self, inp: Any, pre: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``input`` and ``preprocess`` of pyxfer.json, checked."""
         if not isinstance(inp, dict) or not isinstance(pre, dict):
             raise _bundle_error(self.root, "pyxfer.json needs 'input' and 'preprocess' objects")
+        checked = inp, pre
         problems = []
         for key in ("crop", "resize"):
             side = pre.get(key)
@@ -174,7 +175,8 @@ class Predictor:
             problems.append("dynamic_axes (expected an object)")
         if inp.get("dtype") not in _ORT_DTYPES:
             problems.append(f"dtype {inp.get('dtype')!r} (expected uint8 or float32)")
-        layout = {"uint8": "NHWC", "float32": "NCHW"}.get(inp.get("dtype"))
+        layouts: dict[Any, str] = {"uint8": "NHWC", "float32": "NCHW"}
+        layout = layouts.get(inp.get("dtype"))
         if inp.get("layout") != layout:
             problems.append(f"layout {inp.get('layout')!r} for dtype {inp.get('dtype')!r}")
         if inp.get("channels") not in (1, 3):
@@ -197,6 +199,7 @@ class Predictor:
             raise _bundle_error(
                 self.root, "input spec in pyxfer.json is invalid: " + "; ".join(problems)
             )
+        return checked
 
     def _check_model(self, inp: dict[str, Any]) -> None:
         inputs = self.session.get_inputs()
@@ -345,6 +348,13 @@ class Predictor:
         cos = _l2n(out) @ _l2n(self._table).T  # (N, K)
         return _softmax(self.logit_scale * cos.astype(np.float64)).astype(np.float32)
 
+    @overload
+    def predict(self, images: str | os.PathLike[str], top_k: int = 5) -> Prediction: ...
+    @overload
+    def predict(self, images: list[Any], top_k: int = 5) -> list[Prediction]: ...
+    @overload
+    def predict(self, images: Any, top_k: int = 5) -> Prediction | list[Prediction]: ...
+
     def predict(self, images: Any, top_k: int = 5) -> Prediction | list[Prediction]:
         """Top-k classes of each image.
 
@@ -444,7 +454,9 @@ def _external_data(
     for tensor in _tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL and not len(tensor.external_data):
             continue
-        location = {e.key: e.value for e in tensor.external_data}.get("location")
+        location = fmt.check_listed(
+            root, meta, {e.key: e.value for e in tensor.external_data}.get("location"), what
+        )
         if location not in found:
             found[location] = fmt.read_file(root, meta, location, what)
     return found

@@ -1,14 +1,14 @@
 """``adapt``: unsupervised domain adaptation from a labelled source to an unlabelled target.
 
 The run trains a registered adaptation objective (``consumes == "source_target"``: DANN,
-CDAN, FixMatch, ...; see :mod:`pyxfer.adaptation`) through the engine with a loader pair:
+CDAN, FixMatch, ...; see :mod:`pyxfer.objectives.adaptation`) through the engine with a loader pair:
 the labelled source (the objective's ``augmentation``) and the unlabelled target (one view
 per preset of ``target_augmentation``). Both domains are first brought to the backbone's
 input: channels converted (grey <-> RGB) and images resized to its input size (MNIST 28 px
 and scikit-learn digits 8 px both become 28 px).
 
 Model selection uses no target labels: every ``eval_every`` steps the label-free validators
-of :mod:`pyxfer.validators` (``source_accuracy`` on a held-out source split,
+of :mod:`pyxfer.transfer.selection` (``source_accuracy`` on a held-out source split,
 ``target_entropy`` and ``snd`` on unlabelled target training images) score the model, and
 the best checkpoint of each is kept. At the end each kept checkpoint (and the last step) is
 evaluated once on the labelled target test split; the validators' scores are reported beside
@@ -27,14 +27,24 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from pyxfer.data.store import ImageStore
-from pyxfer.transfer.common import conform, load_source
+from pyxfer.engine.clock import Cadence
+from pyxfer.transfer.common import (
+    RunWriter,
+    Source,
+    classification_metrics,
+    conform,
+    load_source,
+)
+
+if TYPE_CHECKING:
+    from pyxfer.backbone import Backbone
+    from pyxfer.objectives.adaptation import AdaptationObjective
 
 log = logging.getLogger("pyxfer.transfer")
 
@@ -107,7 +117,7 @@ def _unlabelled(store: ImageStore) -> ImageStore:
 
 
 @torch.no_grad()
-def _predict(objective: nn.Module, x: torch.Tensor, batch: int = 512) -> tuple[Any, Any]:
+def _predict(objective: AdaptationObjective, x: torch.Tensor, batch: int = 512) -> tuple[Any, Any]:
     """(features (N, D), logits (N, K)) numpy of ``objective`` in eval mode."""
     was = objective.training
     objective.eval()
@@ -174,12 +184,101 @@ def adapt(
         >>> r = adapt("idx:mnist-test", "digits", objective="dann", backbone="lenet",
         ...           max_steps=500, out="runs/dann")  # doctest: +SKIP
     """
-    from pyxfer.data import load_dataset
-    from pyxfer.data.splits import stratified_split
-    from pyxfer.engine import TrainConfig, Trainer
-    from pyxfer.engine.clock import Cadence
-    from pyxfer.objective import create_objective
-    from pyxfer.validators import VALIDATORS, ValidationData, create_validator
+    from pyxfer.engine import Trainer
+
+    _check_options(validators, select, target_test_fraction, source_val_fraction)
+    domains = _load_domains(source_data, target_data, target_test_data)
+    src = _load_backbone(from_run, weights, backbone, backbone_opts, seed)
+    model = src.backbone
+    spec = model.input_spec
+    data = _split_domains(
+        domains, spec, target_test_fraction, source_val_fraction, target_test_data, seed
+    )
+    obj = _build_objective(objective, model, len(domains.classes), objective_opts, seed)
+    threads = int(settings.get("threads", 0))
+    tracker = _Tracker(
+        obj,
+        _validation_data(data, spec, seed, threads),
+        validators,
+        Cadence(eval_every),
+        _tensors(data.test, spec, threads) if data.test is not None else None,
+        data.test.labels if data.test is not None and oracle else None,
+    )
+    cfg = _train_config(source_data, data, src, objective, objective_opts, seed, out, settings)
+    trainer = Trainer(obj, data.source_train, cfg, target=data.target_train, callbacks=(tracker,))
+    result = trainer.fit()
+    final_state = copy.deepcopy(obj.state_dict())
+    run = Path(out) if out is not None else None
+    writer = RunWriter(run, "adapt", src, {"objective": objective})
+    try:
+        selections = tracker.selections(result.step)
+        outputs = _evaluate_selections(obj, selections, tracker.test_x, data, domains.classes)
+        primary = selections[select]
+        obj.load_state_dict(primary.state if primary.state is not None else final_state)
+        protocol = _protocol(objective, data, src.description, seed, spec.size)
+        results = _results(selections, protocol)
+        adapt_doc = {
+            "objective": objective,
+            "source_data": source_data if isinstance(source_data, str) else None,
+            "target_data": target_data if isinstance(target_data, str) else None,
+            "target_test_data": target_test_data if isinstance(target_test_data, str) else None,
+            "target_test_fraction": target_test_fraction if target_test_data is None else None,
+            "source_val_fraction": source_val_fraction,
+            "validators": list(validators),
+            "select": select,
+            "eval_every": eval_every if eval_every else "10 times per run and the last step",
+            "images": protocol,
+        }
+        writer.add_to_config("adapt", adapt_doc)
+        model_dir = _save_classifier(
+            writer, obj, domains.classes, {"selected_by": select, "selected_step": primary.step}
+        )
+        if select in outputs and data.test is not None and writer.run is not None:
+            feats, logits = outputs[select]
+            writer.test_outputs(feats, logits, data.test.labels, domains.classes, seed)
+        writer.results(results, {"adapt": adapt_doc})
+        for sel in selections.values():
+            sel.state = None  # free the snapshots
+        return AdaptResult(writer.run, model_dir, selections, select, tracker.history, results, obj)
+    except Exception:
+        # an error after training never discards what was trained: keep the last weights
+        if writer.run is not None:
+            obj.load_state_dict(final_state)
+            last = {"selected_by": "last", "selected_step": result.step}
+            path = _save_classifier(writer, obj, domains.classes, last)
+            log.error("adapt failed after training; the last weights are in %s", path)
+        raise
+
+
+# -- the steps of adapt -----------------------------------------------------------------------
+@dataclass
+class _Domains:
+    """The data sets as given: labelled source, target, optional labelled target test set."""
+
+    source: ImageStore
+    target: ImageStore
+    test: ImageStore | None
+    classes: list[str]
+
+
+@dataclass
+class _Splits:
+    """The data sets the run uses, conformed to the backbone's input."""
+
+    source_train: ImageStore
+    source_val: ImageStore
+    target_train: ImageStore  # without labels
+    test: ImageStore | None  # labelled target images, never trained on
+
+
+def _check_options(
+    validators: tuple[str, ...],
+    select: str,
+    target_test_fraction: float,
+    source_val_fraction: float,
+) -> None:
+    """The options that can be checked before anything is loaded."""
+    from pyxfer.transfer.selection import VALIDATORS
 
     bad = [v for v in validators if v not in VALIDATORS or VALIDATORS[v].uses_target_labels]
     if bad or not validators:
@@ -200,7 +299,15 @@ def adapt(
             f"source_val_fraction: expected a fraction in (0, 1), received {source_val_fraction}"
         )
 
-    # -- data --------------------------------------------------------------------------------
+
+def _load_domains(
+    source_data: str | ImageStore,
+    target_data: str | ImageStore,
+    target_test_data: str | ImageStore | None,
+) -> _Domains:
+    """Load the data sets and check that they share the source's classes."""
+    from pyxfer.data import load_dataset
+
     def load(spec: Any, name: str) -> ImageStore:
         store = load_dataset(spec) if isinstance(spec, (str, os.PathLike)) else spec
         if len(store) == 0:
@@ -222,7 +329,14 @@ def adapt(
             raise ValueError(
                 f"{name}: expected the source's classes {classes}, received {st.class_names}"
             )
+    return _Domains(src_store, tgt_store, test_store, classes)
 
+
+def _load_backbone(
+    from_run: Any, weights: Any, backbone: str | None, backbone_opts: Any, seed: int
+) -> Source:
+    """The starting backbone (a run, a weight file or random init), without a head: the
+    objective owns the classifier."""
     src = load_source(
         from_run if from_run is not None else None,
         backbone=backbone if (weights is not None or from_run is None) else None,
@@ -232,14 +346,28 @@ def adapt(
         seed=seed,
         argument="from_run",
     )
-    model = src.backbone
-    if getattr(model, "num_classes", 0):
-        model.reset_classifier(0)  # the objective owns the classifier
-    spec = model.input_spec
-    src_store = conform(src_store, spec.channels, spec.size)
-    tgt_store = conform(tgt_store, spec.channels, spec.size)
-    if test_store is not None:
-        test_store = conform(test_store, spec.channels, spec.size)
+    if getattr(src.backbone, "num_classes", 0):
+        src.backbone.reset_classifier(0)
+    return src
+
+
+def _split_domains(
+    domains: _Domains,
+    spec: Any,
+    target_test_fraction: float,
+    source_val_fraction: float,
+    target_test_data: Any,
+    seed: int,
+) -> _Splits:
+    """Conform every set to the backbone's input, hold out the source validation split and
+    (without a target test set) the labelled target test split; strip the target's labels."""
+    from pyxfer.data.splits import stratified_split
+
+    src_store = conform(domains.source, spec.channels, spec.size)
+    tgt_store = conform(domains.target, spec.channels, spec.size)
+    test_store = None
+    if domains.test is not None:
+        test_store = conform(domains.test, spec.channels, spec.size)
 
     s_lab = np.flatnonzero(src_store.labels >= 0)
     s_tr, s_val = stratified_split(
@@ -260,41 +388,66 @@ def adapt(
         raise ValueError("target_data: no target images left to adapt to after the test split")
     if test_store is not None and not np.any(test_store.labels >= 0):
         raise ValueError(f"target_test_data: {target_test_data!r} has no labels")
+    return _Splits(src_train, src_val, tgt_train, test_store)
 
-    # -- objective, validation data ----------------------------------------------------------
-    from pyxfer.pluginmanager import registry
 
-    entry = registry("objectives").get(objective)
-    consumes = getattr(entry.factory, "consumes", entry.metadata.get("consumes"))
+def _build_objective(
+    objective: str,
+    model: Backbone,
+    num_classes: int,
+    objective_opts: dict[str, Any] | None,
+    seed: int,
+) -> Any:
+    """The registered adaptation objective ``objective`` around ``model`` (seeded)."""
+    from pyxfer.objectives.base import create_objective, objective_consumes
+
+    consumes = objective_consumes(objective)
     if consumes != "source_target":
         raise ValueError(
             f"objective: expected an adaptation objective (consumes 'source_target'), received "
             f"{objective!r} (consumes {consumes!r})"
         )
     torch.manual_seed(seed)
-    obj = create_objective(objective, model, num_classes=len(classes), **(objective_opts or {}))
+    return create_objective(objective, model, num_classes=num_classes, **(objective_opts or {}))
+
+
+def _validation_data(data: _Splits, spec: Any, seed: int, threads: int) -> Any:
+    """What the label-free validators score: the held-out source images with their labels and
+    at most :data:`MAX_VALIDATION_TARGET` unlabelled target training images."""
+    from pyxfer.transfer.selection import ValidationData
+
     rng = np.random.default_rng(seed)
-    val_t = np.arange(len(tgt_train))
+    val_t = np.arange(len(data.target_train))
     if val_t.size > MAX_VALIDATION_TARGET:
         val_t = np.sort(rng.choice(val_t.size, MAX_VALIDATION_TARGET, replace=False))
-    threads = int(settings.get("threads", 0))
-    vdata = ValidationData(
-        source_images=_tensors(src_val, spec, threads),
-        source_labels=torch.from_numpy(src_val.labels),
-        target_images=_tensors(tgt_train.subset(val_t), spec, threads),
+    return ValidationData(
+        source_images=_tensors(data.source_val, spec, threads),
+        source_labels=torch.from_numpy(data.source_val.labels),
+        target_images=_tensors(data.target_train.subset(val_t), spec, threads),
     )
-    scorers = {v: create_validator(v) for v in validators}
-    test_x = _tensors(test_store, spec, threads) if test_store is not None else None
-    test_y = test_store.labels if test_store is not None else None
+
+
+def _train_config(
+    source_data: Any,
+    data: _Splits,
+    src: Source,
+    objective: str,
+    objective_opts: dict[str, Any] | None,
+    seed: int,
+    out: Any,
+    settings: dict[str, Any],
+) -> Any:
+    """The engine settings (the batch fits both domains; no periodic checkpoints)."""
+    from pyxfer.engine import TrainConfig
 
     settings = dict(settings)
     settings.setdefault("checkpoint_every", 0)
-    for name, n in (("source", len(src_train)), ("target", len(tgt_train))):
+    for name, n in (("source", len(data.source_train)), ("target", len(data.target_train))):
         if int(settings.get("batch_size", 256)) > n:
             log.info("batch_size > %d %s images: using %d", n, name, n)
             settings["batch_size"] = n
-    cfg = TrainConfig(
-        data=str(source_data if isinstance(source_data, str) else src_store.source),
+    return TrainConfig(
+        data=str(source_data if isinstance(source_data, str) else data.source_train.source),
         backbone=src.name,
         backbone_opts=dict(src.kwargs),
         objective=objective,
@@ -303,157 +456,147 @@ def adapt(
         out=None if out is None else str(out),
         **settings,
     )
-    # every ``eval_every`` steps, else ten times over the run's progress (steps or time), and
-    # always at the last step: a time budget cannot skip validation
-    cadence = Cadence(eval_every)
 
-    history: list[dict[str, float]] = []
-    best: dict[str, Selection] = {}
-    oracle_best: dict[str, Any] = {}
 
-    def test_top1(state_obj: nn.Module) -> float:
-        _, logits = _predict(state_obj, test_x)
-        return float((logits.argmax(1) == test_y).mean())
+class _Tracker:
+    """The engine callback of :func:`adapt`: at each due step it scores the model with the
+    validators and keeps the best checkpoint of each (and, with ``oracle_y``, of target test
+    accuracy), logging the scores to ``metrics.jsonl``.
 
-    def validate(trainer: Trainer, step: int, out_: dict[str, torch.Tensor]) -> None:
-        if not cadence.due(step, trainer.progress, trainer.final_step):
+    Validation happens every ``eval_every`` steps, else ten times over the run's progress
+    (steps or time), and always at the last step: a time budget cannot skip it.
+    """
+
+    def __init__(
+        self,
+        obj: AdaptationObjective,
+        vdata: Any,
+        validators: tuple[str, ...],
+        cadence: Any,
+        test_x: torch.Tensor | None,
+        oracle_y: np.ndarray | None,
+    ) -> None:
+        from pyxfer.transfer.selection import create_validator
+
+        self.obj, self.vdata, self.cadence = obj, vdata, cadence
+        self.scorers = {v: create_validator(v) for v in validators}
+        self.test_x, self.oracle_y = test_x, oracle_y
+        self.history: list[dict[str, float]] = []
+        self.best: dict[str, Selection] = {}
+        self.oracle_best: dict[str, Any] = {}
+
+    def __call__(self, trainer: Any, step: int, out: dict[str, torch.Tensor]) -> None:
+        if not self.cadence.due(step, trainer.progress, trainer.final_step):
             return
-        scores = {v: float(s(obj, vdata)) for v, s in scorers.items()}
+        obj = self.obj
+        scores = {v: float(s(obj, self.vdata)) for v, s in self.scorers.items()}
         record: dict[str, Any] = {"step": step, **{f"val_{k}": v for k, v in scores.items()}}
         state = None
-        for v, s in scorers.items():
-            cur = best.get(v)
+        for v, s in self.scorers.items():
+            cur = self.best.get(v)
             if cur is None or s.is_better(scores[v], cur.scores[v]):
                 state = state or copy.deepcopy(obj.state_dict())
-                best[v] = Selection(v, step, scores, state=state)
-        if oracle and test_x is not None:
-            acc = test_top1(obj)
+                self.best[v] = Selection(v, step, scores, state=state)
+        if self.oracle_y is not None and self.test_x is not None:
+            _, logits = _predict(obj, self.test_x)
+            acc = float((logits.argmax(1) == self.oracle_y).mean())
             record["oracle_target_top1*"] = acc
-            if not oracle_best or acc > oracle_best["acc"]:
+            if not self.oracle_best or acc > self.oracle_best["acc"]:
                 state = state or copy.deepcopy(obj.state_dict())
-                oracle_best.update(acc=acc, step=step, scores=scores, state=state)
-        history.append({"step": step, **scores})
-        trainer._log(record)
+                self.oracle_best.update(acc=acc, step=step, scores=scores, state=state)
+        self.history.append({"step": step, **scores})
+        trainer.log_metrics(record)
 
-    def save_classifier(run: Path, extra: dict[str, Any]) -> Path:
-        from pyxfer.modelio import save_model
-
-        classifier = copy.deepcopy(obj.backbone)
-        classifier.reset_classifier(len(classes))
-        classifier.get_classifier().load_state_dict(obj.classifier.state_dict())
-        return save_model(
-            run / "model",
-            classifier,
-            backbone_name=src.name,
-            backbone_kwargs=dict(src.kwargs),
-            task="classifier",
-            class_names=classes,
-            extra={"producer": "adapt", "objective": objective, **extra},
-        )
-
-    trainer = Trainer(obj, src_train, cfg, target=tgt_train, callbacks=(validate,))
-    result = trainer.fit()
-    final_state = copy.deepcopy(obj.state_dict())
-    try:
-        last_scores = history[-1] if history and history[-1]["step"] == result.step else {}
-        selections: dict[str, Selection] = dict(best)
+    def selections(self, last_step: int) -> dict[str, Selection]:
+        """The best checkpoint of each validator, the last step's and the oracle's (``*``)."""
+        history = self.history
+        last_scores = history[-1] if history and history[-1]["step"] == last_step else {}
+        selections: dict[str, Selection] = dict(self.best)
         selections["last"] = Selection(
             "last",
-            result.step,
+            last_step,
             {k: v for k, v in last_scores.items() if k != "step"},
-            state=copy.deepcopy(obj.state_dict()),
+            state=copy.deepcopy(self.obj.state_dict()),
         )
-        if oracle_best:
+        if self.oracle_best:
             selections["target_accuracy*"] = Selection(
                 "target_accuracy*",
-                oracle_best["step"],
-                oracle_best["scores"],
+                self.oracle_best["step"],
+                self.oracle_best["scores"],
                 uses_target_labels=True,
-                state=oracle_best["state"],
+                state=self.oracle_best["state"],
             )
+        return selections
 
-        # -- evaluation of each selection on the target test split --------------------------------
-        from pyxfer.evaluate.metrics import mean_per_class_accuracy
-        from pyxfer.evaluate.results import Result
 
-        outputs: dict[str, Any] = {}
-        for name, sel in selections.items():
-            if test_x is None or sel.state is None:
-                continue
-            obj.load_state_dict(sel.state)
-            feats, logits = _predict(obj, test_x)
-            pred = logits.argmax(1)
-            sel.target_top1 = float((pred == test_y).mean())
-            sel.target_per_class_mean = mean_per_class_accuracy(test_y, pred, len(classes))
-            outputs[name] = (feats, logits)
-        primary = selections[select]
-        obj.load_state_dict(primary.state if primary.state is not None else final_state)
+def _evaluate_selections(
+    obj: AdaptationObjective,
+    selections: dict[str, Selection],
+    test_x: torch.Tensor | None,
+    data: _Splits,
+    classes: list[str],
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each selection's target test top-1 and per-class mean (set on it); the test features
+    and logits of each."""
+    outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if test_x is None or data.test is None:
+        return outputs
+    for name, sel in selections.items():
+        if sel.state is None:
+            continue
+        obj.load_state_dict(sel.state)
+        feats, logits = _predict(obj, test_x)
+        metrics = classification_metrics(logits, data.test.labels, len(classes))
+        sel.target_top1, sel.target_per_class_mean = metrics["top1"], metrics["per_class_mean"]
+        outputs[name] = (feats, logits)
+    return outputs
 
-        protocol_base = {
-            "protocol": "adapt",
-            "method": objective,
-            "train": len(src_train),
-            "target_train": len(tgt_train),
-            "test": 0 if test_x is None else len(test_x),
-            "source_val": len(src_val),
-            "source": src.description,
-            "seed": seed,
-            "size": spec.size,
+
+def _protocol(
+    objective: str, data: _Splits, source: dict[str, Any], seed: int, size: int
+) -> dict[str, Any]:
+    """What every result of the run shares: the method, the image counts, the source."""
+    return {
+        "protocol": "adapt",
+        "method": objective,
+        "train": len(data.source_train),
+        "target_train": len(data.target_train),
+        "test": 0 if data.test is None else len(data.test),
+        "source_val": len(data.source_val),
+        "source": source,
+        "seed": seed,
+        "size": size,
+    }
+
+
+def _results(selections: dict[str, Selection], protocol: dict[str, Any]) -> list[Any]:
+    """The target test top-1 and per-class mean of each selection, with its protocol."""
+    from pyxfer.evaluate.results import Result
+
+    results: list[Any] = []
+    for name, sel in selections.items():
+        p = {
+            **protocol,
+            "selected_by": name,
+            "selected_step": sel.step,
+            "uses_target_labels": sel.uses_target_labels,
+            "validators": sel.scores,
         }
-        results: list[Any] = []
-        for name, sel in selections.items():
-            protocol = {
-                **protocol_base,
-                "selected_by": name,
-                "selected_step": sel.step,
-                "uses_target_labels": sel.uses_target_labels,
-                "validators": sel.scores,
-            }
-            results.append(Result(f"adapt/target_top1@{name}", sel.target_top1, protocol))
-            results.append(
-                Result(f"adapt/target_per_class_mean@{name}", sel.target_per_class_mean, protocol)
-            )
+        results.append(Result(f"adapt/target_top1@{name}", sel.target_top1, p))
+        results.append(Result(f"adapt/target_per_class_mean@{name}", sel.target_per_class_mean, p))
+    return results
 
-        run = Path(out) if out is not None else None
-        model_dir = None
-        if run is not None:
-            import json
 
-            from pyxfer.evaluate.results import save_results
-            from pyxfer.fileio import atomic_write_json
-            from pyxfer.transfer.common import write_test_outputs
-
-            doc_path = run / "config.json"
-            doc = json.loads(doc_path.read_text()) if doc_path.is_file() else {}
-            adapt_doc = {
-                "objective": objective,
-                "source_data": source_data if isinstance(source_data, str) else None,
-                "target_data": target_data if isinstance(target_data, str) else None,
-                "target_test_data": target_test_data if isinstance(target_test_data, str) else None,
-                "target_test_fraction": target_test_fraction if target_test_data is None else None,
-                "source_val_fraction": source_val_fraction,
-                "validators": list(validators),
-                "select": select,
-                "eval_every": eval_every if eval_every else "10 times per run and the last step",
-                "images": protocol_base,
-            }
-            doc["adapt"] = adapt_doc
-            atomic_write_json(doc_path, doc)
-            model_dir = save_classifier(run, {"selected_by": select, "selected_step": primary.step})
-            if select in outputs:
-                feats, logits = outputs[select]
-                write_test_outputs(run, feats, logits, test_y, classes, seed)
-            save_results(run / "results.json", results, {"adapt": adapt_doc})
-        for sel in selections.values():
-            sel.state = None  # free the snapshots
-        return AdaptResult(run, model_dir, selections, select, history, results, obj)
-    except Exception:
-        # an error after training never discards what was trained: keep the last weights
-        if out is not None:
-            obj.load_state_dict(final_state)
-            path = save_classifier(Path(out), {"selected_by": "last", "selected_step": result.step})
-            log.error("adapt failed after training; the last weights are in %s", path)
-        raise
+def _save_classifier(
+    writer: RunWriter, obj: Any, classes: list[str], extra: dict[str, Any]
+) -> Path | None:
+    """The objective's backbone with its classifier as the run's ``model/``."""
+    if writer.run is None:
+        return None
+    classifier = copy.deepcopy(obj.backbone)
+    classifier.reset_classifier(len(classes))
+    classifier.get_classifier().load_state_dict(obj.classifier.state_dict())
+    return writer.save_classifier(classifier, classes, extra)
 
 
 def format_selections(selections: dict[str, Selection]) -> str:

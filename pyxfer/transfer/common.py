@@ -1,4 +1,5 @@
-"""Shared pieces of the transfer runs: backbone sources, data conformance, test evaluation."""
+"""Shared pieces of the transfer runs: backbone sources, data conformance, test evaluation,
+and the :class:`RunWriter` that leaves their outputs in the run directory."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from pyxfer.data.store import ImageStore
+
+if TYPE_CHECKING:
+    from pyxfer.backbone import Backbone
 
 log = logging.getLogger("pyxfer.transfer")
 
@@ -147,7 +150,7 @@ def conform(store: ImageStore, channels: int, size: int | None = None) -> ImageS
 
 
 def classify(
-    backbone: nn.Module, store: ImageStore, *, batch_size: int = 256, threads: int = 0
+    backbone: Backbone, store: ImageStore, *, batch_size: int = 256, threads: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """(features (N, D), logits (N, K)) of ``store`` under eval preprocessing (float32 numpy)."""
     from pyxfer.evaluate.features import extract_features
@@ -162,12 +165,29 @@ def classify(
     return feats, logits
 
 
-def accuracy(backbone: nn.Module, store: ImageStore, threads: int = 0) -> float:
+def accuracy(backbone: Backbone, store: ImageStore, threads: int = 0) -> float:
     """Top-1 of ``backbone`` (with its head) on the labelled ``store``."""
     if len(store) == 0:
         return float("nan")
     _, logits = classify(backbone, store, threads=threads)
     return float((logits.argmax(1) == store.labels).mean())
+
+
+def classification_metrics(
+    logits: np.ndarray, labels: np.ndarray, num_classes: int
+) -> dict[str, float]:
+    """``{"top1", "per_class_mean"}`` of ``logits`` (N, K) against ``labels`` (N,); NaN when
+    N == 0."""
+    from pyxfer.evaluate.metrics import mean_per_class_accuracy
+
+    pred = logits.argmax(1).astype(np.int64)
+    y = np.asarray(labels).astype(np.int64)
+    if not y.size:
+        return {"top1": float("nan"), "per_class_mean": float("nan")}
+    return {
+        "top1": float((pred == y).mean()),
+        "per_class_mean": mean_per_class_accuracy(y, pred, num_classes),
+    }
 
 
 def write_test_outputs(
@@ -179,13 +199,11 @@ def write_test_outputs(
     seed: int,
 ) -> dict[str, float]:
     """``predictions.npz`` and ``features.npz`` (capped) in ``run``; returns top-1, per-class."""
-    from pyxfer.evaluate.metrics import mean_per_class_accuracy
     from pyxfer.fileio import atomic_write_bytes
 
     pred = logits.argmax(1).astype(np.int64)
     y = labels.astype(np.int64)
-    top1 = float((pred == y).mean()) if y.size else float("nan")
-    pcm = mean_per_class_accuracy(y, pred, len(class_names)) if y.size else float("nan")
+    metrics = classification_metrics(logits, y, len(class_names))
     names = np.asarray(class_names, dtype=str)
 
     def npz(path: Path, **arrays: Any) -> None:
@@ -201,4 +219,82 @@ def write_test_outputs(
         rng = np.random.default_rng(seed)
         keep = np.sort(rng.choice(keep.size, MAX_SAVED_FEATURES, replace=False))
     npz(run / "features.npz", features=feats[keep], labels=y[keep], class_names=names)
-    return {"top1": top1, "per_class_mean": pcm}
+    return metrics
+
+
+@dataclass
+class RunWriter:
+    """What a transfer run (:func:`~pyxfer.transfer.finetune`, :func:`~pyxfer.transfer.adapt`)
+    leaves in its directory beside the engine's ``config.json`` and ``metrics.jsonl``.
+
+    Without a run directory (``run is None``) nothing is written and the methods that return
+    a path return ``None``; the test metrics are computed either way.
+
+    Attributes:
+        run: the run directory, or ``None``.
+        producer: ``"finetune"`` or ``"adapt"`` (recorded in every saved model).
+        source: where the backbone came from (its registry name and options are saved).
+        model_extra: recorded in every saved model besides ``producer``.
+    """
+
+    run: Path | None
+    producer: str
+    source: Source
+    model_extra: dict[str, Any] = field(default_factory=dict)
+
+    def add_to_config(self, section: str, doc: dict[str, Any]) -> None:
+        """Add ``doc`` to ``config.json`` as ``section`` (the engine wrote the rest)."""
+        if self.run is None:
+            return
+        import json
+
+        from pyxfer.fileio import atomic_write_json
+
+        path = self.run / "config.json"
+        config = json.loads(path.read_text()) if path.is_file() else {}
+        config[section] = doc
+        atomic_write_json(path, config)
+
+    def save_classifier(
+        self,
+        model: Backbone,
+        class_names: list[str],
+        extra: dict[str, Any],
+        where: str = "model",
+    ) -> Path | None:
+        """``model`` (a backbone with its head) as the classifier model directory ``where``."""
+        if self.run is None:
+            return None
+        from pyxfer.modelio import save_model
+
+        return save_model(
+            self.run / where,
+            model,
+            backbone_name=self.source.name,
+            backbone_kwargs=dict(self.source.kwargs),
+            task="classifier",
+            class_names=list(class_names),
+            extra={"producer": self.producer, **self.model_extra, **extra},
+        )
+
+    def test_outputs(
+        self,
+        feats: np.ndarray,
+        logits: np.ndarray,
+        labels: np.ndarray,
+        class_names: list[str],
+        seed: int,
+    ) -> dict[str, float]:
+        """Top-1 and per-class mean on the test split; ``predictions.npz`` and
+        ``features.npz`` too with a run directory."""
+        if self.run is None:
+            return classification_metrics(logits, labels, len(class_names))
+        return write_test_outputs(self.run, feats, logits, labels, class_names, seed)
+
+    def results(self, results: list[Any], meta: dict[str, Any]) -> None:
+        """``results.json``: the results with their protocols, and ``meta``."""
+        if self.run is None:
+            return
+        from pyxfer.evaluate.results import save_results
+
+        save_results(self.run / "results.json", results, meta)

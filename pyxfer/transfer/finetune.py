@@ -40,16 +40,20 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyxfer._checks import check
 from pyxfer.data.store import ImageStore
-from pyxfer.objective import Objective
-from pyxfer.transfer.common import Source, accuracy, classify, conform, load_source
+from pyxfer.objectives.base import Objective
+from pyxfer.transfer.common import RunWriter, Source, accuracy, classify, conform, load_source
+
+if TYPE_CHECKING:
+    from pyxfer.backbone import Backbone
 
 log = logging.getLogger("pyxfer.transfer")
 
@@ -74,7 +78,7 @@ class Classifier(Objective):
 
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: Backbone,
         bn: str = "train",
         body_eval: bool = False,
         label_smoothing: float = 0.0,
@@ -127,11 +131,6 @@ class FinetuneResult:
     phases: list[dict[str, Any]] = field(default_factory=list)
     splits: dict[str, np.ndarray] = field(default_factory=dict)
     results: list[Any] = field(default_factory=list)
-
-
-def _check(name: str, value: Any, ok: bool, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}: expected {expected}, received {value!r}")
 
 
 def split_data(
@@ -202,7 +201,7 @@ def balanced(indices: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
 
 
 def optimizer_groups(
-    objective: nn.Module,
+    objective: Classifier,
     *,
     trainable: list[bool],
     lr: float,
@@ -245,12 +244,12 @@ def optimizer_groups(
     return out
 
 
-def _head_state(backbone: nn.Module) -> dict[str, torch.Tensor]:
+def _head_state(backbone: Backbone) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in backbone.get_classifier().state_dict().items()}
 
 
 def _probe_on_features(
-    backbone: nn.Module,
+    backbone: Backbone,
     train: ImageStore,
     val: ImageStore,
     *,
@@ -361,7 +360,7 @@ def _probe_on_features(
 
 
 def _run_phase(
-    backbone: nn.Module,
+    backbone: Backbone,
     train: ImageStore,
     val: ImageStore,
     *,
@@ -438,7 +437,7 @@ def _run_phase(
             return
         acc = accuracy(backbone, val, threads=threads)
         objective.train()  # back to the phase's modes (evaluation restores plain train mode)
-        trainer._log({"step": step, "val_top1": acc, "phase": strategy})
+        trainer.log_metrics({"step": step, "val_top1": acc, "phase": strategy})
         if np.isnan(phase["best_val"]) or acc > phase["best_val"]:
             phase["best_val"], phase["best_step"] = acc, step
             best["state"] = copy.deepcopy(backbone.state_dict())
@@ -533,38 +532,163 @@ def finetune(
         ...              max_steps=200, out="runs/ft")  # doctest: +SKIP
         >>> r.test["top1"]  # doctest: +SKIP
     """
-    from pyxfer.data import load_dataset
-    from pyxfer.engine import TrainConfig
+    _check_options(
+        strategy=strategy,
+        bn=bn,
+        test_fraction=test_fraction,
+        val_fraction=val_fraction,
+        lr=lr,
+        head_lr=head_lr,
+        probe_fraction=probe_fraction,
+        layer_decay=layer_decay,
+        labels_per_class=labels_per_class,
+        patience=patience,
+        eval_every=eval_every,
+        freeze_groups=freeze_groups,
+    )
+    labelled = _load_data(
+        data,
+        test_data,
+        test_fraction=test_fraction,
+        labels_per_class=labels_per_class,
+        val_fraction=val_fraction,
+        seed=seed,
+    )
+    src = load_source(
+        source,
+        backbone=backbone,
+        backbone_opts=backbone_opts,
+        weights=weights,
+        from_scratch=from_scratch,
+        seed=seed,
+    )
+    _prepare_head(src, labelled.store, strategy, freeze_groups, keep_head, seed)
+    train_set, val_set, test_set = _training_sets(src.backbone, labelled, balance, seed)
+    base = _base_config(src, labelled.spec, train_set, lr, seed, settings)
+    run = Path(out) if out is not None else None
+    writer = RunWriter(run, "finetune", src, {"source": src.description})
+    head_lr_ = head_lr if head_lr is not None else lr
+    probe_lr = head_lr if head_lr is not None else 10 * lr
+    phases = _train_phases(
+        src.backbone,
+        train_set,
+        val_set,
+        _plan(strategy, probe_fraction, lr, head_lr_, probe_lr),
+        base=base,
+        run=run,
+        probe_fraction=probe_fraction,
+        writer=writer,
+        class_names=list(labelled.store.class_names),
+        layer_decay=layer_decay,
+        eval_every=eval_every,
+        freeze_groups=freeze_groups if strategy == "partial" else 0,
+        bn=bn,
+        patience=patience,
+        label_smoothing=label_smoothing,
+        fast_probe=fast_probe,
+    )
+    finetune_doc = {
+        "strategy": strategy,
+        "source": src.description,
+        "labels_per_class": labels_per_class,
+        "keep_head": keep_head,
+        "freeze_groups": freeze_groups,
+        "layer_decay": layer_decay,
+        "lr": lr,
+        "head_lr": head_lr_,
+        "probe_lr": probe_lr,
+        "bn": bn,
+        "balance": balance,
+        "fast_probe": fast_probe,
+        "val_fraction": val_fraction,
+        "test": f"test_fraction={test_fraction}" if test_data is None else "test_data",
+        "test_data": test_data if isinstance(test_data, str) else None,
+        "images": {k: int(v.size) for k, v in labelled.splits.items()},
+        "phases": [{k: v for k, v in p.items() if k != "start_head"} for p in phases],
+    }
+    return _write_outputs(
+        writer,
+        src,
+        labelled,
+        test_set,
+        phases,
+        finetune_doc,
+        strategy=strategy,
+        labels_per_class=labels_per_class,
+        bn=bn,
+        seed=seed,
+        threads=base.threads,
+    )
 
-    _check("strategy", strategy, strategy in STRATEGIES, f"one of {STRATEGIES}")
-    _check("bn", bn, bn in BN_MODES, f"one of {BN_MODES}")
-    _check("test_fraction", test_fraction, 0 <= test_fraction < 1, "a fraction in [0, 1)")
-    _check("val_fraction", val_fraction, 0 <= val_fraction < 1, "a fraction in [0, 1)")
-    _check("lr", lr, lr > 0, "> 0")
-    _check("head_lr", head_lr, head_lr is None or head_lr > 0, "> 0 or None")
-    _check("probe_fraction", probe_fraction, 0 < probe_fraction < 1, "a fraction in (0, 1)")
-    _check(
+
+# -- the steps of finetune --------------------------------------------------------------------
+@dataclass
+class _Labelled:
+    """The labelled data of a run: where it came from, the stores and the index splits."""
+
+    spec: str
+    store: ImageStore
+    test_store: ImageStore | None
+    splits: dict[str, np.ndarray]
+
+
+def _check_options(
+    *,
+    strategy: str,
+    bn: str,
+    test_fraction: float,
+    val_fraction: float,
+    lr: float,
+    head_lr: float | None,
+    probe_fraction: float,
+    layer_decay: float | None,
+    labels_per_class: int | None,
+    patience: int | None,
+    eval_every: int | None,
+    freeze_groups: int,
+) -> None:
+    """Every option that can be checked before anything is loaded."""
+    check("strategy", strategy, strategy in STRATEGIES, f"one of {STRATEGIES}")
+    check("bn", bn, bn in BN_MODES, f"one of {BN_MODES}")
+    check("test_fraction", test_fraction, 0 <= test_fraction < 1, "a fraction in [0, 1)")
+    check("val_fraction", val_fraction, 0 <= val_fraction < 1, "a fraction in [0, 1)")
+    check("lr", lr, lr > 0, "> 0")
+    check("head_lr", head_lr, head_lr is None or head_lr > 0, "> 0 or None")
+    check("probe_fraction", probe_fraction, 0 < probe_fraction < 1, "a fraction in (0, 1)")
+    check(
         "layer_decay",
         layer_decay,
         layer_decay is None or 0 < layer_decay <= 1,
         "a factor in (0, 1] or None",
     )
-    _check(
+    check(
         "labels_per_class",
         labels_per_class,
         labels_per_class is None
         or (isinstance(labels_per_class, (int, np.integer)) and labels_per_class >= 1),
         "an int >= 1 or None (all labels)",
     )
-    _check("patience", patience, patience is None or patience >= 1, "an int >= 1 or None")
-    _check("eval_every", eval_every, eval_every is None or eval_every >= 1, "an int >= 1")
+    check("patience", patience, patience is None or patience >= 1, "an int >= 1 or None")
+    check("eval_every", eval_every, eval_every is None or eval_every >= 1, "an int >= 1")
     if strategy != "partial" and freeze_groups:
         raise ValueError(
             f"freeze_groups: only used by strategy 'partial', received {freeze_groups} with "
             f"strategy {strategy!r}"
         )
 
-    # -- data (checked before anything is trained) -------------------------------------------
+
+def _load_data(
+    data: str | ImageStore | None,
+    test_data: str | ImageStore | None,
+    *,
+    test_fraction: float,
+    labels_per_class: int | None,
+    val_fraction: float,
+    seed: int,
+) -> _Labelled:
+    """Load and check the data sets and split them (before anything is trained)."""
+    from pyxfer.data import load_dataset
+
     if data is None:
         raise ValueError("data: expected a data-set spec or an ImageStore, received none")
     spec = data if isinstance(data, str) else getattr(data, "source", "") or "store"
@@ -589,22 +713,19 @@ def finetune(
         val_fraction=val_fraction,
         seed=seed,
     )
-    num_classes = store.num_classes
+    return _Labelled(str(spec), store, test_store, splits)
 
-    # -- model -------------------------------------------------------------------------------
-    src: Source = load_source(
-        source,
-        backbone=backbone,
-        backbone_opts=backbone_opts,
-        weights=weights,
-        from_scratch=from_scratch,
-        seed=seed,
-    )
+
+def _prepare_head(
+    src: Source, store: ImageStore, strategy: str, freeze_groups: int, keep_head: bool, seed: int
+) -> None:
+    """Check ``freeze_groups`` against the backbone; keep the source's head or make a new one."""
     model = src.backbone
+    num_classes = store.num_classes
     groups = model.param_groups()
     n_body = sum(1 for name, _ in groups if name != "head")
     if strategy == "partial":
-        _check(
+        check(
             "freeze_groups",
             freeze_groups,
             isinstance(freeze_groups, (int, np.integer)) and 0 <= freeze_groups <= n_body,
@@ -625,14 +746,28 @@ def finetune(
     else:
         torch.manual_seed(seed)
         model.reset_classifier(num_classes)
+
+
+def _training_sets(
+    model: Backbone, labelled: _Labelled, balance: bool, seed: int
+) -> tuple[ImageStore, ImageStore, ImageStore | None]:
+    """The (class-balanced) training, validation and test stores, in the model's channels."""
+    store, splits = labelled.store, labelled.splits
     channels = model.input_spec.channels
     train_store = conform(store, channels)
+    test_store = labelled.test_store
     test_conf = conform(test_store, channels) if test_store is not None else train_store
-
-    head_lr_ = head_lr if head_lr is not None else lr
-    probe_lr = head_lr if head_lr is not None else 10 * lr
     train_idx = balanced(splits["train"], store.labels, seed) if balance else splits["train"]
-    train_set, val_set = train_store.subset(train_idx), train_store.subset(splits["val"])
+    test_set = test_conf.subset(splits["test"]) if splits["test"].size else None
+    return train_store.subset(train_idx), train_store.subset(splits["val"]), test_set
+
+
+def _base_config(
+    src: Source, spec: str, train_set: ImageStore, lr: float, seed: int, settings: dict[str, Any]
+) -> Any:
+    """The engine settings every phase starts from (the batch fits the training set)."""
+    from pyxfer.engine import TrainConfig
+
     settings = dict(settings)
     settings.setdefault("views", "fixmatch_weak")
     settings.setdefault("checkpoint_every", 0)
@@ -642,8 +777,8 @@ def finetune(
             "batch_size %d > %d training images: using %d", batch, len(train_set), len(train_set)
         )
         settings["batch_size"] = len(train_set)
-    base = TrainConfig(
-        data=str(spec),
+    return TrainConfig(
+        data=spec,
         backbone=src.name,
         backbone_opts=dict(src.kwargs),
         objective="classifier",
@@ -651,13 +786,50 @@ def finetune(
         seed=seed,
         **settings,
     )
-    # the run's budget (steps and/or time) is shared between the phases: lp-ft's probe gets
-    # probe_fraction of it, the fine-tune what is left
+
+
+#: one phase of a plan: strategy, share of the budget, sub-directory, lr, head lr
+_Phase = tuple[str, float, str | None, float, float]
+
+
+def _plan(
+    strategy: str, probe_fraction: float, lr: float, head_lr: float, probe_lr: float
+) -> list[_Phase]:
+    """The phases of ``strategy``: lp-ft is a probe (in ``probe/``) then a full fine-tune."""
+    if strategy == "lp-ft":
+        return [
+            ("linear", probe_fraction, "probe", probe_lr, probe_lr),
+            ("full", 1 - probe_fraction, None, lr, head_lr),
+        ]
+    if strategy == "linear":
+        return [("linear", 1.0, None, probe_lr, probe_lr)]
+    return [(strategy, 1.0, None, lr, head_lr)]
+
+
+def _train_phases(
+    model: Backbone,
+    train_set: ImageStore,
+    val_set: ImageStore,
+    plan: list[_Phase],
+    *,
+    base: Any,
+    run: Path | None,
+    probe_fraction: float,
+    writer: RunWriter,
+    class_names: list[str],
+    layer_decay: float | None,
+    eval_every: int | None,
+    **common: Any,
+) -> list[dict[str, Any]]:
+    """Run the phases in order; each leaves its best-on-validation weights loaded.
+
+    The run's budget (steps and/or time) is shared between the phases: lp-ft's probe gets
+    ``probe_fraction`` of it, the fine-tune what is left.
+    """
     steps_total = base.step_limit(max(1, len(train_set) // base.batch_size))
-    run = Path(out) if out is not None else None
     t_start = time.monotonic()
 
-    def phase_config(share: float, sub: str | None, last: bool) -> TrainConfig:
+    def phase_config(share: float, sub: str | None, last: bool) -> Any:
         dest = None if run is None else str(run / sub if sub else run)
         steps = None
         if steps_total is not None:
@@ -671,23 +843,7 @@ def finetune(
             max_time = max(1e-3, left if last else share * base.max_time)
         return base.replace(max_steps=steps, epochs=None, max_time=max_time, out=dest)
 
-    common = dict(
-        freeze_groups=freeze_groups if strategy == "partial" else 0,
-        bn=bn,
-        patience=patience,
-        label_smoothing=label_smoothing,
-        fast_probe=fast_probe,
-    )
     phases = []
-    if strategy == "lp-ft":
-        plan = [
-            ("linear", probe_fraction, "probe", probe_lr, probe_lr),
-            ("full", 1 - probe_fraction, None, lr, head_lr_),
-        ]
-    elif strategy == "linear":
-        plan = [("linear", 1.0, None, probe_lr, probe_lr)]
-    else:
-        plan = [(strategy, 1.0, None, lr, head_lr_)]
     for i, (strat, share, sub, lr_, hlr) in enumerate(plan):
         cfg = phase_config(share, sub, last=i == len(plan) - 1)
         phase = _run_phase(
@@ -703,53 +859,43 @@ def finetune(
             **common,
         )
         phases.append(phase)
-        if sub is not None and run is not None:
-            _save(run / sub / "model", model, src, store.class_names, {"phase": strat})
+        if sub is not None:
+            writer.save_classifier(model, class_names, {"phase": strat}, where=f"{sub}/model")
+    return phases
 
-    # -- outputs ----------------------------------------------------------------------------
+
+def _write_outputs(
+    writer: RunWriter,
+    src: Source,
+    labelled: _Labelled,
+    test_set: ImageStore | None,
+    phases: list[dict[str, Any]],
+    finetune_doc: dict[str, Any],
+    *,
+    strategy: str,
+    labels_per_class: int | None,
+    bn: str,
+    seed: int,
+    threads: int,
+) -> FinetuneResult:
+    """config.json's ``finetune`` section, ``model/``, and with a test split its evaluation
+    (``results.json``, ``predictions.npz``, ``features.npz``)."""
+    from pyxfer.evaluate.results import Result, format_table
+
+    model = src.backbone
+    splits = labelled.splits
+    class_names = list(labelled.store.class_names)
     last = phases[-1]
-    finetune_doc = {
-        "strategy": strategy,
-        "source": src.description,
-        "labels_per_class": labels_per_class,
-        "keep_head": keep_head,
-        "freeze_groups": freeze_groups,
-        "layer_decay": layer_decay,
-        "lr": lr,
-        "head_lr": head_lr_,
-        "probe_lr": probe_lr,
-        "bn": bn,
-        "balance": balance,
-        "fast_probe": fast_probe,
-        "val_fraction": val_fraction,
-        "test": "test_data" if test_store is not None else f"test_fraction={test_fraction}",
-        "test_data": test_data if isinstance(test_data, str) else None,
-        "images": {k: int(v.size) for k, v in splits.items()},
-        "phases": [{k: v for k, v in p.items() if k != "start_head"} for p in phases],
-    }
-    test_metrics: dict[str, float] = {}
+    writer.add_to_config("finetune", finetune_doc)
+    model_dir = writer.save_classifier(
+        model,
+        class_names,
+        {"strategy": strategy, "val_top1": last["best_val"], "step": last["best_step"]},
+    )
+    metrics: dict[str, float] = {}
     results: list[Any] = []
-    model_dir = None
-    if run is not None:
-        cfg_path = run / "config.json"
-        doc = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
-        doc["finetune"] = finetune_doc
-        from pyxfer.fileio import atomic_write_json
-
-        atomic_write_json(cfg_path, doc)
-        model_dir = _save(
-            run / "model",
-            model,
-            src,
-            store.class_names,
-            {"strategy": strategy, "val_top1": last["best_val"], "step": last["best_step"]},
-        )
-    if splits["test"].size:
-        from pyxfer.evaluate.results import Result, format_table, save_results
-        from pyxfer.transfer.common import write_test_outputs
-
-        test_set = test_conf.subset(splits["test"])
-        feats, logits = classify(model, test_set, threads=base.threads)
+    if test_set is not None:
+        feats, logits = classify(model, test_set, threads=threads)
         protocol = {
             "protocol": "finetune",
             "method": strategy,
@@ -764,56 +910,28 @@ def finetune(
             "seed": seed,
             "size": model.input_spec.size,
         }
-        if run is not None:
-            test_metrics = write_test_outputs(
-                run, feats, logits, test_set.labels, list(store.class_names), seed
-            )
-        else:
-            from pyxfer.evaluate.metrics import mean_per_class_accuracy
-
-            pred = logits.argmax(1)
-            test_metrics = {
-                "top1": float((pred == test_set.labels).mean()),
-                "per_class_mean": mean_per_class_accuracy(test_set.labels, pred, num_classes),
-            }
+        metrics = writer.test_outputs(feats, logits, test_set.labels, class_names, seed)
         results = [
-            Result("finetune/top1", test_metrics["top1"], protocol),
-            Result("finetune/per_class_mean", test_metrics["per_class_mean"], protocol),
+            Result("finetune/top1", metrics["top1"], protocol),
+            Result("finetune/per_class_mean", metrics["per_class_mean"], protocol),
             Result("finetune/val_top1", last["best_val"], {**protocol, "split": "validation"}),
         ]
-        if run is not None:
-            save_results(run / "results.json", results, {"finetune": finetune_doc})
+        writer.results(results, {"finetune": finetune_doc})
         log.debug("test results:\n%s", format_table(results))
         log.info(
             "test top-1 %.4f, per-class mean %.4f (%d images)",
-            test_metrics["top1"],
-            test_metrics["per_class_mean"],
+            metrics["top1"],
+            metrics["per_class_mean"],
             len(test_set),
         )
     return FinetuneResult(
-        run,
+        writer.run,
         model_dir,
         model,
-        test_metrics,
+        metrics,
         float(last["best_val"]),
         int(last["best_step"]),
         phases,
         splits,
         results,
-    )
-
-
-def _save(
-    path: Path, model: nn.Module, src: Source, class_names: list[str], extra: dict[str, Any]
-) -> Path:
-    from pyxfer.modelio import save_model
-
-    return save_model(
-        path,
-        model,
-        backbone_name=src.name,
-        backbone_kwargs=dict(src.kwargs),
-        task="classifier",
-        class_names=list(class_names),
-        extra={"producer": "finetune", "source": src.description, **extra},
     )

@@ -12,7 +12,7 @@ deployed model is extended to a new class by adding its description row (no retr
   so that its features encode the descriptions (end-to-end DAP / ALE recipe).
 - :class:`PrototypeZSL` - nearest class prototype by cosine, for class-name/sentence encoders.
 - :class:`CalibratedStacking` - generalised zero-shot prediction (Chao et al. 2016).
-- :mod:`pyxfer.zeroshot.metrics` - per-class accuracy, ZSL accuracy, GZSL s/u/H and AUSUC.
+- :mod:`pyxfer.zeroshot.metrics` - per-class mean accuracy, ZSL accuracy, GZSL s/u/H, AUSUC.
 - :mod:`pyxfer.zeroshot.descriptions` - class tables from CSV / NPY / ``att_splits.mat``.
 
 Examples:
@@ -51,6 +51,7 @@ from pyxfer.zeroshot.metrics import (
     calibrated_stacking,
     gzsl_accuracy,
     harmonic_mean,
+    mean_per_class_accuracy,
     per_class_accuracy,
     seen_unseen_curve,
     zsl_accuracy,
@@ -78,6 +79,7 @@ __all__ = [
     "load_csv",
     "load_descriptions",
     "load_npy",
+    "mean_per_class_accuracy",
     "per_class_accuracy",
     "seen_unseen_curve",
     "zsl_accuracy",

@@ -1,4 +1,7 @@
-"""What every zero-shot classifier shares: input checks, the class table, class-wise splits.
+"""What every zero-shot classifier shares: the class table, class-wise splits, the base class.
+
+The lowest module of :mod:`pyxfer.zeroshot`: it imports nothing else from the package (the
+methods and :mod:`pyxfer.zeroshot.metrics` import it, never the other way round).
 
 A zero-shot classifier is fitted on features ``X`` (N, D) of images whose labels ``y`` (N,) are
 *seen* classes, and on a class-description table ``class_descriptions`` (C, A) whose rows are
@@ -10,47 +13,14 @@ another table at call time, so a deployed model gains a class by adding its desc
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, ClassVar
+from collections.abc import Iterable, Iterator
+from itertools import product
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
-
-def check_features(X: Any, name: str = "X", layout: str = "(num_samples, dim)") -> np.ndarray:
-    """``X`` as a finite float64 (N, D) array; anything else is a ``ValueError`` naming ``name``."""
-    arr = np.asarray(X)
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name}: expected a 2-d array (num_samples, dim), received shape {arr.shape}"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name}: expected a non-empty array, received shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"{name}: expected real numbers, received dtype {arr.dtype}")
-    arr = arr.astype(np.float64, copy=False)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        rows = np.unique(np.nonzero(bad)[0])
-        raise ValueError(
-            f"{name}: expected finite values, received NaN/inf in {rows.size} row(s) "
-            f"(first: row {int(rows[0])})"
-        )
-    return arr
-
-
-def check_labels(y: Any, num: int, name: str = "y") -> np.ndarray:
-    """``y`` as a 1-d integer array of length ``num``."""
-    arr = np.asarray(y)
-    if arr.ndim != 1 or arr.shape[0] != num:
-        raise ValueError(
-            f"{name}: expected a 1-d array of {num} labels, received shape {arr.shape}"
-        )
-    if not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
-            raise ValueError(f"{name}: expected integer class ids, received dtype {arr.dtype}")
-    return arr.astype(np.int64, copy=False)
+from pyxfer._checks import check_class_ids, check_features
+from pyxfer.evaluate.metrics import ClassIds, mean_per_class_accuracy
 
 
 def check_class_table(
@@ -66,7 +36,12 @@ def check_class_table(
         if class_ids is None:
             class_ids = class_descriptions.class_ids
         class_descriptions = class_descriptions.matrix
-    S = check_features(class_descriptions, "class_descriptions", "(num_classes, num_attributes)")
+    S = check_features(
+        class_descriptions,
+        "class_descriptions",
+        layout="(num_classes, num_attributes)",
+        min_rows=1,
+    )
     if num_attributes is not None and S.shape[1] != num_attributes:
         raise ValueError(
             f"class_descriptions: expected {num_attributes} attributes per class (as at fit), "
@@ -78,7 +53,7 @@ def check_class_table(
             f"class_ids: expected one id per row of class_descriptions ({S.shape[0]}), received "
             f"shape {ids.shape}"
         )
-    ids = check_labels(ids, S.shape[0], "class_ids")
+    ids = check_class_ids(ids, S.shape[0], "class_ids")
     uniq, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         raise ValueError(
@@ -103,7 +78,7 @@ def rows_for(
 
 
 def check_split(
-    seen_classes: Sequence[int], unseen_classes: Sequence[int], y: Any | None = None
+    seen_classes: ClassIds, unseen_classes: ClassIds, y: Any | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate a seen/unseen split: disjoint, non-empty, each class with images in ``y``."""
     seen = np.unique(np.asarray(list(seen_classes), dtype=np.int64))
@@ -174,7 +149,7 @@ class ZeroShotClassifier:
         raise NotImplementedError
 
     def _check_X(self, X: Any) -> np.ndarray:
-        return check_features(X, "X")
+        return check_features(X, "X", layout="(num_samples, dim)", min_rows=1)
 
     # -- public API ----------------------------------------------------------------------------
     def fit(
@@ -193,7 +168,7 @@ class ZeroShotClassifier:
             self
         """
         X = self._check_X(X)
-        y = check_labels(y, X.shape[0], "y")
+        y = check_class_ids(y, X.shape[0], "y")
         S, ids = check_class_table(class_descriptions, class_ids)
         seen = np.unique(y)
         if seen.size < 2:
@@ -275,7 +250,7 @@ class ZeroShotClassifier:
         for k, v in best.items():
             setattr(self, f"{k}_", v)
 
-    def _clone_with(self, **params: Any) -> ZeroShotClassifier:
+    def _clone_with(self, **params: Any) -> Self:
         """A shallow copy with resolved hyper-parameters ``name_`` set (for validation fits)."""
         clone = copy.copy(self)
         for k, v in params.items():
@@ -317,10 +292,6 @@ def select_on_validation_classes(
     The unseen classes are never touched. Returns the combination with the best mean accuracy
     over the folds (the first one listed among ties).
     """
-    from itertools import product
-
-    from pyxfer.zeroshot.metrics import per_class_accuracy
-
     names = list(grid)
     combos = [dict(zip(names, v, strict=True)) for v in product(*(grid[n] for n in names))]
     folds = class_folds(np.unique(y), n_splits, seed)
@@ -332,7 +303,7 @@ def select_on_validation_classes(
         for i, clone in enumerate(fitted):
             scores = clone._scores(X[~fit_mask], S[rows])
             pred = ids[rows][np.argmax(scores, axis=1)]
-            accs[i, f] = per_class_accuracy(y[~fit_mask], pred)
+            accs[i, f] = mean_per_class_accuracy(y[~fit_mask], pred)
     mean = accs.mean(axis=1)
     if results is not None:
         results.extend({**p, "val_accuracy": float(a)} for p, a in zip(combos, mean, strict=True))

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
+from pyxfer.evaluate.metrics import mean_per_class_accuracy
 from pyxfer.zeroshot._base import ZeroShotClassifier, class_folds, rows_for
 
 log = logging.getLogger("pyxfer.zeroshot")
@@ -157,7 +158,7 @@ class BilinearZSL(ZeroShotClassifier):
             max(history),
         )
 
-    def _clone_with(self, **params: Any) -> BilinearZSL:
+    def _clone_with(self, **params: Any) -> Self:
         clone = super()._clone_with(**params)
         if self.backbone is not None:  # never share (and train) the caller's module
             clone.backbone = copy.deepcopy(self.backbone)
@@ -189,8 +190,6 @@ class BilinearZSL(ZeroShotClassifier):
         val: tuple[Any, np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> list[float]:
         import torch
-
-        from pyxfer.zeroshot.metrics import per_class_accuracy
 
         gen = torch.Generator().manual_seed(self.seed)
         classes = np.unique(y)
@@ -228,7 +227,7 @@ class BilinearZSL(ZeroShotClassifier):
             if val is not None:
                 Xv, yv, Sv, idv = val
                 pred = idv[np.argmax(self._scores(Xv, Sv), axis=1)]
-                acc = per_class_accuracy(yv, pred)
+                acc = mean_per_class_accuracy(yv, pred)
                 history.append(acc)
                 if acc > best + 1e-9:
                     best, stale = acc, 0

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from pyxfer.zeroshot._base import ZeroShotClassifier, check_labels, class_folds, rows_for
+from pyxfer._checks import check_class_ids
+from pyxfer.zeroshot._base import ZeroShotClassifier, class_folds, rows_for
 from pyxfer.zeroshot.metrics import (
     SeenUnseenCurve,
     calibrated_stacking,
@@ -123,7 +124,7 @@ class CalibratedStacking:
             self.gamma_ = float(self.gamma)
             return self
         X = m._check_X(X)
-        y = check_labels(y, X.shape[0], "y")
+        y = check_class_ids(y, X.shape[0], "y")
         S, ids = m.class_descriptions_, m.classes_
         resolved = {k: getattr(m, f"{k}_") for k in m._HYPER}
         if hasattr(m, "epochs_"):

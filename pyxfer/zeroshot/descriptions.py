@@ -15,6 +15,7 @@ Loaders:
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,7 @@ class ClassDescriptions:
 
 
 def load_csv(
-    path: str | Path, name_column: str | None = None, id_column: str | None = None
+    path: str | os.PathLike[str], name_column: str | None = None, id_column: str | None = None
 ) -> ClassDescriptions:
     """Read a CSV class table (see the module docstring)."""
     path = Path(path)
@@ -138,7 +139,9 @@ def load_csv(
 
 
 def load_npy(
-    path: str | Path, names: Sequence[str] | None = None, class_ids: Sequence[int] | None = None
+    path: str | os.PathLike[str],
+    names: Sequence[str] | None = None,
+    class_ids: Sequence[int] | None = None,
 ) -> ClassDescriptions:
     """Read a (C, A) ``.npy`` class table."""
     matrix = np.load(Path(path), allow_pickle=False)
@@ -180,7 +183,7 @@ def _mat_strings(value: Any) -> list[str]:
     return out
 
 
-def load_att_splits(path: str | Path) -> AttSplits:
+def load_att_splits(path: str | os.PathLike[str]) -> AttSplits:
     """Read an ``att_splits.mat`` (AwA2 / CUB / SUN layout) with ``scipy.io.loadmat``."""
     try:
         from scipy.io import loadmat
@@ -218,7 +221,7 @@ def load_att_splits(path: str | Path) -> AttSplits:
     return AttSplits(table, locs["trainval_loc"], locs["test_seen_loc"], locs["test_unseen_loc"])
 
 
-def load_descriptions(path: str | Path, **kwargs: Any) -> ClassDescriptions:
+def load_descriptions(path: str | os.PathLike[str], **kwargs: Any) -> ClassDescriptions:
     """Load a class table from ``.csv``, ``.npy`` or ``.mat`` (by suffix)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":

@@ -85,6 +85,11 @@ class ESZSL(ZeroShotClassifier):
     """
 
     _HYPER: ClassVar[dict[str, tuple[Any, ...]]] = {"gamma": DEFAULT_GRID, "lam": DEFAULT_GRID}
+    # resolved hyper-parameters and the fitted solution (set by fit)
+    gamma_: float
+    lam_: float
+    mean_: np.ndarray
+    V_: np.ndarray
 
     def __init__(
         self,

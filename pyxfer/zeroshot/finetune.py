@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from pyxfer.zeroshot._base import check_class_table, check_labels, rows_for
+from pyxfer._checks import check_class_ids
+from pyxfer.zeroshot._base import check_class_table, rows_for
 
 log = logging.getLogger("pyxfer.zeroshot")
 
@@ -168,7 +169,7 @@ class AttributeBackbone:
         import torch
 
         x = self._images(X)
-        y = check_labels(y, x.shape[0], "y")
+        y = check_class_ids(y, x.shape[0], "y")
         S, ids = check_class_table(class_descriptions, class_ids)
         classes = np.unique(y)
         if classes.size < 2:

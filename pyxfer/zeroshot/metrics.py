@@ -1,8 +1,9 @@
 """Zero-shot evaluation the way the literature reports it.
 
 - Accuracy is the **per-class mean** of top-1 accuracy (each class weighs the same, however
-  many test images it has), as in Xian et al., "Zero-Shot Learning - The Good, the Bad and the
-  Ugly" (CVPR 2017).
+  many test images it has; :func:`pyxfer.evaluate.metrics.mean_per_class_accuracy`, the one
+  implementation the evaluation protocols use too), as in Xian et al., "Zero-Shot Learning -
+  The Good, the Bad and the Ugly" (CVPR 2017).
 - ZSL accuracy: test images of unseen classes, predictions among the unseen classes only.
 - GZSL: predictions among *all* classes; ``s`` is the per-class mean accuracy over test images
   of seen classes, ``u`` the same over unseen classes, and ``H = 2us / (u + s)`` (0 when either
@@ -13,50 +14,28 @@
   from (s, 0) to (0, u); AUSUC is the area under it (1 for a perfect model).
 
 Examples:
-    >>> per_class_accuracy([0, 0, 0, 1], [0, 0, 1, 1])  # class 0: 2/3, class 1: 1/1
+    >>> mean_per_class_accuracy([0, 0, 0, 1], [0, 0, 1, 1])  # class 0: 2/3, class 1: 1/1
     0.8333333333333333
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from pyxfer.evaluate.metrics import ClassIds, mean_per_class_accuracy
 from pyxfer.zeroshot._base import check_split, rows_for
 
 
-def per_class_accuracy(y_true: Any, y_pred: Any, classes: Sequence[int] | None = None) -> float:
-    """Mean over classes of the top-1 accuracy within each class.
-
-    Args:
-        y_true: (N,) true class ids.
-        y_pred: (N,) predicted class ids.
-        classes: the classes to average over (default: those present in ``y_true``); every one
-            must have at least one image.
-
-    Returns:
-        A number in [0, 1].
-    """
-    y_true = np.asarray(y_true).ravel()
-    y_pred = np.asarray(y_pred).ravel()
-    if y_true.shape != y_pred.shape:
-        raise ValueError(
-            f"y_pred: expected shape {y_true.shape} like y_true, received {y_pred.shape}"
-        )
-    if y_true.size == 0:
-        raise ValueError("y_true: expected at least one image, received none")
-    cls = np.unique(y_true) if classes is None else np.unique(np.asarray(list(classes)))
-    empty = np.setdiff1d(cls, y_true)
-    if empty.size:
-        raise ValueError(f"classes: class(es) {empty.tolist()} have no images in y_true")
-    accs = [np.mean(y_pred[y_true == c] == c) for c in cls]
-    return float(np.mean(accs))
+def per_class_accuracy(y_true: Any, y_pred: Any, classes: ClassIds | None = None) -> float:
+    """The former name of :func:`mean_per_class_accuracy` (``classes`` as the third argument),
+    kept for one release; :func:`pyxfer.evaluate.per_class_accuracy` is the per-class array."""
+    return mean_per_class_accuracy(y_true, y_pred, classes=classes)
 
 
-def zsl_accuracy(y_true: Any, scores: Any, class_ids: Any, unseen_classes: Sequence[int]) -> float:
+def zsl_accuracy(y_true: Any, scores: Any, class_ids: Any, unseen_classes: ClassIds) -> float:
     """Per-class mean top-1 on unseen-class images, predicting among the unseen classes only.
 
     Args:
@@ -73,7 +52,7 @@ def zsl_accuracy(y_true: Any, scores: Any, class_ids: Any, unseen_classes: Seque
         raise ValueError("y_true: expected only unseen-class images for ZSL accuracy")
     cols = rows_for(class_ids, unseen, "class_ids")
     pred = unseen[np.argmax(scores[:, cols], axis=1)]
-    return per_class_accuracy(y_true, pred, unseen)
+    return mean_per_class_accuracy(y_true, pred, classes=unseen)
 
 
 def harmonic_mean(u: float, s: float) -> float:
@@ -93,7 +72,7 @@ class GZSLResult:
 
 
 def gzsl_accuracy(
-    y_true: Any, y_pred: Any, seen_classes: Sequence[int], unseen_classes: Sequence[int]
+    y_true: Any, y_pred: Any, seen_classes: ClassIds, unseen_classes: ClassIds
 ) -> GZSLResult:
     """s, u and H from predictions made over ALL classes.
 
@@ -111,13 +90,13 @@ def gzsl_accuracy(
             "y_true: expected only seen or unseen classes, received others "
             f"{np.unique(y_true[~(ms | mu)]).tolist()}"
         )
-    s = per_class_accuracy(y_true[ms], y_pred[ms], seen)
-    u = per_class_accuracy(y_true[mu], y_pred[mu], unseen)
+    s = mean_per_class_accuracy(y_true[ms], y_pred[ms], classes=seen)
+    u = mean_per_class_accuracy(y_true[mu], y_pred[mu], classes=unseen)
     return GZSLResult(s=s, u=u, h=harmonic_mean(u, s))
 
 
 def calibrated_stacking(
-    scores: Any, class_ids: Any, seen_classes: Sequence[int], gamma: float
+    scores: Any, class_ids: Any, seen_classes: ClassIds, gamma: float
 ) -> np.ndarray:
     """Scores (N, C) with ``gamma`` subtracted from every seen-class column (Chao et al. 2016)."""
     scores = np.array(scores, dtype=np.float64)
@@ -150,8 +129,8 @@ def seen_unseen_curve(
     scores: Any,
     y_true: Any,
     class_ids: Any,
-    seen_classes: Sequence[int],
-    unseen_classes: Sequence[int],
+    seen_classes: ClassIds,
+    unseen_classes: ClassIds,
 ) -> SeenUnseenCurve:
     """Sweep calibrated stacking's ``gamma`` over every value where a prediction changes.
 
@@ -205,8 +184,8 @@ def ausuc(
     scores: Any,
     y_true: Any,
     class_ids: Any,
-    seen_classes: Sequence[int],
-    unseen_classes: Sequence[int],
+    seen_classes: ClassIds,
+    unseen_classes: ClassIds,
 ) -> float:
     """Area under the seen-unseen accuracy curve (Chao et al. 2016); see seen_unseen_curve."""
     return seen_unseen_curve(scores, y_true, class_ids, seen_classes, unseen_classes).ausuc
@@ -216,8 +195,8 @@ def best_stacking_gamma(
     scores: Any,
     y_true: Any,
     class_ids: Any,
-    seen_classes: Sequence[int],
-    unseen_classes: Sequence[int],
+    seen_classes: ClassIds,
+    unseen_classes: ClassIds,
 ) -> tuple[float, GZSLResult]:
     """The ``gamma`` with the highest H on (validation) scores, and the s/u/H it gives.
 

@@ -332,11 +332,12 @@ def _write_run(
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run / "config.json", {"task": "zeroshot", **result.protocol})
     save_results(run / "results.json", result.results())
-    for name, arrays in (
+    outputs: tuple[tuple[str, dict[str, Any]], ...] = (
         ("predictions.npz", {"y_true": y_test, "y_pred": pred, "class_names": np.array(names)}),
         ("features.npz", {"features": X_test[:5000].astype(np.float32), "labels": y_test[:5000]}),
         ("split.npz", result.splits),
-    ):
+    )
+    for name, arrays in outputs:
         import io
 
         buf = io.BytesIO()

@@ -77,6 +77,7 @@ class PrototypeZSL(ZeroShotClassifier):
     """
 
     _HYPER: ClassVar[dict[str, tuple[Any, ...]]] = {"alpha": DEFAULT_ALPHAS}
+    alpha_: float  # the resolved ridge strength (set by fit)
 
     def __init__(
         self,

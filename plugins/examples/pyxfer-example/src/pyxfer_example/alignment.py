@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxfer.objective import Objective
+from pyxfer.objectives.base import Objective
 
 
 class Alignment(Objective):
