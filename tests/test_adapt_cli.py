@@ -142,9 +142,18 @@ def test_cli_adapt(tmp_path, capsys):
     assert "--target-data: required" in capsys.readouterr().err
 
 
-def test_time_budget_with_a_far_step_limit_validates_the_last_step(domains, tmp_path):
+def test_time_budget_with_a_far_step_limit_validates_the_last_step(domains, tmp_path, monkeypatch):
     """``--max-steps 100000 --max-time T``: the run is stopped by time, was validated on the way
     and at its last step, and selection by a label-free validator has a result."""
+    import pyxfer.engine.clock as clock
+
+    ticks = [0.0]
+
+    def now() -> float:  # a deterministic clock: 10 ms per reading
+        ticks[0] += 0.01
+        return ticks[0]
+
+    monkeypatch.setattr(clock, "now", now)
     src, tgt = domains
     r = adapt(
         src,

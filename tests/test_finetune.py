@@ -316,10 +316,19 @@ def test_cli_toml_and_errors(tmp_path, capsys):
 
 @pytest.mark.parametrize("fast_probe", [False, True])
 def test_time_budget_alone_runs_both_phases_and_validates_at_their_ends(
-    digits, source, tmp_path, fast_probe
+    digits, source, tmp_path, fast_probe, monkeypatch
 ):
     """``max_time`` alone: the budget is shared by lp-ft's phases (no default epoch stops them
     first) and each phase's last step is validated, so selection always has a candidate."""
+    import pyxfer.engine.clock as clock
+
+    ticks = [0.0]
+
+    def now() -> float:  # a deterministic clock: 10 ms per reading, whatever the machine's load
+        ticks[0] += 0.01
+        return ticks[0]
+
+    monkeypatch.setattr(clock, "now", now)
     run = tmp_path / "lpft"
     r = finetune(
         source, digits, strategy="lp-ft", max_time=4.0, fast_probe=fast_probe, out=run, **FAST

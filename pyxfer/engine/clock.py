@@ -18,6 +18,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+
+def now() -> float:
+    """The time source of every run clock (seconds, monotonic). Tests replace this function
+    (``monkeypatch.setattr(pyxfer.engine.clock, "now", fake)``) to make a time budget
+    deterministic."""
+    return time.monotonic()
+
+
+def _now() -> float:
+    return now()  # looked up at each call, so a replaced ``now`` takes effect
+
+
 #: horizon before any progress can be measured (step 0 of a time-limited run): far away, so
 #: schedules start at their beginning
 FAR = 1 << 62
@@ -30,7 +42,7 @@ class RunClock:
         step_limit: the step at which the run stops (from ``max_steps`` or ``epochs``), or
             ``None`` when only the time budget limits it.
         max_time: the wall-clock budget in seconds, or ``None``.
-        clock: seconds, monotonic (injectable for tests).
+        clock: seconds, monotonic; default :func:`now`.
         elapsed: seconds already spent (a resumed run).
 
     Examples:
@@ -44,7 +56,7 @@ class RunClock:
         step_limit: int | None,
         max_time: float | None,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         elapsed: float = 0.0,
     ) -> None:
         if step_limit is None and max_time is None:
@@ -55,7 +67,7 @@ class RunClock:
             raise ValueError(f"max_time: expected seconds > 0 or None, received {max_time}")
         self.step_limit = step_limit
         self.max_time = max_time
-        self.clock = clock
+        self.clock = clock if clock is not None else _now
         self._elapsed0 = float(elapsed)
         self._t0: float | None = None
 

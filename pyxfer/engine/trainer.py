@@ -107,7 +107,7 @@ class Trainer:
             :func:`pyxfer.engine.optim.default_param_groups`.
         callbacks: called after each step as ``callback(trainer, step, outputs)``; an
             exception stops the run (the loader thread is shut down).
-        clock: wall clock for ``max_time`` (seconds; injectable for tests).
+        clock: wall clock for ``max_time`` (seconds); default :func:`pyxfer.engine.clock.now`.
 
     Examples:
         >>> from pyxfer import create_backbone, create_objective, load_dataset
@@ -129,7 +129,7 @@ class Trainer:
         knn: tuple[Any, Any] | KNNMonitor | None = None,
         param_groups: list[dict[str, Any]] | None = None,
         callbacks: Sequence[Callback] = (),
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         config.validate()
         self.objective = objective

@@ -37,7 +37,6 @@ import copy
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +48,7 @@ from torch import nn
 
 from pyxfer._checks import check
 from pyxfer.data.store import ImageStore
+from pyxfer.engine import clock as run_clock
 from pyxfer.objectives.base import Objective
 from pyxfer.transfer.common import RunWriter, Source, accuracy, classify, conform, load_source
 
@@ -827,7 +827,7 @@ def _train_phases(
     ``probe_fraction`` of it, the fine-tune what is left.
     """
     steps_total = base.step_limit(max(1, len(train_set) // base.batch_size))
-    t_start = time.monotonic()
+    t_start = run_clock.now()
 
     def phase_config(share: float, sub: str | None, last: bool) -> Any:
         dest = None if run is None else str(run / sub if sub else run)
@@ -839,7 +839,7 @@ def _train_phases(
             )
         max_time = None
         if base.max_time is not None:
-            left = base.max_time - (time.monotonic() - t_start)
+            left = base.max_time - (run_clock.now() - t_start)
             max_time = max(1e-3, left if last else share * base.max_time)
         return base.replace(max_steps=steps, epochs=None, max_time=max_time, out=dest)
 
