@@ -35,6 +35,7 @@ PoolParams make_params(int64_t n, int64_t c, int64_t hw, const std::string& mode
   return pp;
 }
 
+// x is read in place (values only; the output is a new array, so no aliasing is possible).
 py::array_t<float> pool_normalize(const py::array& x, const std::string& mode, double p,
                                   double eps, bool l2, double l2_eps, int threads) {
   check_features(x, "x", 4, "(N, C, H, W)", true);
@@ -54,17 +55,20 @@ py::array_t<float> pool_normalize(const py::array& x, const std::string& mode, d
 void pool_normalize_cuda_ptr(uintptr_t x, uintptr_t out, int64_t n, int64_t c, int64_t hw,
                              bool half, const std::string& mode, double p, double eps, bool l2,
                              double l2_eps, uintptr_t stream) {
-#if defined(PYXFER_WITH_CUDA)
   if (x == 0 || out == 0) fail("x/out: expected non-null device pointers");
-  if (n < 0 || c < 0) fail("x: expected a (N, C, H, W) shape with N, C >= 0");
+  if (n < 0 || c < 0) {
+    fail("x: expected a (N, C, H, W) shape with N, C >= 0, received N = " + std::to_string(n) +
+         ", C = " + std::to_string(c));
+  }
   const PoolParams pp = make_params(n, c, hw, mode, p, eps, l2, l2_eps, half);
+  check_no_overlap({{"out", span_at(out, checked_product({n, c, 4}, "out"), "out")}},
+                   {{"x", span_at(x, checked_product({n, c, hw, half ? 2 : 4}, "x"), "x")}});
+#if defined(PYXFER_WITH_CUDA)
   py::gil_scoped_release release;
   pool_normalize_cuda(reinterpret_cast<const void*>(x), reinterpret_cast<float*>(out), pp,
                       reinterpret_cast<void*>(stream));
 #else
-  (void)x, (void)out, (void)n, (void)c, (void)hw, (void)half, (void)mode, (void)p, (void)eps,
-      (void)l2, (void)l2_eps, (void)stream;
-  throw std::runtime_error("pyxfer._C was built without CUDA: rebuild with PYXFER_WITH_CUDA=ON");
+  cuda_unavailable(stream, pp);
 #endif
 }
 
