@@ -337,6 +337,26 @@ def test_normalisation_must_be_finite_in_float32(name, mean, std):
             call()
 
 
+@pytest.mark.parametrize(
+    "name,call",
+    [
+        # 1e-300 is 0 in float32: a vote weight exp(0 / 0) was NaN
+        ("temperature", lambda q: _C.knn_classify(q, q, np.zeros(4, np.int64), 1, 1e-300, 2)),
+        ("temperature", lambda q: _C.knn_classify(q, q, np.zeros(4, np.int64), 1, 1e300, 2)),
+        ("p", lambda q: _C.pool_normalize(q.reshape(4, 2, 2, 1), "gem", 1e300)),
+        ("eps", lambda q: _C.pool_normalize(q.reshape(4, 2, 2, 1), "gem", 3.0, 1e-300)),
+        # 1 / 1e-40 is inf in float32: a zero row was normalised to 0 * inf = NaN
+        (
+            "l2_eps",
+            lambda q: _C.pool_normalize(q.reshape(4, 2, 2, 1), "avg", 3.0, 1e-6, True, 1e-40),
+        ),
+    ],
+)
+def test_scalar_parameters_must_be_positive_and_finite_in_float32(name, call):
+    with pytest.raises(ValueError, match=rf"^{name}: expected a finite value > 0"):
+        call(np.eye(4, dtype=np.float32))
+
+
 def test_non_native_byte_order_is_refused():
     images = np.zeros((1, 4, 4, 3), np.uint8)
     swapped = np.empty((1, 3, 4, 4), np.dtype(">f4" if sys.byteorder == "little" else "<f4"))

@@ -484,12 +484,21 @@ def features_case(draw):
     return arrays, k, block, draw(SIMD), draw(THREADS)
 
 
+def _fits_float32(q, b) -> bool:
+    """No inner product of these finite rows can overflow float32 (else inf - inf gives NaN)."""
+    bound = q.shape[1] * float(np.abs(q).max(initial=0)) * float(np.abs(b).max(initial=0))
+    return bound < 1e37
+
+
 def _check_topk(q, b, k, values, indices):
     assert values.shape == indices.shape == (q.shape[0], k)
-    assert ((indices >= 0) & (indices < b.shape[0])).all()
-    assert (np.diff(values, axis=1) <= 0).all()
-    sims = q.astype(np.float64) @ b.astype(np.float64).T
-    np.testing.assert_allclose(values, np.take_along_axis(sims, indices, 1), rtol=1e-4, atol=1e-4)
+    assert ((indices >= 0) & (indices < b.shape[0])).all()  # even when similarities overflow
+    if _fits_float32(q, b):
+        assert (np.diff(values, axis=1) <= 0).all()
+        sims = q.astype(np.float64) @ b.astype(np.float64).T
+        np.testing.assert_allclose(
+            values, np.take_along_axis(sims, indices, 1), rtol=1e-4, atol=1e-4
+        )
 
 
 @FUZZ
@@ -523,7 +532,8 @@ def test_fuzz_knn_classify(case, temperature, num_classes):
     )
     if scores is not None:
         assert scores.shape == (a["queries"].shape[0], num_classes)
-        assert not np.isnan(scores).any() and (scores >= 0).all()
+        if _fits_float32(a["queries"], a["bank"]):
+            assert not np.isnan(scores).any() and (scores >= 0).all()
 
 
 # ---- small helpers: philox, half_bits, the thread pool -------------------------------------------

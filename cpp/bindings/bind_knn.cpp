@@ -45,14 +45,14 @@ py::array_t<float> knn_classify(const py::array& queries, const py::array& bank,
   p.topk = topk_params(queries.shape(0), queries.shape(1), bank.shape(0), bank.shape(1), k,
                        is_float16(bank), block);
   p.topk.simd = parse_simd(simd);
-  check_temperature(temperature);
+  const float t = check_temperature(temperature);
   check_num_classes(num_classes);
   checked_product({std::max<int64_t>(p.topk.m, 1), num_classes, 4}, "num_classes");
   const std::vector<int64_t> l = labels_copy(labels, p.topk.n, num_classes);
   check_finite(queries, "queries");
   check_finite(bank, "bank");
   p.num_classes = num_classes;
-  p.temperature = static_cast<float>(temperature);
+  p.temperature = t;
   py::array_t<float> scores(
       {static_cast<py::ssize_t>(p.topk.m), static_cast<py::ssize_t>(num_classes)});
   const auto* q = static_cast<const float*>(queries.data());
@@ -75,10 +75,10 @@ void knn_classify_cuda_ptr(uintptr_t queries, uintptr_t bank, uintptr_t labels, 
   KnnParams p;
   p.topk = topk_params(m, d, n, d, k, half, 0);
   check_cuda_topk(p.topk);
-  check_temperature(temperature);
+  const float t = check_temperature(temperature);
   check_num_classes(num_classes);
   p.num_classes = num_classes;
-  p.temperature = static_cast<float>(temperature);
+  p.temperature = t;
   const int64_t bank_bytes = checked_product({n, d, half ? 2 : 4}, "bank");
   check_no_overlap({{"scores", span_at(scores, checked_product({m, num_classes, 4}, "scores"),
                                        "scores")}},

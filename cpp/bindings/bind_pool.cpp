@@ -16,21 +16,15 @@ PoolParams make_params(int64_t n, int64_t c, int64_t hw, const std::string& mode
   } else {
     fail("mode: expected 'avg' or 'gem', received '" + mode + "'");
   }
-  if (!(std::isfinite(p) && p > 0.0)) {
-    fail("p: expected a finite GeM exponent > 0, received " + std::to_string(p));
-  }
-  if (!(std::isfinite(eps) && eps > 0.0)) {
-    fail("eps: expected a finite value > 0, received " + std::to_string(eps));
-  }
-  if (!(std::isfinite(l2_eps) && l2_eps > 0.0)) {
-    fail("l2_eps: expected a finite value > 0, received " + std::to_string(l2_eps));
-  }
+  const float pf = positive_float(p, "p");
+  const float eps_f = positive_float(eps, "eps");
+  const float l2_eps_f = positive_float(l2_eps, "l2_eps");
   if (hw <= 0) fail("x: expected H * W > 0, received an empty spatial extent");
   pp.n = n, pp.c = c, pp.hw = hw;
-  pp.p = static_cast<float>(p);
-  pp.eps = static_cast<float>(eps);
+  pp.p = pf;
+  pp.eps = eps_f;
   pp.l2 = l2;
-  pp.l2_eps = static_cast<float>(l2_eps);
+  pp.l2_eps = l2_eps_f;
   pp.half = half;
   return pp;
 }

@@ -128,6 +128,18 @@ void set_normalization(Params& p, const std::vector<double>& mean, const std::ve
   }
 }
 
+// A positive scalar as the float32 the kernels compute with: finite, > 0, and with a finite
+// inverse (1e300 is inf and 1e-300 is 0 in float32; 1 / 1e-40 is inf).
+inline float positive_float(double v, const char* name) {
+  const auto f = static_cast<float>(v);
+  if (!(std::isfinite(f) && f > 0.0f && std::isfinite(1.0f / f))) {
+    std::ostringstream s;
+    s << name << ": expected a finite value > 0 with a finite inverse in float32, received " << v;
+    fail(s.str());
+  }
+  return f;
+}
+
 // Product of sizes (element or byte counts) that every kernel may index with int64: fails, naming
 // `name`, on a negative size or a product above 2^62.
 inline int64_t checked_product(std::initializer_list<int64_t> sizes, const std::string& name) {

@@ -99,10 +99,8 @@ inline void check_cuda_topk(const TopkParams& p) {
   }
 }
 
-inline void check_temperature(double temperature) {
-  if (!(std::isfinite(temperature) && temperature > 0.0)) {
-    fail("temperature: expected a finite value > 0, received " + std::to_string(temperature));
-  }
+inline float check_temperature(double temperature) {
+  return positive_float(temperature, "temperature");
 }
 
 inline void check_num_classes(int64_t num_classes) {
