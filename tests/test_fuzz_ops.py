@@ -152,14 +152,14 @@ def _broken(draw, a: object) -> object:
             return a.astype(draw(st.sampled_from(ODD_DTYPES)))
     if how == "byteorder":
         return a.astype(a.dtype.newbyteorder()) if a.dtype.itemsize > 1 else a
-    if how == "strided" and a.ndim:
+    if how == "strided" and a.size:  # (an empty array may have an axis of 2^40)
         axis = draw(st.integers(0, a.ndim - 1))
         return np.repeat(a, 2, axis=axis)[(slice(None),) * axis + (slice(None, None, 2),)]
     if how == "rank":
         return a[None] if draw(st.booleans()) else a.reshape(-1)
     if how == "shape" and a.ndim:
         axis = draw(st.integers(0, a.ndim - 1))
-        if draw(st.booleans()) and a.shape[axis]:
+        if draw(st.booleans()) and a.size:
             return np.delete(a, 0, axis=axis)
         return np.concatenate([a, a], axis=axis)
     if how == "readonly":
@@ -237,11 +237,14 @@ def test_fuzz_normalize(case):
     images, out = arrays["images"], arrays["out"]
     done = _call(lambda *a: _C.normalize(*a) or True, images, out, mean, std, cl, threads)
     if done and out.dtype == np.float32 and images.size:
-        ref = (images.astype(np.float64) / 255 - np.asarray(mean)) / np.asarray(std)
+        m, sd = np.asarray(mean), np.asarray(std)
+        ref = (images.astype(np.float64) / 255 - m) / sd
         ref = ref if cl else ref.transpose(0, 3, 1, 2)
-        top = float(np.abs(ref).max())
-        if top < 1e30:
-            np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5 * top)
+        # x * (1 / (255 std)) - mean / std in float32: the error scales with the larger term,
+        # plus the spacing of subnormal floats (a huge std gives subnormal factors)
+        scale = float(((1 + np.abs(m)) / np.abs(sd)).max())
+        if scale < 1e30:
+            np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6 * scale + 1e-40)
 
 
 # ---- augment_sample ----------------------------------------------------------------------------
