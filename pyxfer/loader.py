@@ -33,6 +33,7 @@ Examples:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import queue
@@ -135,6 +136,10 @@ class FusedLoader:
         labels: also yield labels.
         pin_memory: put the views in page-locked memory (in the thread) for fast, asynchronous
             copies to a CUDA device.
+
+    The thread stops, and is joined, on :meth:`close` (or leaving a ``with`` block), when the
+    loader or its iterator is garbage collected, and at interpreter exit, even in the middle of
+    an epoch or after a ``KeyboardInterrupt``.
     """
 
     def __init__(
@@ -457,39 +462,81 @@ def _produce(
         put((epoch, _Error(exc)))
 
 
+def _drain(q: queue.Queue) -> None:
+    with contextlib.suppress(queue.Empty):
+        while True:
+            q.get_nowait()
+
+
+def _stop_thread(q: queue.Queue, stop: threading.Event, thread: threading.Thread) -> None:
+    """Stop a producer thread and wait for it; drop what it made (which wakes a blocked put)."""
+    stop.set()
+    _drain(q)
+    if threading.current_thread() is thread:  # the loader died in its own thread: it ends itself
+        return
+    while thread.is_alive():
+        _drain(q)
+        thread.join(timeout=0.05)
+
+
+# Producer threads still running, with what stops them: joined at interpreter exit. A daemon
+# thread inside the compiled kernel when the interpreter finalises would be unwound through a
+# frame that may not throw (the kernel's GIL release) when it comes back, and the C++ runtime
+# aborts the process ("terminate called without an active exception", exit status 134).
+_RUNNING: dict[threading.Thread, tuple[queue.Queue, threading.Event]] = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+@atexit.register
+def _stop_all_threads() -> None:
+    with _RUNNING_LOCK:
+        running = list(_RUNNING.items())
+    for thread, (q, stop) in running:
+        _stop_thread(q, stop, thread)
+
+
+def _run_producer(*args: Any) -> None:
+    try:
+        _produce(*args)
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.pop(threading.current_thread(), None)
+
+
 class _Producer:
-    """The background thread and its bounded queue."""
+    """The background thread and its bounded queue.
+
+    The thread stops, and is joined, on :meth:`close`, when this object is garbage collected and
+    at interpreter exit, whichever comes first; it never outlives the interpreter.
+    """
 
     def __init__(self, loader: FusedLoader, epoch: int, position: int) -> None:
         self.queue: queue.Queue = queue.Queue(maxsize=loader.prefetch)
         self.stop = threading.Event()
         self.next_epoch = epoch  # the epoch whose first batch the queue holds next
         self.thread = threading.Thread(
-            target=_produce,
+            target=_run_producer,
             args=(weakref.ref(loader), epoch, position, self.queue, self.stop),
             name="pyxfer-loader",
             daemon=True,
         )
-        self.thread.start()
+        with _RUNNING_LOCK:
+            _RUNNING[self.thread] = (self.queue, self.stop)
+        self._finalizer = weakref.finalize(self, _stop_thread, self.queue, self.stop, self.thread)
+        try:
+            self.thread.start()
+        except BaseException:
+            with _RUNNING_LOCK:
+                _RUNNING.pop(self.thread, None)
+            raise
 
     def continues(self, epoch: int, position: int) -> bool:
         """True when this producer is already making ``epoch`` from ``position``."""
         return position == 0 and epoch == self.next_epoch and self.thread.is_alive()
 
     def close(self) -> None:
-        """Stop and join the thread; drop what it made (which wakes a blocked put)."""
-        self.stop.set()
-        self._drain()
-        if threading.current_thread() is self.thread:  # the loader died in its own thread
-            return
-        while self.thread.is_alive():
-            self._drain()
-            self.thread.join(timeout=0.05)
-
-    def _drain(self) -> None:
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self.queue.get_nowait()
+        """Stop and join the thread; drop what it made."""
+        self._finalizer()
 
 
 class _Iter:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -305,3 +308,84 @@ def test_len_and_bad_arguments() -> None:
         FusedLoader(store, 8, [])
     with pytest.raises(ValueError, match="dataset"):
         FusedLoader(object(), 8, None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shutdown in the middle of an epoch: at exit, on close(), on garbage collection, on Ctrl-C.
+# Each case runs in a fresh interpreter. Its items are computed by a compiled kernel that releases
+# the GIL (as a decoding dataset would), so the producer thread is almost always inside the kernel
+# when the script ends: a thread left running there used to abort the interpreter at exit
+# ("terminate called without an active exception", status 134).
+# ----------------------------------------------------------------------------------------------
+_SHUTDOWN_PRELUDE = """
+import gc, os, signal, threading
+import numpy as np
+from pyxfer import _C
+from pyxfer.loader import FusedLoader
+
+BANK = np.random.default_rng(0).standard_normal((40000, 64)).astype(np.float32)
+QUERY = BANK[:1].copy()
+
+
+class Computed:
+    def __len__(self):
+        return 4096
+
+    def __getitem__(self, i):
+        _C.cosine_topk(QUERY, BANK, 1, 0, "auto", 1)  # releases the GIL for a few milliseconds
+        return np.full((8, 8, 1), i % 256, np.uint8), i % 4
+
+
+def loader_threads():
+    return [t for t in threading.enumerate() if t.name == "pyxfer-loader"]
+
+
+loader = FusedLoader(Computed(), 4, "simclr", size=8, threads=1, prefetch=1000)
+"""
+
+_SHUTDOWN_CASES = {
+    # a live iterator at the end of the script (the issue's report)
+    "exit": ("it = iter(loader)\nnext(it)\nprint('ended')", 0),
+    "close": (
+        "it = iter(loader)\nnext(it)\nloader.close()\nassert not loader_threads()\nprint('ended')",
+        0,
+    ),
+    "gc": (
+        "it = iter(loader)\nnext(it)\ndel it, loader\ngc.collect()\n"
+        "assert not loader_threads()\nprint('ended')",
+        0,
+    ),
+    # Ctrl-C, not caught, with the iterator still referenced: the interpreter exits by SIGINT
+    "interrupt": (
+        "it = iter(loader)\nnext(it)\nprint('ended', flush=True)\n"
+        "signal.raise_signal(signal.SIGINT)",
+        -signal.SIGINT,
+    ),
+    # Ctrl-C caught around a `with loader:` block: the thread is gone right after it
+    "interrupt-caught": (
+        "try:\n"
+        "    with loader:\n"
+        "        for i, batch in enumerate(loader):\n"
+        "            if i == 1:\n"
+        "                signal.raise_signal(signal.SIGINT)\n"
+        "except KeyboardInterrupt:\n"
+        "    assert not loader_threads()\n"
+        "print('ended')",
+        0,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(_SHUTDOWN_CASES))
+def test_loader_shuts_down_cleanly_mid_epoch(case: str, tmp_path) -> None:
+    body, want_rc = _SHUTDOWN_CASES[case]
+    proc = subprocess.run(
+        [sys.executable, "-c", _SHUTDOWN_PRELUDE + body],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,  # the installed package, not a source tree in the working directory
+    )
+    assert "terminate called" not in proc.stderr
+    assert proc.returncode == want_rc, proc.stderr[-2000:]
+    assert "ended" in proc.stdout

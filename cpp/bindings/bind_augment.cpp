@@ -1,4 +1,4 @@
-#include <limits>
+#include <cstring>
 #include <string>
 
 #include "checks.h"
@@ -11,13 +11,25 @@ namespace pyxfer::bind {
 
 namespace {
 
+// Largest jitter strength and blur sigma: every float32 parameter sampled from them stays finite.
+constexpr double kMaxSetting = 1e30;
+
 double cfg_number(const py::dict& d, const char* key, double fallback, double lo, double hi,
-                  const std::string& where) {
+                  const std::string& where, bool whole = false) {
   if (!d.contains(key)) return fallback;
-  const double v = py::cast<double>(d[key]);
-  if (!std::isfinite(v) || v < lo || v > hi) {
-    fail(where + "['" + key + "']: expected a finite value in [" + std::to_string(lo) + ", " +
-         std::to_string(hi) + "], received " + std::to_string(v));
+  const py::object item = d[key];
+  double v = 0.0;
+  try {
+    v = py::cast<double>(item);
+  } catch (const py::cast_error&) {
+    fail(where + "['" + key + "']: expected a number, received " +
+         py::str(py::type::of(item)).cast<std::string>());
+  }
+  if (!std::isfinite(v) || v < lo || v > hi || (whole && v != std::floor(v))) {
+    std::ostringstream s;
+    s << where << "['" << key << "']: expected a finite " << (whole ? "integer" : "value")
+      << " in [" << lo << ", " << hi << "], received " << v;
+    fail(s.str());
   }
   return v;
 }
@@ -31,14 +43,14 @@ ViewConfig parse_config(const py::handle& h, size_t i) {
                                 "hue", "gray_p", "blur_p", "sigma_min", "sigma_max",
                                 "blur_kernel", "solarize_p", "solarize_threshold"};
   for (auto item : d) {
+    if (!py::isinstance<py::str>(item.first)) fail(where + ": expected setting names (str)");
     const std::string k = py::cast<std::string>(item.first);
     bool ok = false;
     for (const char* name : known) ok = ok || k == name;
     if (!ok) fail(where + ": unknown setting '" + k + "'");
   }
-  const double inf = std::numeric_limits<double>::max();
   ViewConfig c;
-  c.crop_mode = static_cast<int>(cfg_number(d, "crop_mode", 0, 0, 1, where));
+  c.crop_mode = static_cast<int>(cfg_number(d, "crop_mode", 0, 0, 1, where, true));
   c.scale_min = cfg_number(d, "scale_min", c.scale_min, 0, 1, where);
   c.scale_max = cfg_number(d, "scale_max", c.scale_max, c.scale_min, 1, where);
   c.ratio_min = cfg_number(d, "ratio_min", c.ratio_min, 1e-6, 1e6, where);
@@ -46,15 +58,16 @@ ViewConfig parse_config(const py::handle& h, size_t i) {
   if (c.scale_max <= 0) fail(where + "['scale_max']: expected a positive value");
   c.flip_p = cfg_number(d, "flip_p", c.flip_p, 0, 1, where);
   c.jitter_p = cfg_number(d, "jitter_p", c.jitter_p, 0, 1, where);
-  c.brightness = cfg_number(d, "brightness", c.brightness, 0, inf, where);
-  c.contrast = cfg_number(d, "contrast", c.contrast, 0, inf, where);
-  c.saturation = cfg_number(d, "saturation", c.saturation, 0, inf, where);
+  c.brightness = cfg_number(d, "brightness", c.brightness, 0, kMaxSetting, where);
+  c.contrast = cfg_number(d, "contrast", c.contrast, 0, kMaxSetting, where);
+  c.saturation = cfg_number(d, "saturation", c.saturation, 0, kMaxSetting, where);
   c.hue = cfg_number(d, "hue", c.hue, 0, 0.5, where);
   c.gray_p = cfg_number(d, "gray_p", c.gray_p, 0, 1, where);
   c.blur_p = cfg_number(d, "blur_p", c.blur_p, 0, 1, where);
-  c.sigma_min = cfg_number(d, "sigma_min", c.sigma_min, 1e-6, inf, where);
-  c.sigma_max = cfg_number(d, "sigma_max", c.sigma_max, c.sigma_min, inf, where);
-  c.blur_kernel = static_cast<int>(cfg_number(d, "blur_kernel", c.blur_kernel, 1, 1001, where));
+  c.sigma_min = cfg_number(d, "sigma_min", c.sigma_min, 1e-6, kMaxSetting, where);
+  c.sigma_max = cfg_number(d, "sigma_max", c.sigma_max, c.sigma_min, kMaxSetting, where);
+  c.blur_kernel =
+      static_cast<int>(cfg_number(d, "blur_kernel", c.blur_kernel, 1, 1001, where, true));
   if (c.blur_kernel % 2 == 0) {
     fail(where + "['blur_kernel']: expected an odd size, received " +
          std::to_string(c.blur_kernel));
@@ -112,7 +125,18 @@ py::array_t<float> sample(const py::list& configs, const py::array& heights,
   return out;
 }
 
-// Validates every parameter row against its image and the output size.
+// Column k of a parameter row as an integer: a whole float in [lo, hi], or -1 when it is not one.
+// Bounds are then compared in int64 (a float32 sum rounds above 2^24 pixels).
+int64_t whole_column(const float* row, int k, int64_t lo, int64_t hi) {
+  const double v = row[k];
+  if (!(v >= static_cast<double>(lo) && v <= static_cast<double>(hi)) || v != std::floor(v)) {
+    return -1;
+  }
+  return static_cast<int64_t>(v);
+}
+
+// Validates every parameter row against its image: what the kernel indexes with (crop box, blur
+// kernel, jitter order) is checked in int64.
 void check_params(const float* prm, int64_t rows, const std::vector<ImageRef>& ims,
                   int64_t views) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -125,13 +149,15 @@ void check_params(const float* prm, int64_t rows, const std::vector<ImageRef>& i
              " in column " + std::to_string(k));
       }
     }
-    const float top = p[kTop], left = p[kLeft], h = p[kCropH], w = p[kCropW];
-    if (top != std::floor(top) || left != std::floor(left) || h != std::floor(h) ||
-        w != std::floor(w) || top < 0 || left < 0 || h < 1 || w < 1 ||
-        top + h > static_cast<float>(im.h) || left + w > static_cast<float>(im.w)) {
+    const int64_t top = whole_column(p, kTop, 0, im.h - 1);
+    const int64_t left = whole_column(p, kLeft, 0, im.w - 1);
+    const int64_t h = whole_column(p, kCropH, 1, im.h);
+    const int64_t w = whole_column(p, kCropW, 1, im.w);
+    if (top < 0 || left < 0 || h < 0 || w < 0 || top + h > im.h || left + w > im.w) {
       fail(where + ": expected an integer crop box inside the " + std::to_string(im.h) + "x" +
-           std::to_string(im.w) + " image, received top=" + std::to_string(top) + " left=" +
-           std::to_string(left) + " h=" + std::to_string(h) + " w=" + std::to_string(w));
+           std::to_string(im.w) + " image, received top=" + std::to_string(p[kTop]) + " left=" +
+           std::to_string(p[kLeft]) + " h=" + std::to_string(p[kCropH]) + " w=" +
+           std::to_string(p[kCropW]));
     }
     for (int k : {kFlip, kJitter, kGray, kBlur, kSolarize}) {
       if (p[k] != 0.f && p[k] != 1.f) {
@@ -145,19 +171,32 @@ void check_params(const float* prm, int64_t rows, const std::vector<ImageRef>& i
     }
     int seen = 0;
     for (int i = 0; i < 4; ++i) {
-      const float o = p[kOrder0 + i];
-      if (o != std::floor(o) || o < 0 || o > 3) fail(where + ": expected an order of 0..3");
-      seen |= 1 << static_cast<int>(o);
+      const int64_t o = whole_column(p, kOrder0 + i, 0, 3);
+      if (o < 0) fail(where + ": expected an order of 0..3");
+      seen |= 1 << o;
     }
     if (seen != 15) fail(where + ": expected the jitter order to be a permutation of 0..3");
     if (p[kBlur] != 0.f) {
-      const float k = p[kBlurKernel];
-      if (k != std::floor(k) || k < 1 || k > 1001 || static_cast<int>(k) % 2 == 0 ||
-          p[kBlurSigma] <= 0) {
+      const int64_t k = whole_column(p, kBlurKernel, 1, 1001);
+      if (k < 0 || k % 2 == 0 || p[kBlurSigma] <= 0) {
         fail(where + ": expected an odd blur kernel in [1, 1001] and a positive sigma");
       }
     }
   }
+}
+
+// The parameter rows as a copy owned by the call, validated: the kernel reads rows while it runs
+// with the GIL released, and a row changed by another thread after the checks could move a crop
+// box outside its image.
+std::vector<float> params_copy(const py::array& params, int64_t rows,
+                               const std::vector<ImageRef>& ims, int64_t views) {
+  check_dtype(params, "params", is_float32(params), "float32");
+  check_c_contiguous(params, "params");
+  check_shape(params, "params", {rows, static_cast<py::ssize_t>(kParamCount)});
+  std::vector<float> prm(static_cast<size_t>(rows * kParamCount));
+  if (!prm.empty()) std::memcpy(prm.data(), params.data(), prm.size() * sizeof(float));
+  check_params(prm.data(), rows, ims, views);
+  return prm;
 }
 
 void apply(const py::object& images, const py::array& params, py::array out, int64_t views,
@@ -165,13 +204,9 @@ void apply(const py::object& images, const py::array& params, py::array out, int
            bool quantize, int threads) {
   check_threads(threads);
   if (views <= 0) fail("views: expected a positive count, received " + std::to_string(views));
-  int64_t c = 3;
-  std::vector<py::array> keep;
-  const std::vector<ImageRef> ims = image_refs(images, c, keep);
-  const auto n = static_cast<int64_t>(ims.size());
-  check_dtype(params, "params", is_float32(params), "float32");
-  check_c_contiguous(params, "params");
-  check_shape(params, "params", {n * views, static_cast<py::ssize_t>(kParamCount)});
+  const ImageBatch ims = image_batch(images);
+  const int64_t n = ims.size(), c = ims.c;
+  const int64_t rows = checked_product({n, views}, "views");
   check_dtype(out, "out", is_float32(out) || is_float16(out), "float32 or float16");
   check_c_contiguous(out, "out");
   check_writeable(out, "out");
@@ -180,26 +215,23 @@ void apply(const py::object& images, const py::array& params, py::array out, int
   const int64_t ow = channels_last ? out.shape(2) : out.shape(3);
   if (oh <= 0 || ow <= 0) fail("out: expected a positive output size, received " + shape_str(out));
   if (channels_last) {
-    check_shape(out, "out", {n * views, oh, ow, c});
+    check_shape(out, "out", {rows, oh, ow, c});
   } else {
-    check_shape(out, "out", {n * views, c, oh, ow});
+    check_shape(out, "out", {rows, c, oh, ow});
   }
-  const auto* prm = static_cast<const float*>(params.data());
-  check_params(prm, n * views, ims, views);
+  std::vector<Buffer> inputs = ims.spans;
+  inputs.push_back({"params", span_of(params)});
+  check_no_overlap({{"out", span_of(out)}}, inputs);
+  const std::vector<float> prm = params_copy(params, rows, ims.refs, views);
   ApplyParams p;
   p.c = c, p.views = views, p.out_h = oh, p.out_w = ow;
-  const auto m = channel_vector(mean, c, "mean", false);
-  const auto s = channel_vector(std, c, "std", true);
-  for (int64_t i = 0; i < c; ++i) {
-    p.mean[i] = m[static_cast<size_t>(i)];
-    p.inv_std[i] = 1.0f / s[static_cast<size_t>(i)];
-  }
+  set_normalization(p, mean, std, c);
   p.dtype = is_float16(out) ? OutDType::Float16 : OutDType::Float32;
   p.layout = channels_last ? Layout::NHWC : Layout::NCHW;
   p.quantize = quantize;
   void* dst = out.mutable_data();
   py::gil_scoped_release release;
-  augment_apply_cpu(ims.data(), n, prm, n * views, dst, p, threads);
+  augment_apply_cpu(ims.refs.data(), n, prm.data(), rows, dst, p, threads);
 }
 
 // CUDA variant: device pointers of the images (HWC uint8), params validated on the host.
@@ -208,34 +240,22 @@ void apply_cuda(const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& 
                 int64_t views, int64_t out_h, int64_t out_w, const std::vector<double>& mean,
                 const std::vector<double>& std, bool half, bool channels_last, bool quantize,
                 uintptr_t stream) {
-  check_channels(c, "images");
   if (views <= 0) fail("views: expected a positive count, received " + std::to_string(views));
-  if (ptrs.size() != hs.size() || ptrs.size() != ws.size()) {
-    fail("images: expected one height and width per image pointer");
-  }
-  std::vector<ImageRef> ims;
-  for (size_t i = 0; i < ptrs.size(); ++i) {
-    if (ptrs[i] == 0 || hs[i] <= 0 || ws[i] <= 0) {
-      fail("images[" + std::to_string(i) + "]: expected a non-empty image on the device");
-    }
-    ims.push_back({nullptr, hs[i], ws[i]});
-  }
+  std::vector<Buffer> inputs;
+  const std::vector<ImageRef> ims = device_images(ptrs, hs, ws, c, inputs);
   const auto n = static_cast<int64_t>(ims.size());
-  check_dtype(params, "params", is_float32(params), "float32");
-  check_c_contiguous(params, "params");
-  check_shape(params, "params", {n * views, static_cast<py::ssize_t>(kParamCount)});
-  if (out == 0 && n > 0) fail("out: expected a device pointer");
-  if (out_h <= 0 || out_w <= 0) fail("out: expected a positive output size");
-  const auto* prm = static_cast<const float*>(params.data());
-  check_params(prm, n * views, ims, views);
+  const int64_t rows = checked_product({n, views}, "views");
+  if (out == 0 && n > 0) fail("out: expected a device pointer, received 0");
+  if (out_h <= 0 || out_w <= 0) {
+    fail("out_h/out_w: expected a positive output size, received " + std::to_string(out_h) +
+         "x" + std::to_string(out_w));
+  }
+  const int64_t out_bytes = checked_product({rows, c, out_h, out_w, half ? 2 : 4}, "out");
+  check_no_overlap({{"out", span_at(out, out_bytes, "out")}}, inputs);
+  const std::vector<float> prm = params_copy(params, rows, ims, views);
   ApplyParams p;
   p.c = c, p.views = views, p.out_h = out_h, p.out_w = out_w;
-  const auto m = channel_vector(mean, c, "mean", false);
-  const auto s = channel_vector(std, c, "std", true);
-  for (int64_t i = 0; i < c; ++i) {
-    p.mean[i] = m[static_cast<size_t>(i)];
-    p.inv_std[i] = 1.0f / s[static_cast<size_t>(i)];
-  }
+  set_normalization(p, mean, std, c);
   p.dtype = half ? OutDType::Float16 : OutDType::Float32;
   p.layout = channels_last ? Layout::NHWC : Layout::NCHW;
   p.quantize = quantize;
@@ -243,11 +263,10 @@ void apply_cuda(const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& 
   std::vector<const uint8_t*> dev(ptrs.size());
   for (size_t i = 0; i < ptrs.size(); ++i) dev[i] = reinterpret_cast<const uint8_t*>(ptrs[i]);
   py::gil_scoped_release release;
-  augment_apply_cuda(dev.data(), hs.data(), ws.data(), n, prm, n * views,
+  augment_apply_cuda(dev.data(), hs.data(), ws.data(), n, prm.data(), rows,
                      reinterpret_cast<void*>(out), p, reinterpret_cast<void*>(stream));
 #else
-  (void)stream;
-  throw std::runtime_error("pyxfer._C was built without CUDA: rebuild with PYXFER_WITH_CUDA=ON");
+  cuda_unavailable(stream, p);
 #endif
 }
 

@@ -9,19 +9,16 @@ NormalizeParams make_params(int64_t n, int64_t h, int64_t w, int64_t c,
                             const std::vector<double>& mean, const std::vector<double>& std,
                             bool half, bool channels_last) {
   check_channels(c, "images");
-  const auto m = channel_vector(mean, c, "mean", false);
-  const auto s = channel_vector(std, c, "std", true);
   NormalizeParams p;
   p.n = n, p.h = h, p.w = w, p.c = c;
-  for (int64_t i = 0; i < c; ++i) {
-    p.mean[i] = m[static_cast<size_t>(i)];
-    p.inv_std[i] = 1.0f / s[static_cast<size_t>(i)];
-  }
+  set_normalization(p, mean, std, c);
   p.dtype = half ? OutDType::Float16 : OutDType::Float32;
   p.layout = channels_last ? Layout::NHWC : Layout::NCHW;
   return p;
 }
 
+// The images are read in place: pixel values changed by another thread change output values,
+// never where the kernel reads or writes (the shape is fixed by the checks).
 void normalize(const py::array& images, py::array out, const std::vector<double>& mean,
                const std::vector<double>& std, bool channels_last, int threads) {
   check_uint8(images, "images");
@@ -37,6 +34,7 @@ void normalize(const py::array& images, py::array out, const std::vector<double>
   } else {
     check_shape(out, "out", {n, c, h, w});
   }
+  check_no_overlap({{"out", span_of(out)}}, {{"images", span_of(images)}});
   const NormalizeParams p = make_params(n, h, w, c, mean, std, is_float16(out), channels_last);
   const auto* src = static_cast<const uint8_t*>(images.data());
   void* dst = out.mutable_data();
@@ -47,17 +45,21 @@ void normalize(const py::array& images, py::array out, const std::vector<double>
 void normalize_cuda_ptr(uintptr_t src, uintptr_t dst, int64_t n, int64_t h, int64_t w, int64_t c,
                         const std::vector<double>& mean, const std::vector<double>& std,
                         bool half, bool channels_last, uintptr_t stream) {
-#if defined(PYXFER_WITH_CUDA)
   if (src == 0 || dst == 0) fail("images/out: expected non-null device pointers");
-  if (n < 0 || h <= 0 || w <= 0) fail("images: expected a non-empty (N, H, W, C) shape");
+  if (n < 0 || h <= 0 || w <= 0) {
+    fail("images: expected a non-empty (N, H, W, C) shape, received (" + std::to_string(n) +
+         ", " + std::to_string(h) + ", " + std::to_string(w) + ", " + std::to_string(c) + ")");
+  }
   const NormalizeParams p = make_params(n, h, w, c, mean, std, half, channels_last);
+  const int64_t count = checked_product({n, h, w, c}, "images");
+  check_no_overlap({{"out", span_at(dst, checked_product({count, half ? 2 : 4}, "out"), "out")}},
+                   {{"images", span_at(src, count, "images")}});
+#if defined(PYXFER_WITH_CUDA)
   py::gil_scoped_release release;
   normalize_cuda(reinterpret_cast<const uint8_t*>(src), reinterpret_cast<void*>(dst), p,
                  reinterpret_cast<void*>(stream));
 #else
-  (void)src, (void)dst, (void)n, (void)h, (void)w, (void)c, (void)mean, (void)std, (void)half,
-      (void)channels_last, (void)stream;
-  throw std::runtime_error("pyxfer._C was built without CUDA: rebuild with PYXFER_WITH_CUDA=ON");
+  cuda_unavailable(stream, p);
 #endif
 }
 

@@ -16,25 +16,20 @@ PoolParams make_params(int64_t n, int64_t c, int64_t hw, const std::string& mode
   } else {
     fail("mode: expected 'avg' or 'gem', received '" + mode + "'");
   }
-  if (!(std::isfinite(p) && p > 0.0)) {
-    fail("p: expected a finite GeM exponent > 0, received " + std::to_string(p));
-  }
-  if (!(std::isfinite(eps) && eps > 0.0)) {
-    fail("eps: expected a finite value > 0, received " + std::to_string(eps));
-  }
-  if (!(std::isfinite(l2_eps) && l2_eps > 0.0)) {
-    fail("l2_eps: expected a finite value > 0, received " + std::to_string(l2_eps));
-  }
+  const float pf = positive_float(p, "p");
+  const float eps_f = positive_float(eps, "eps");
+  const float l2_eps_f = positive_float(l2_eps, "l2_eps");
   if (hw <= 0) fail("x: expected H * W > 0, received an empty spatial extent");
   pp.n = n, pp.c = c, pp.hw = hw;
-  pp.p = static_cast<float>(p);
-  pp.eps = static_cast<float>(eps);
+  pp.p = pf;
+  pp.eps = eps_f;
   pp.l2 = l2;
-  pp.l2_eps = static_cast<float>(l2_eps);
+  pp.l2_eps = l2_eps_f;
   pp.half = half;
   return pp;
 }
 
+// x is read in place (values only; the output is a new array, so no aliasing is possible).
 py::array_t<float> pool_normalize(const py::array& x, const std::string& mode, double p,
                                   double eps, bool l2, double l2_eps, int threads) {
   check_features(x, "x", 4, "(N, C, H, W)", true);
@@ -54,17 +49,20 @@ py::array_t<float> pool_normalize(const py::array& x, const std::string& mode, d
 void pool_normalize_cuda_ptr(uintptr_t x, uintptr_t out, int64_t n, int64_t c, int64_t hw,
                              bool half, const std::string& mode, double p, double eps, bool l2,
                              double l2_eps, uintptr_t stream) {
-#if defined(PYXFER_WITH_CUDA)
   if (x == 0 || out == 0) fail("x/out: expected non-null device pointers");
-  if (n < 0 || c < 0) fail("x: expected a (N, C, H, W) shape with N, C >= 0");
+  if (n < 0 || c < 0) {
+    fail("x: expected a (N, C, H, W) shape with N, C >= 0, received N = " + std::to_string(n) +
+         ", C = " + std::to_string(c));
+  }
   const PoolParams pp = make_params(n, c, hw, mode, p, eps, l2, l2_eps, half);
+  check_no_overlap({{"out", span_at(out, checked_product({n, c, 4}, "out"), "out")}},
+                   {{"x", span_at(x, checked_product({n, c, hw, half ? 2 : 4}, "x"), "x")}});
+#if defined(PYXFER_WITH_CUDA)
   py::gil_scoped_release release;
   pool_normalize_cuda(reinterpret_cast<const void*>(x), reinterpret_cast<float*>(out), pp,
                       reinterpret_cast<void*>(stream));
 #else
-  (void)x, (void)out, (void)n, (void)c, (void)hw, (void)half, (void)mode, (void)p, (void)eps,
-      (void)l2, (void)l2_eps, (void)stream;
-  throw std::runtime_error("pyxfer._C was built without CUDA: rebuild with PYXFER_WITH_CUDA=ON");
+  cuda_unavailable(stream, pp);
 #endif
 }
 

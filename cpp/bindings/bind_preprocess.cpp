@@ -6,16 +6,33 @@ namespace pyxfer::bind {
 
 namespace {
 
+// Output geometry of every image, checked before any kernel runs: the shorter side resized to
+// `resize` (at most 2^20) keeps both resized sides in [1, 2^20].
+void check_geometry(const std::vector<ImageRef>& ims, const PreprocessParams& p) {
+  for (size_t i = 0; i < ims.size(); ++i) {
+    const PreprocessGeometry g = preprocess_geometry(ims[i].h, ims[i].w, p);
+    if (g.new_h <= 0 || g.new_w <= 0 || g.new_h > (1 << 20) || g.new_w > (1 << 20)) {
+      fail("resize: expected resized sides in [1, 2^20], received " + std::to_string(g.new_h) +
+           "x" + std::to_string(g.new_w) + " for the " + std::to_string(ims[i].h) + "x" +
+           std::to_string(ims[i].w) + " images[" + std::to_string(i) + "]");
+    }
+  }
+}
+
+void check_resize(int64_t resize) {
+  if (resize < 0 || resize > (1 << 20)) {
+    fail("resize: expected 0 (no resize) or a size in [1, 2^20], received " +
+         std::to_string(resize));
+  }
+}
+
 void preprocess(const py::object& images, py::array out, int64_t resize,
                 const std::vector<double>& mean, const std::vector<double>& std,
                 bool channels_last, bool quantize, int threads) {
   check_threads(threads);
-  if (resize < 0) fail("resize: expected 0 (no resize) or a positive size, received " +
-                       std::to_string(resize));
-  int64_t c = 3;
-  std::vector<py::array> keep;
-  const std::vector<ImageRef> ims = image_refs(images, c, keep);
-  const auto n = static_cast<int64_t>(ims.size());
+  check_resize(resize);
+  const ImageBatch ims = image_batch(images);
+  const int64_t n = ims.size(), c = ims.c;
   check_dtype(out, "out", is_float32(out) || is_float16(out), "float32 or float16");
   check_c_contiguous(out, "out");
   check_writeable(out, "out");
@@ -28,27 +45,17 @@ void preprocess(const py::object& images, py::array out, int64_t resize,
   } else {
     check_shape(out, "out", {n, c, oh, ow});
   }
+  check_no_overlap({{"out", span_of(out)}}, ims.spans);
   PreprocessParams p;
   p.c = c, p.resize = resize, p.crop_h = oh, p.crop_w = ow;
-  for (const ImageRef& im : ims) {
-    const PreprocessGeometry g = preprocess_geometry(im.h, im.w, p);
-    if (g.new_h <= 0 || g.new_w <= 0 || g.new_h > (1 << 20) || g.new_w > (1 << 20)) {
-      fail("resize: a " + std::to_string(im.h) + "x" + std::to_string(im.w) +
-           " image would resize to " + std::to_string(g.new_h) + "x" + std::to_string(g.new_w));
-    }
-  }
-  const auto m = channel_vector(mean, c, "mean", false);
-  const auto s = channel_vector(std, c, "std", true);
-  for (int64_t i = 0; i < c; ++i) {
-    p.mean[i] = m[static_cast<size_t>(i)];
-    p.inv_std[i] = 1.0f / s[static_cast<size_t>(i)];
-  }
+  check_geometry(ims.refs, p);
+  set_normalization(p, mean, std, c);
   p.dtype = is_float16(out) ? OutDType::Float16 : OutDType::Float32;
   p.layout = channels_last ? Layout::NHWC : Layout::NCHW;
   p.quantize = quantize;
   void* dst = out.mutable_data();
   py::gil_scoped_release release;
-  preprocess_cpu(ims.data(), n, dst, p, threads);
+  preprocess_cpu(ims.refs.data(), n, dst, p, threads);
 }
 
 void preprocess_cuda_ptr(const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& hs,
@@ -56,31 +63,21 @@ void preprocess_cuda_ptr(const std::vector<uintptr_t>& ptrs, const std::vector<i
                          int64_t crop_h, int64_t crop_w, const std::vector<double>& mean,
                          const std::vector<double>& std, bool half, bool channels_last,
                          bool quantize, uintptr_t stream) {
-  check_channels(c, "images");
-  if (resize < 0) fail("resize: expected 0 (no resize) or a positive size");
-  if (crop_h <= 0 || crop_w <= 0) fail("crop: expected a positive crop size");
-  if (ptrs.size() != hs.size() || ptrs.size() != ws.size()) {
-    fail("images: expected one height and width per image pointer");
+  check_resize(resize);
+  if (crop_h <= 0 || crop_w <= 0) {
+    fail("crop_h/crop_w: expected a positive crop size, received " + std::to_string(crop_h) +
+         "x" + std::to_string(crop_w));
   }
+  std::vector<Buffer> inputs;
+  const std::vector<ImageRef> ims = device_images(ptrs, hs, ws, c, inputs);
+  const auto n = static_cast<int64_t>(ims.size());
   PreprocessParams p;
   p.c = c, p.resize = resize, p.crop_h = crop_h, p.crop_w = crop_w;
-  for (size_t i = 0; i < ptrs.size(); ++i) {
-    if (ptrs[i] == 0 || hs[i] <= 0 || ws[i] <= 0) {
-      fail("images[" + std::to_string(i) + "]: expected a non-empty image on the device");
-    }
-    const PreprocessGeometry g = preprocess_geometry(hs[i], ws[i], p);
-    if (g.new_h <= 0 || g.new_w <= 0 || g.new_h > (1 << 20) || g.new_w > (1 << 20)) {
-      fail("resize: image " + std::to_string(i) + " would resize to " + std::to_string(g.new_h) +
-           "x" + std::to_string(g.new_w));
-    }
-  }
-  if (out == 0 && !ptrs.empty()) fail("out: expected a device pointer");
-  const auto m = channel_vector(mean, c, "mean", false);
-  const auto s = channel_vector(std, c, "std", true);
-  for (int64_t i = 0; i < c; ++i) {
-    p.mean[i] = m[static_cast<size_t>(i)];
-    p.inv_std[i] = 1.0f / s[static_cast<size_t>(i)];
-  }
+  check_geometry(ims, p);
+  if (out == 0 && n > 0) fail("out: expected a device pointer, received 0");
+  const int64_t out_bytes = checked_product({n, c, crop_h, crop_w, half ? 2 : 4}, "out");
+  check_no_overlap({{"out", span_at(out, out_bytes, "out")}}, inputs);
+  set_normalization(p, mean, std, c);
   p.dtype = half ? OutDType::Float16 : OutDType::Float32;
   p.layout = channels_last ? Layout::NHWC : Layout::NCHW;
   p.quantize = quantize;
@@ -88,11 +85,10 @@ void preprocess_cuda_ptr(const std::vector<uintptr_t>& ptrs, const std::vector<i
   std::vector<const uint8_t*> dev(ptrs.size());
   for (size_t i = 0; i < ptrs.size(); ++i) dev[i] = reinterpret_cast<const uint8_t*>(ptrs[i]);
   py::gil_scoped_release release;
-  preprocess_cuda(dev.data(), hs.data(), ws.data(), static_cast<int64_t>(ptrs.size()),
-                  reinterpret_cast<void*>(out), p, reinterpret_cast<void*>(stream));
+  preprocess_cuda(dev.data(), hs.data(), ws.data(), n, reinterpret_cast<void*>(out), p,
+                  reinterpret_cast<void*>(stream));
 #else
-  (void)stream;
-  throw std::runtime_error("pyxfer._C was built without CUDA: rebuild with PYXFER_WITH_CUDA=ON");
+  cuda_unavailable(stream, p);
 #endif
 }
 

@@ -6,6 +6,8 @@ namespace pyxfer::bind {
 
 namespace {
 
+// Queries and bank are read in place (validated finite first): values changed by another thread
+// change the result, never which rows are read. values and indices are new arrays.
 py::tuple cosine_topk(const py::array& queries, const py::array& bank, int64_t k, int64_t block,
                       const std::string& simd, int threads) {
   check_features(queries, "queries", 2, "(M, D)", false);
@@ -33,24 +35,24 @@ py::tuple cosine_topk(const py::array& queries, const py::array& bank, int64_t k
 void cosine_topk_cuda_ptr(uintptr_t queries, uintptr_t bank, uintptr_t values, uintptr_t indices,
                           int64_t m, int64_t n, int64_t d, int64_t k, bool half,
                           uintptr_t stream) {
-#if defined(PYXFER_WITH_CUDA)
   if (queries == 0 || bank == 0 || values == 0 || indices == 0) {
     fail("queries/bank/values/indices: expected non-null device pointers");
   }
   const TopkParams p = topk_params(m, d, n, d, k, half, 0);
-  if (k > kCudaMaxK) {
-    fail("k: expected k <= " + std::to_string(kCudaMaxK) + " on CUDA, received " +
-         std::to_string(k));
-  }
-  if (n >= (int64_t{1} << 31)) fail("bank: expected fewer than 2^31 rows on CUDA");
+  check_cuda_topk(p);
+  const int64_t bank_bytes = checked_product({n, d, half ? 2 : 4}, "bank");
+  check_no_overlap(
+      {{"values", span_at(values, checked_product({m, k, 4}, "values"), "values")},
+       {"indices", span_at(indices, checked_product({m, k, 8}, "indices"), "indices")}},
+      {{"queries", span_at(queries, checked_product({m, d, 4}, "queries"), "queries")},
+       {"bank", span_at(bank, bank_bytes, "bank")}});
+#if defined(PYXFER_WITH_CUDA)
   py::gil_scoped_release release;
   cosine_topk_cuda(reinterpret_cast<const float*>(queries), reinterpret_cast<const void*>(bank),
                    p, reinterpret_cast<float*>(values), reinterpret_cast<int64_t*>(indices),
                    reinterpret_cast<void*>(stream));
 #else
-  (void)queries, (void)bank, (void)values, (void)indices, (void)m, (void)n, (void)d, (void)k,
-      (void)half, (void)stream;
-  throw std::runtime_error("pyxfer._C was built without CUDA: rebuild with PYXFER_WITH_CUDA=ON");
+  cuda_unavailable(stream, p);
 #endif
 }
 

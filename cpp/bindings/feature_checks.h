@@ -88,10 +88,19 @@ inline TopkParams topk_params(int64_t m, int64_t qd, int64_t n, int64_t d, int64
   return p;
 }
 
-inline void check_temperature(double temperature) {
-  if (!(std::isfinite(temperature) && temperature > 0.0)) {
-    fail("temperature: expected a finite value > 0, received " + std::to_string(temperature));
+// The CUDA top-k kernels' limits (checked in every build, like all *_cuda arguments).
+inline void check_cuda_topk(const TopkParams& p) {
+  if (p.k > kCudaMaxK) {
+    fail("k: expected k <= " + std::to_string(kCudaMaxK) + " on CUDA, received " +
+         std::to_string(p.k));
   }
+  if (p.n >= (int64_t{1} << 31)) {
+    fail("bank: expected fewer than 2^31 rows on CUDA, received " + std::to_string(p.n));
+  }
+}
+
+inline float check_temperature(double temperature) {
+  return positive_float(temperature, "temperature");
 }
 
 inline void check_num_classes(int64_t num_classes) {

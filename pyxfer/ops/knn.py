@@ -117,7 +117,9 @@ def _knn_cuda(
         raise ValueError(
             f"bank_labels: expected one label per bank row ({n},), received {tuple(labels.shape)}"
         )
-    labels = labels.to(torch.int64).contiguous()
+    # a copy owned by this call: the range check below holds for what the kernel indexes with,
+    # whatever another thread or stream does to the caller's tensor afterwards
+    labels = labels.to(torch.int64, copy=True).contiguous()
     lo, hi = int(labels.min()), int(labels.max())
     if num_classes is None:
         num_classes = max(hi + 1, 1)

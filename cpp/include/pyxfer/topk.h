@@ -49,10 +49,11 @@ int64_t topk_query_block(const TopkParams& p, int threads);
 // split; a split never changes the result).
 int64_t topk_bank_shards(const TopkParams& p, int threads);
 
+// Largest k of the CUDA variants (which also need n < 2^31).
+constexpr int64_t kCudaMaxK = 2048;
+
 #if defined(PYXFER_WITH_CUDA)
 // CUDA variants on device pointers, enqueued on `stream` (a cudaStream_t cast to void*).
-// Needs k <= kCudaMaxK and n < 2^31.
-constexpr int64_t kCudaMaxK = 2048;
 void cosine_topk_cuda(const float* queries, const void* bank, const TopkParams& p, float* values,
                       int64_t* indices, void* stream);
 #endif
