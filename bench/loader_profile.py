@@ -1,7 +1,8 @@
 """The loader's share of a SimCLR training step: does the model ever wait for augmentation?
 
 Runs the :class:`pyxfer.engine.Trainer` for a few steps of SimCLR (NT-Xent, Chen et al. 2020)
-with the ``simclr`` augmentation preset fed by :class:`pyxfer.loader.FusedLoader`, and reports
+with the ``simclr`` augmentation preset fed by the fused loader
+(:class:`pyxfer.engine.loader.FusedLoader`), and reports
 
 - step time and images/s of the whole step (loader + forward + backward + optimiser);
 - ``wait_time``: how long the training loop blocked on the loader's queue, and its share of

@@ -5,7 +5,7 @@ The same step on both sides: a small-image ResNet-18 (3x3 stem, no max-pool, sta
 SimCLR's projection MLP and NT-Xent loss (temperature 0.5; Chen et al. 2020), AdamW. Only the
 input pipeline differs:
 
-- ``--side pyxfer``: :class:`pyxfer.loader.FusedLoader` over the packed uint8 images with the
+- ``--side pyxfer``: :class:`pyxfer.engine.loader.FusedLoader` over the packed uint8 images with the
   ``simclr`` preset (two views at 32 px: crop (0.08, 1), flip, colour jitter
   (0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2, no blur), prefetching in a thread. Its
   ``wait_time`` is the time the step blocked on the loader.
@@ -100,7 +100,7 @@ class SimCLRStep(nn.Module):
 
 def pyxfer_batches(images: np.ndarray, args: argparse.Namespace):
     from pyxfer.data import ImageStore
-    from pyxfer.loader import FusedLoader
+    from pyxfer.engine.loader import FusedLoader
 
     loader = FusedLoader(
         ImageStore(images),

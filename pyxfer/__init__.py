@@ -75,7 +75,7 @@ _LAZY: dict[str, str] = {
     "load_dataset": "pyxfer.data",
     "list_datasets": "pyxfer.data",
     "build_info": "pyxfer.info",
-    "FusedLoader": "pyxfer.loader",
+    "FusedLoader": "pyxfer.engine.loader",
     "Trainer": "pyxfer.engine",
     "TrainConfig": "pyxfer.engine",
     "pretrain": "pyxfer.engine",

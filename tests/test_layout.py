@@ -47,6 +47,7 @@ MOVED = {
         ("pyxfer.transfer.selection",),
         ["VALIDATORS", "ValidationData", "create_validator", "run_validators", "format_results"],
     ),
+    "pyxfer.loader": (("pyxfer.engine.loader",), ["Batch", "FusedLoader"]),
     "pyxfer.evaluate.plots": (
         ("pyxfer.report.plots",),
         ["PROJECTIONS", "plot_confusion", "plot_feature_map", "project_2d"],

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pyxfer.data import ImageStore
-from pyxfer.loader import FusedLoader
+from pyxfer.engine.loader import FusedLoader
 from pyxfer.ops.augment import ViewSpec, augment
 from pyxfer.ops.preprocess import preprocess
 
@@ -321,7 +321,7 @@ _SHUTDOWN_PRELUDE = """
 import gc, os, signal, threading
 import numpy as np
 from pyxfer import _C
-from pyxfer.loader import FusedLoader
+from pyxfer.engine.loader import FusedLoader
 
 BANK = np.random.default_rng(0).standard_normal((40000, 64)).astype(np.float32)
 QUERY = BANK[:1].copy()

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from pyxfer.loader import FusedLoader
+from pyxfer.engine.loader import FusedLoader
 
 if TYPE_CHECKING:
     from pyxfer.backbone import Backbone

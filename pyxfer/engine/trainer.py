@@ -40,9 +40,9 @@ from pyxfer.engine import dist as pdist
 from pyxfer.engine.clock import RunClock
 from pyxfer.engine.config import TrainConfig
 from pyxfer.engine.knn import KNNMonitor
+from pyxfer.engine.loader import Batch, FusedLoader
 from pyxfer.engine.optim import EMA, build_optimizer, default_param_groups, lr_factor, set_lr
 from pyxfer.fileio import atomic_write_bytes, atomic_write_json
-from pyxfer.loader import Batch, FusedLoader
 
 if TYPE_CHECKING:
     from pyxfer.backbone import Backbone
