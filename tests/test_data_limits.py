@@ -203,7 +203,9 @@ def test_max_image_pixels_is_explicit_and_can_be_raised(tmp_path) -> None:
         "print(d.max_image_pixels(), Image.MAX_IMAGE_PIXELS)"
     )
     env = {"PYXFER_MAX_IMAGE_PIXELS": "250000000", "PATH": ""}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    out = subprocess.run(  # not from the checkout's root: that would import the source tree
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert out.stdout.split() == ["250000000", "250000000"], out.stderr[-500:]
 
 
