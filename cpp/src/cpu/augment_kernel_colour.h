@@ -44,6 +44,38 @@ bool has_vbmi() {
 }
 #endif
 
+#if defined(PYXFER_AUG_AVX2)
+// Brightness and contrast without VBMI: to_u8(floor_pos(clamp255(v * f + other))) (no `+ other`
+// for brightness) on 32 levels per step, each lane the scalar expression's float operations.
+// (Measured faster than the 256-level table through 16 vpshufb and a 15-blend tree, and than
+// gathers: the table costs 31 shuffle-port operations per 32 bytes.)
+template <bool add>
+void affine_levels_avx2(uint8_t* img, int64_t total, float f, float other) {
+  const __m256 vf = _mm256_set1_ps(f), vo = _mm256_set1_ps(other);
+  const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  auto eight = [&](__m128i b) {  // the low 8 bytes of b
+    __m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)), vf);
+    if (add) x = _mm256_add_ps(x, vo);
+    return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(x, zero), top));
+  };
+  int64_t i = 0;
+  for (; i + 32 <= total; i += 32) {
+    const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(img + i));
+    const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(img + i + 16));
+    // packs interleave the 128-bit lanes: 8-byte groups 0 2 4 6 1 3 5 7, put back by `order`
+    const __m256i p01 = _mm256_packus_epi32(eight(lo), eight(_mm_srli_si128(lo, 8)));
+    const __m256i p23 = _mm256_packus_epi32(eight(hi), eight(_mm_srli_si128(hi, 8)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(img + i),
+                        _mm256_permutevar8x32_epi32(_mm256_packus_epi16(p01, p23), order));
+  }
+  for (; i < total; ++i) {
+    const float x = static_cast<float>(img[i]) * f;
+    img[i] = to_u8(floor_pos(clamp255(add ? x + other : x)));
+  }
+}
+#endif
+
 PYXFER_AUG_STAGE
 void brightness_u8(uint8_t* img, int64_t total, float f) {
 #if defined(PYXFER_AUG_AVX512)
@@ -54,9 +86,13 @@ void brightness_u8(uint8_t* img, int64_t total, float f) {
     return;
   }
 #endif
+#if defined(PYXFER_AUG_AVX2)
+  affine_levels_avx2<false>(img, total, f, 0.f);
+#else
   for (int64_t i = 0; i < total; ++i) {
     img[i] = to_u8(floor_pos(clamp255(static_cast<float>(img[i]) * f)));
   }
+#endif
 }
 
 #if defined(PYXFER_AUG_AVX512)
@@ -148,9 +184,13 @@ void contrast_u8(uint8_t* img, int64_t c, int64_t n, float f) {
     return;
   }
 #endif
+#if defined(PYXFER_AUG_AVX2)
+  affine_levels_avx2<true>(img, c * n, f, other);
+#else
   for (int64_t i = 0; i < c * n; ++i) {
     img[i] = to_u8(floor_pos(clamp255(static_cast<float>(img[i]) * f + other)));
   }
+#endif
 }
 
 PYXFER_AUG_STAGE
@@ -385,7 +425,14 @@ void gray_u8(uint8_t* img, int64_t n) {
   }
   return;
 #endif
-  for (int64_t i = 0; i < n; ++i) {
+  int64_t i = 0;
+#if defined(PYXFER_AUG_AVX2) && !defined(PYXFER_AUG_AVX512)
+  for (; i + 8 <= n; i += 8) {
+    const __m256i v = gray8(level8(r + i), level8(g + i), level8(b + i));
+    store8(r + i, v), store8(g + i, v), store8(b + i, v);
+  }
+#endif
+  for (; i < n; ++i) {
     const uint8_t v = to_u8(floor_pos(gray_of(static_cast<float>(r[i]), static_cast<float>(g[i]),
                                               static_cast<float>(b[i]))));
     r[i] = v, g[i] = v, b[i] = v;
