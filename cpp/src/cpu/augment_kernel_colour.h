@@ -321,13 +321,15 @@ inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, __m512 hue) {
   hue_store(r8, ro), hue_store(g8, go), hue_store(b8, bo);
 }
 #elif defined(PYXFER_AUG_AVX2)
+// AVX2: floors are vroundps (exact: the same integer-valued float as floor_pos / floor_any on
+// these values), and the output channels are picked by the bits of the sector index in a blend
+// tree (8 blends instead of 6 compares and 9 blends).
 constexpr int64_t kHueStep = 8;
 inline __m256 hue_level(const uint8_t* p) {
   const __m256 v = _mm256_cvtepi32_ps(
       _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   return _mm256_div_ps(v, _mm256_set1_ps(255.f));
 }
-inline __m256 hue_trunc(__m256 v) { return _mm256_cvtepi32_ps(_mm256_cvttps_epi32(v)); }
 inline __m256 hue_clamp01(__m256 v) {
   return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(1.f));
 }
@@ -337,6 +339,7 @@ inline void hue_store(uint8_t* p, __m256 v) {
   _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(w, w));
 }
 inline __m256 sel(__m256 a, __m256 b, __m256 m) { return _mm256_blendv_ps(a, b, m); }
+constexpr int kTrunc = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
 
 inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, __m256 hue) {
   const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
@@ -356,31 +359,31 @@ inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, __m256 hue) {
   const __m256 d2 = _mm256_div_ps(_mm256_sub_ps(maxc, n2), div);
   __m256 h = _mm256_sub_ps(_mm256_add_ps(d1, add), d2);
   h = _mm256_add_ps(_mm256_mul_ps(h, _mm256_set1_ps(1.f / 6.f)), one);
-  h = _mm256_sub_ps(h, hue_trunc(h));
+  h = _mm256_sub_ps(h, _mm256_round_ps(h, kTrunc));  // h > 0
   h = _mm256_add_ps(h, hue);
-  __m256 t = hue_trunc(h);
-  t = sel(t, _mm256_sub_ps(t, one), _mm256_cmp_ps(t, h, _CMP_GT_OQ));
-  h = _mm256_sub_ps(h, t);
+  h = _mm256_sub_ps(h, _mm256_round_ps(h, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
   const __m256 v = maxc;
   const __m256 h6 = _mm256_mul_ps(h, _mm256_set1_ps(6.f));
-  __m256i i = _mm256_cvttps_epi32(h6);
-  const __m256 f = _mm256_sub_ps(h6, _mm256_cvtepi32_ps(i));
-  const __m256i six = _mm256_set1_epi32(6);
-  i = _mm256_sub_epi32(i, _mm256_and_si256(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(5)), six));
+  const __m256 fi = _mm256_round_ps(h6, kTrunc);
+  const __m256 f = _mm256_sub_ps(h6, fi);
+  __m256i i = _mm256_cvttps_epi32(fi);  // 0..6, 6 (h6 rounded up to 6) meaning 0
+  i = _mm256_sub_epi32(i, _mm256_and_si256(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(5)),
+                                           _mm256_set1_epi32(6)));
   const __m256 sxf = _mm256_mul_ps(s, f);
   const __m256 oms = _mm256_sub_ps(one, s);
   const __m256 pq = hue_clamp01(_mm256_mul_ps(_mm256_sub_ps(one, sxf), v));
   const __m256 pt = hue_clamp01(_mm256_mul_ps(_mm256_add_ps(sxf, oms), v));
   const __m256 pp = hue_clamp01(_mm256_mul_ps(oms, v));
-  auto is = [&](int k) {
-    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(i, _mm256_set1_epi32(k)));
-  };
-  const __m256 i0 = is(0), i1 = is(1), i2 = is(2), i3 = is(3), i4 = is(4), i5 = is(5);
-  // i: 0 (v,t,p) 1 (q,v,p) 2 (p,v,t) 3 (p,q,v) 4 (t,p,v) 5 (v,p,q)
-  const __m256 ro = sel(sel(sel(v, pq, i1), pp, _mm256_or_ps(i2, i3)), pt, i4);
-  const __m256 go = sel(sel(sel(v, pt, i0), pq, i3), pp, _mm256_or_ps(i4, i5));
-  const __m256 bo = sel(sel(sel(v, pp, _mm256_or_ps(i0, i1)), pt, i2), pq, i5);
-  hue_store(r8, ro), hue_store(g8, go), hue_store(b8, bo);
+  // i: 0 (v,t,p) 1 (q,v,p) 2 (p,v,t) 3 (p,q,v) 4 (t,p,v) 5 (v,p,q); blendv reads bit 31, where
+  // each bit of i is shifted
+  const __m256 i0 = _mm256_castsi256_ps(_mm256_slli_epi32(i, 31));
+  const __m256 i1 = _mm256_castsi256_ps(_mm256_slli_epi32(i, 30));
+  const __m256 i2 = _mm256_castsi256_ps(_mm256_slli_epi32(i, 29));
+  const __m256 qv = sel(v, pq, i0);  // ro of i = 0, 1; go of 2, 3; bo of 4, 5
+  const __m256 vt = sel(pt, v, i0);  // ro of i = 4, 5; go of 0, 1; bo of 2, 3
+  hue_store(r8, sel(sel(qv, pp, i1), vt, i2));
+  hue_store(g8, sel(sel(vt, qv, i1), pp, i2));
+  hue_store(b8, sel(sel(pp, vt, i1), qv, i2));
 }
 #endif
 
