@@ -452,13 +452,23 @@ def test_simd_paths_give_identical_output(monkeypatch, path):
     params[0, :4] = (75 - 50, 90 - 61, 50, 61)  # bottom-right crop: loads end at the image end
     params[1, :4] = (0, 0, 75, 90)
     args = dict(size=(40, 36), mean=MEAN, std=STD)
+    # float16 planes: the vector paths convert with F16C where it rounds as the table; a std
+    # of 1e5 puts every value among the subnormal halves
+    tiny = dict(size=(40, 36), dtype="float16", mean=MEAN, std=(1e5, 0.224, 3e4))
     best = A.apply(x, params, **args)
     best16 = A.apply(x, params, dtype="float16", channels_last=True, **args)
+    best16p = A.apply(x, params, dtype="float16", **args)
+    best16t = A.apply(x, params, **tiny)
     monkeypatch.setenv("PYXFER_SIMD", path)
     np.testing.assert_array_equal(A.apply(x, params, **args), best)
     np.testing.assert_array_equal(
         A.apply(x, params, dtype="float16", channels_last=True, **args), best16
     )
+    np.testing.assert_array_equal(A.apply(x, params, dtype="float16", **args), best16p)
+    np.testing.assert_array_equal(A.apply(x, params, **tiny), best16t)
+    np.testing.assert_array_equal(best16p, best.astype(np.float16))
+    f32t = A.apply(x, params, size=(40, 36), mean=MEAN, std=tiny["std"])
+    np.testing.assert_array_equal(best16t, f32t.astype(np.float16))
     for r in (0, 1):
         want = ref.apply_row(torch.from_numpy(x[0]), params[r], (40, 36), MEAN, STD).numpy()
         err = np.abs(best[r] - want) * 255 * np.asarray(STD)[:, None, None]
