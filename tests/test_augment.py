@@ -413,7 +413,7 @@ def test_blur_agrees_with_lower_simd_paths(monkeypatch, path, hw):
 
 
 @pytest.mark.parametrize("path", ["baseline", "avx2"])
-@pytest.mark.parametrize("out_hw", [(20, 16), (9, 47), (33, 64), (64, 15)])
+@pytest.mark.parametrize("out_hw", [(20, 16), (9, 47), (33, 64), (64, 15), (17, 53)])
 def test_resample_agrees_with_lower_simd_paths_on_many_crops(monkeypatch, path, out_hw):
     """Random crops from 0.3x to 3x the output size, both flips, crops touching the image's
     right and bottom edges: the resized views of every path are identical."""
