@@ -45,6 +45,26 @@ bool has_vbmi() {
 #endif
 
 #if defined(PYXFER_AUG_AVX2)
+// 8 levels as float.
+inline __m256 level8(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+// floor_pos(gray_of(r, g, b)) as int32 lanes (separate products and sums, as gray_of).
+inline __m256i gray8(__m256 r, __m256 g, __m256 b) {
+  const __m256 rg = _mm256_add_ps(_mm256_mul_ps(r, _mm256_set1_ps(0.2989f)),
+                                  _mm256_mul_ps(g, _mm256_set1_ps(0.587f)));
+  return _mm256_cvttps_epi32(_mm256_add_ps(rg, _mm256_mul_ps(b, _mm256_set1_ps(0.114f))));
+}
+// Four vectors of 8 int32 lanes in [0, 255] (levels 0-7, 8-15, 16-23, 24-31) as 32 bytes: the
+// packs interleave the 128-bit lanes (4-byte groups 0 2 4 6 1 3 5 7), put back by one permute.
+inline void store32(uint8_t* p, __m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+  const __m256i bytes =
+      _mm256_packus_epi16(_mm256_packus_epi32(v0, v1), _mm256_packus_epi32(v2, v3));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                      _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
 // Brightness and contrast without VBMI: to_u8(floor_pos(clamp255(v * f + other))) (no `+ other`
 // for brightness) on 32 levels per step, each lane the scalar expression's float operations.
 // (Measured faster than the 256-level table through 16 vpshufb and a 15-blend tree, and than
@@ -53,21 +73,15 @@ template <bool add>
 void affine_levels_avx2(uint8_t* img, int64_t total, float f, float other) {
   const __m256 vf = _mm256_set1_ps(f), vo = _mm256_set1_ps(other);
   const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.f);
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  auto eight = [&](__m128i b) {  // the low 8 bytes of b
-    __m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)), vf);
+  auto eight = [&](const uint8_t* p) {
+    __m256 x = _mm256_mul_ps(level8(p), vf);
     if (add) x = _mm256_add_ps(x, vo);
     return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(x, zero), top));
   };
   int64_t i = 0;
   for (; i + 32 <= total; i += 32) {
-    const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(img + i));
-    const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(img + i + 16));
-    // packs interleave the 128-bit lanes: 8-byte groups 0 2 4 6 1 3 5 7, put back by `order`
-    const __m256i p01 = _mm256_packus_epi32(eight(lo), eight(_mm_srli_si128(lo, 8)));
-    const __m256i p23 = _mm256_packus_epi32(eight(hi), eight(_mm_srli_si128(hi, 8)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(img + i),
-                        _mm256_permutevar8x32_epi32(_mm256_packus_epi16(p01, p23), order));
+    uint8_t* p = img + i;
+    store32(p, eight(p), eight(p + 8), eight(p + 16), eight(p + 24));
   }
   for (; i < total; ++i) {
     const float x = static_cast<float>(img[i]) * f;
@@ -101,24 +115,6 @@ inline __m512i gray16(__m512 r, __m512 g, __m512 b) {
   const __m512 rg = _mm512_add_ps(_mm512_mul_ps(r, _mm512_set1_ps(0.2989f)),
                                   _mm512_mul_ps(g, _mm512_set1_ps(0.587f)));
   return _mm512_cvttps_epi32(_mm512_add_ps(rg, _mm512_mul_ps(b, _mm512_set1_ps(0.114f))));
-}
-#endif
-
-#if defined(PYXFER_AUG_AVX2) && !defined(PYXFER_AUG_AVX512)
-// 8 levels as float.
-inline __m256 level8(const uint8_t* p) {
-  return _mm256_cvtepi32_ps(
-      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-}
-// floor_pos(gray_of(r, g, b)) as int32 lanes (separate products and sums, as gray_of).
-inline __m256i gray8(__m256 r, __m256 g, __m256 b) {
-  const __m256 rg = _mm256_add_ps(_mm256_mul_ps(r, _mm256_set1_ps(0.2989f)),
-                                  _mm256_mul_ps(g, _mm256_set1_ps(0.587f)));
-  return _mm256_cvttps_epi32(_mm256_add_ps(rg, _mm256_mul_ps(b, _mm256_set1_ps(0.114f))));
-}
-inline void store8(uint8_t* p, __m256i v) {  // int32 lanes in [0, 255]
-  const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(w, w));
 }
 #endif
 
@@ -220,14 +216,21 @@ void saturation_u8(uint8_t* img, int64_t n, float f) {
   {
     const __m256 vf = _mm256_set1_ps(f), vo = _mm256_set1_ps(omf);
     const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.f);
-    for (; i + 8 <= n; i += 8) {
-      const __m256 rf = level8(r + i), gf = level8(g + i), bf = level8(b + i);
-      const __m256 other = _mm256_mul_ps(_mm256_cvtepi32_ps(gray8(rf, gf, bf)), vo);
-      auto out = [&](uint8_t* p, __m256 x) {
-        const __m256 v = _mm256_add_ps(_mm256_mul_ps(x, vf), other);
-        store8(p + i, _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(v, zero), top)));
-      };
-      out(r, rf), out(g, gf), out(b, bf);
+    for (; i + 32 <= n; i += 32) {  // four groups of 8 pixels, 32 bytes per plane store
+      __m256i ro[4], go[4], bo[4];
+      for (int k = 0; k < 4; ++k) {
+        const int64_t at = i + 8 * k;
+        const __m256 rf = level8(r + at), gf = level8(g + at), bf = level8(b + at);
+        const __m256 other = _mm256_mul_ps(_mm256_cvtepi32_ps(gray8(rf, gf, bf)), vo);
+        auto out = [&](__m256 x) {
+          const __m256 v = _mm256_add_ps(_mm256_mul_ps(x, vf), other);
+          return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(v, zero), top));
+        };
+        ro[k] = out(rf), go[k] = out(gf), bo[k] = out(bf);
+      }
+      store32(r + i, ro[0], ro[1], ro[2], ro[3]);
+      store32(g + i, go[0], go[1], go[2], go[3]);
+      store32(b + i, bo[0], bo[1], bo[2], bo[3]);
     }
   }
 #endif
@@ -324,7 +327,7 @@ inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, __m512 hue) {
 // AVX2: floors are vroundps (exact: the same integer-valued float as floor_pos / floor_any on
 // these values), and the output channels are picked by the bits of the sector index in a blend
 // tree (8 blends instead of 6 compares and 9 blends).
-constexpr int64_t kHueStep = 8;
+constexpr int64_t kHueStep = 32;
 inline __m256 hue_level(const uint8_t* p) {
   const __m256 v = _mm256_cvtepi32_ps(
       _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
@@ -333,15 +336,15 @@ inline __m256 hue_level(const uint8_t* p) {
 inline __m256 hue_clamp01(__m256 v) {
   return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(1.f));
 }
-inline void hue_store(uint8_t* p, __m256 v) {
-  const __m256i i = _mm256_cvttps_epi32(_mm256_mul_ps(v, _mm256_set1_ps(255.999f)));
-  const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
-  _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(w, w));
+inline __m256i hue_out(__m256 v) {
+  return _mm256_cvttps_epi32(_mm256_mul_ps(v, _mm256_set1_ps(255.999f)));
 }
 inline __m256 sel(__m256 a, __m256 b, __m256 m) { return _mm256_blendv_ps(a, b, m); }
 constexpr int kTrunc = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
 
-inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, __m256 hue) {
+// Eight pixels into int32 lanes out[0], out[4], out[8] (R, G, B).
+inline void hue8(const uint8_t* r8, const uint8_t* g8, const uint8_t* b8, __m256 hue,
+                 __m256i* out) {
   const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
   const __m256 r = hue_level(r8), g = hue_level(g8), b = hue_level(b8);
   const __m256 maxc = _mm256_max_ps(r, _mm256_max_ps(g, b));
@@ -381,9 +384,18 @@ inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, __m256 hue) {
   const __m256 i2 = _mm256_castsi256_ps(_mm256_slli_epi32(i, 29));
   const __m256 qv = sel(v, pq, i0);  // ro of i = 0, 1; go of 2, 3; bo of 4, 5
   const __m256 vt = sel(pt, v, i0);  // ro of i = 4, 5; go of 0, 1; bo of 2, 3
-  hue_store(r8, sel(sel(qv, pp, i1), vt, i2));
-  hue_store(g8, sel(sel(vt, qv, i1), pp, i2));
-  hue_store(b8, sel(sel(pp, vt, i1), qv, i2));
+  out[0] = hue_out(sel(sel(qv, pp, i1), vt, i2));
+  out[4] = hue_out(sel(sel(vt, qv, i1), pp, i2));
+  out[8] = hue_out(sel(sel(pp, vt, i1), qv, i2));
+}
+
+// 32 pixels, each plane written with one 32-byte store.
+inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, __m256 hue) {
+  __m256i out[12];
+  for (int k = 0; k < 4; ++k) hue8(r8 + 8 * k, g8 + 8 * k, b8 + 8 * k, hue, out + k);
+  store32(r8, out[0], out[1], out[2], out[3]);
+  store32(g8, out[4], out[5], out[6], out[7]);
+  store32(b8, out[8], out[9], out[10], out[11]);
 }
 #endif
 
@@ -430,9 +442,14 @@ void gray_u8(uint8_t* img, int64_t n) {
 #endif
   int64_t i = 0;
 #if defined(PYXFER_AUG_AVX2) && !defined(PYXFER_AUG_AVX512)
-  for (; i + 8 <= n; i += 8) {
-    const __m256i v = gray8(level8(r + i), level8(g + i), level8(b + i));
-    store8(r + i, v), store8(g + i, v), store8(b + i, v);
+  for (; i + 32 <= n; i += 32) {
+    __m256i v[4];
+    for (int k = 0; k < 4; ++k) {
+      const int64_t at = i + 8 * k;
+      v[k] = gray8(level8(r + at), level8(g + at), level8(b + at));
+    }
+    store32(r + i, v[0], v[1], v[2], v[3]), store32(g + i, v[0], v[1], v[2], v[3]);
+    store32(b + i, v[0], v[1], v[2], v[3]);
   }
 #endif
   for (; i < n; ++i) {
