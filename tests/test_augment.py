@@ -510,6 +510,31 @@ def test_augment_groups_multicrop_views():
         assert A.augment(x, name, size=24)[0].shape[1:] == (3, 24, 24)
 
 
+def test_resized_crops_of_repeated_and_colliding_sizes_match_torch():
+    """A thread reuses the resample weights it built for an earlier view of the same crop size,
+    output size and channel count (sizes 64 apart share a slot). Crop sizes that repeat, collide,
+    and alternate with other output sizes and channel counts still give torch's antialiased
+    resize exactly."""
+    rng = np.random.default_rng(11)
+    h, w = 150, 160
+    sizes = [(20, 21), (84, 85), (148, 149), (20, 21), (84, 21), (20, 149), (148, 85), (21, 20)]
+    for c in (3, 1, 3):
+        x = _random_images(rng, 1, h, w, c=c)
+        xt = torch.from_numpy(x[0]).permute(2, 0, 1)
+        for out in ((24, 24), (16, 40), (24, 24), (150, 160)):
+            rows = []
+            for k, (ch, cw) in enumerate(sizes * 2):
+                row = _identity_row(h, w)
+                row[:4] = (k % (h - ch + 1), (3 * k) % (w - cw + 1), ch, cw)
+                rows.append(row)
+            params = np.stack(rows)
+            got = A.apply(x, params, size=out, mean=(0.0,) * c, std=(1 / 255,) * c, threads=1)
+            for r, row in enumerate(params):
+                top, left, ch, cw = (int(v) for v in row[:4])
+                want = ref.resized_crop(xt, top, left, ch, cw, out).numpy()
+                np.testing.assert_array_equal(np.rint(got[r]).astype(np.uint8), want)
+
+
 def test_eval_preset_is_a_plain_resize():
     rng = np.random.default_rng(7)
     x = _random_images(rng, 1, 37, 29)
