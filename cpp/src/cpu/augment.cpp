@@ -41,8 +41,8 @@ void adjust_contrast(float* img, int64_t c, int64_t n, float f, bool q) {
     for (int64_t i = 0; i < n; ++i) sum += img[i];
   }
   const float mean = static_cast<float>(sum / static_cast<double>(n));
-  const float other = mean * static_cast<float>(1.0 - static_cast<double>(f));
-  for (int64_t i = 0; i < c * n; ++i) img[i] = quant_trunc(clamp255(img[i] * f + other), q);
+  const float omf = static_cast<float>(1.0 - static_cast<double>(f));
+  for (int64_t i = 0; i < c * n; ++i) img[i] = blend(img[i], mean, f, omf, q);
 }
 
 template <bool q>
@@ -379,8 +379,8 @@ SimdPath select_path() {
   __builtin_cpu_init();
   const bool has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  const bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
-                    __builtin_cpu_supports("bmi2");
+  const bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
   const bool only2 = want != nullptr && equals(want, "avx2");
   if (has512 && !force_base && !only2) return {"avx512", &cpu::avx512::apply_view_quantized};
   if (has2 && !force_base) return {"avx2", &cpu::avx2::apply_view_quantized};

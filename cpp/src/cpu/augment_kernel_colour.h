@@ -18,7 +18,7 @@ namespace {
 // scalar expression once, then the image through that table: 64 bytes per two VBMI byte
 // permutes where the CPU has them (the table holds exactly the values the loop would compute).
 #define PYXFER_VBMI_TARGET \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,bmi2,avx512vbmi")))
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,bmi2,avx512vbmi")))
 
 PYXFER_VBMI_TARGET PYXFER_AUG_STAGE
 void lut_apply_vbmi(uint8_t* img, int64_t total, const uint8_t* lut) {
@@ -50,11 +50,11 @@ inline __m256 level8(const uint8_t* p) {
   return _mm256_cvtepi32_ps(
       _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
-// floor_pos(gray_of(r, g, b)) as int32 lanes (separate products and sums, as gray_of).
+// floor_pos(gray_of(r, g, b)) as int32 lanes (the fused multiply-adds of gray_of).
 inline __m256i gray8(__m256 r, __m256 g, __m256 b) {
-  const __m256 rg = _mm256_add_ps(_mm256_mul_ps(r, _mm256_set1_ps(0.2989f)),
-                                  _mm256_mul_ps(g, _mm256_set1_ps(0.587f)));
-  return _mm256_cvttps_epi32(_mm256_add_ps(rg, _mm256_mul_ps(b, _mm256_set1_ps(0.114f))));
+  const __m256 rg = _mm256_fmadd_ps(g, _mm256_set1_ps(0.587f),
+                                    _mm256_mul_ps(r, _mm256_set1_ps(0.2989f)));
+  return _mm256_cvttps_epi32(_mm256_fmadd_ps(b, _mm256_set1_ps(0.114f), rg));
 }
 // Four vectors of 8 int32 lanes in [0, 255] (levels 0-7, 8-15, 16-23, 24-31) as 32 bytes: the
 // packs interleave the 128-bit lanes (4-byte groups 0 2 4 6 1 3 5 7), put back by one permute.
@@ -65,17 +65,18 @@ inline void store32(uint8_t* p, __m256i v0, __m256i v1, __m256i v2, __m256i v3) 
                       _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
 }
 
-// Brightness and contrast without VBMI: to_u8(floor_pos(clamp255(v * f + other))) (no `+ other`
-// for brightness) on 32 levels per step, each lane the scalar expression's float operations.
-// (Measured faster than the 256-level table through 16 vpshufb and a 15-blend tree, and than
-// gathers: the table costs 31 shuffle-port operations per 32 bytes.)
-template <bool add>
-void affine_levels_avx2(uint8_t* img, int64_t total, float f, float other) {
-  const __m256 vf = _mm256_set1_ps(f), vo = _mm256_set1_ps(other);
+// Brightness and contrast without VBMI: to_u8(floor_pos(clamp255(v * f))) for brightness,
+// to_u8(blend(v, mean, f, 1 - f, true)) for contrast, on 32 levels per step, each lane the
+// scalar expression's float operations. (Measured faster than the 256-level table through 16
+// vpshufb and a 15-blend tree, and than gathers: the table costs 31 shuffle-port operations per
+// 32 bytes.)
+template <bool contrast>
+void affine_levels_avx2(uint8_t* img, int64_t total, float f, float mean, float omf) {
+  const __m256 vf = _mm256_set1_ps(f), vm = _mm256_set1_ps(mean), vo = _mm256_set1_ps(omf);
   const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.f);
   auto eight = [&](const uint8_t* p) {
     __m256 x = _mm256_mul_ps(level8(p), vf);
-    if (add) x = _mm256_add_ps(x, vo);
+    if (contrast) x = _mm256_fmadd_ps(vm, vo, x);
     return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(x, zero), top));
   };
   int64_t i = 0;
@@ -84,8 +85,8 @@ void affine_levels_avx2(uint8_t* img, int64_t total, float f, float other) {
     store32(p, eight(p), eight(p + 8), eight(p + 16), eight(p + 24));
   }
   for (; i < total; ++i) {
-    const float x = static_cast<float>(img[i]) * f;
-    img[i] = to_u8(floor_pos(clamp255(add ? x + other : x)));
+    const auto v = static_cast<float>(img[i]);
+    img[i] = to_u8(contrast ? blend(v, mean, f, omf, true) : floor_pos(clamp255(v * f)));
   }
 }
 #endif
@@ -101,7 +102,7 @@ void brightness_u8(uint8_t* img, int64_t total, float f) {
   }
 #endif
 #if defined(PYXFER_AUG_AVX2)
-  affine_levels_avx2<false>(img, total, f, 0.f);
+  affine_levels_avx2<false>(img, total, f, 0.f, 0.f);
 #else
   for (int64_t i = 0; i < total; ++i) {
     img[i] = to_u8(floor_pos(clamp255(static_cast<float>(img[i]) * f)));
@@ -110,11 +111,11 @@ void brightness_u8(uint8_t* img, int64_t total, float f) {
 }
 
 #if defined(PYXFER_AUG_AVX512)
-// floor_pos(gray_of(r, g, b)) as int32 lanes (separate products and sums, as gray_of).
+// floor_pos(gray_of(r, g, b)) as int32 lanes (the fused multiply-adds of gray_of).
 inline __m512i gray16(__m512 r, __m512 g, __m512 b) {
-  const __m512 rg = _mm512_add_ps(_mm512_mul_ps(r, _mm512_set1_ps(0.2989f)),
-                                  _mm512_mul_ps(g, _mm512_set1_ps(0.587f)));
-  return _mm512_cvttps_epi32(_mm512_add_ps(rg, _mm512_mul_ps(b, _mm512_set1_ps(0.114f))));
+  const __m512 rg = _mm512_fmadd_ps(g, _mm512_set1_ps(0.587f),
+                                    _mm512_mul_ps(r, _mm512_set1_ps(0.2989f)));
+  return _mm512_cvttps_epi32(_mm512_fmadd_ps(b, _mm512_set1_ps(0.114f), rg));
 }
 #endif
 
@@ -169,23 +170,19 @@ PYXFER_AUG_STAGE
 void contrast_u8(uint8_t* img, int64_t c, int64_t n, float f) {
   const double sum = static_cast<double>(gray_sum(img, c, n));
   const float mean = static_cast<float>(sum / static_cast<double>(n));
-  const float other = mean * static_cast<float>(1.0 - static_cast<double>(f));
+  const float omf = static_cast<float>(1.0 - static_cast<double>(f));
 #if defined(PYXFER_AUG_AVX512)
   if (has_vbmi()) {
     alignas(64) uint8_t lut[256];
-    for (int v = 0; v < 256; ++v) {
-      lut[v] = to_u8(floor_pos(clamp255(static_cast<float>(v) * f + other)));
-    }
+    for (int v = 0; v < 256; ++v) lut[v] = to_u8(blend(static_cast<float>(v), mean, f, omf, true));
     lut_apply_vbmi(img, c * n, lut);
     return;
   }
 #endif
 #if defined(PYXFER_AUG_AVX2)
-  affine_levels_avx2<true>(img, c * n, f, other);
+  affine_levels_avx2<true>(img, c * n, f, mean, omf);
 #else
-  for (int64_t i = 0; i < c * n; ++i) {
-    img[i] = to_u8(floor_pos(clamp255(static_cast<float>(img[i]) * f + other)));
-  }
+  for (int64_t i = 0; i < c * n; ++i) img[i] = to_u8(blend(img[i], mean, f, omf, true));
 #endif
 }
 
@@ -194,15 +191,15 @@ void saturation_u8(uint8_t* img, int64_t n, float f) {
   uint8_t *r = img, *g = img + n, *b = img + 2 * n;
   const float omf = static_cast<float>(1.0 - static_cast<double>(f));
 #if defined(PYXFER_AUG_AVX512)
-  {  // blend(x, gray, f, 1 - f) = floor(clamp255(x * f + gray * (1 - f)))
+  {  // blend(x, gray, f, 1 - f) = floor(clamp255(fma(gray, 1 - f, x * f)))
     const __m512 vf = _mm512_set1_ps(f), vo = _mm512_set1_ps(omf);
     const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.f);
     for (int64_t i = 0; i < n; i += 16) {
       const __mmask16 m = tail16(n - i);
       const __m512 rf = level16(r + i, m), gf = level16(g + i, m), bf = level16(b + i, m);
-      const __m512 other = _mm512_mul_ps(_mm512_cvtepi32_ps(gray16(rf, gf, bf)), vo);
+      const __m512 gray = _mm512_cvtepi32_ps(gray16(rf, gf, bf));
       auto out = [&](uint8_t* p, __m512 x) {
-        const __m512 v = _mm512_add_ps(_mm512_mul_ps(x, vf), other);
+        const __m512 v = _mm512_fmadd_ps(gray, vo, _mm512_mul_ps(x, vf));
         const __m512 cl = _mm512_min_ps(_mm512_max_ps(v, zero), top);
         _mm_mask_storeu_epi8(p + i, m, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(cl)));
       };
@@ -221,9 +218,9 @@ void saturation_u8(uint8_t* img, int64_t n, float f) {
       for (int k = 0; k < 4; ++k) {
         const int64_t at = i + 8 * k;
         const __m256 rf = level8(r + at), gf = level8(g + at), bf = level8(b + at);
-        const __m256 other = _mm256_mul_ps(_mm256_cvtepi32_ps(gray8(rf, gf, bf)), vo);
+        const __m256 gray = _mm256_cvtepi32_ps(gray8(rf, gf, bf));
         auto out = [&](__m256 x) {
-          const __m256 v = _mm256_add_ps(_mm256_mul_ps(x, vf), other);
+          const __m256 v = _mm256_fmadd_ps(gray, vo, _mm256_mul_ps(x, vf));
           return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(v, zero), top));
         };
         ro[k] = out(rf), go[k] = out(gf), bo[k] = out(bf);
@@ -261,7 +258,7 @@ constexpr int64_t kHueStep = 16;
 inline __m512 hue_level(const uint8_t* p) {
   const __m512 v = _mm512_cvtepi32_ps(
       _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-  return _mm512_div_ps(v, _mm512_set1_ps(255.f));
+  return _mm512_mul_ps(v, _mm512_set1_ps(1.f / 255.f));
 }
 inline __m512 hue_trunc(__m512 v) { return _mm512_cvtepi32_ps(_mm512_cvttps_epi32(v)); }
 inline __m512 hue_clamp01(__m512 v) {
@@ -331,7 +328,7 @@ constexpr int64_t kHueStep = 32;
 inline __m256 hue_level(const uint8_t* p) {
   const __m256 v = _mm256_cvtepi32_ps(
       _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-  return _mm256_div_ps(v, _mm256_set1_ps(255.f));
+  return _mm256_mul_ps(v, _mm256_set1_ps(1.f / 255.f));
 }
 inline __m256 hue_clamp01(__m256 v) {
   return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(1.f));
