@@ -32,7 +32,7 @@ def resized_crop(x: torch.Tensor, top: int, left: int, h: int, w: int, size) -> 
 
 
 def _blend(a: torch.Tensor, b: torch.Tensor, ratio: float) -> torch.Tensor:
-    return a.mul(ratio).add_(b.mul(1.0 - ratio)).clamp_(0, 255).to(torch.uint8)
+    return a.mul(ratio).add_(b, alpha=1.0 - ratio).clamp_(0, 255).to(torch.uint8)
 
 
 def _gray_float(x: torch.Tensor) -> torch.Tensor:
@@ -102,7 +102,7 @@ def _hsv_to_rgb(img: torch.Tensor) -> torch.Tensor:
 def adjust_hue(x: torch.Tensor, hue: float) -> torch.Tensor:
     if x.shape[-3] == 1 or hue == 0:
         return x
-    img = x.to(torch.float32).div_(255.0)
+    img = x.to(torch.float32).mul_(1.0 / 255)  # to_dtype(x, float32, scale=True)
     hsv = _rgb_to_hsv(img)
     h, s, v = hsv.unbind(dim=-3)
     h.add_(hue).remainder_(1.0)
@@ -148,8 +148,8 @@ def solarize(x: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 (C, H, W) -> float32 (x / 255 - mean) / std."""
-    img = x.to(torch.float32).div_(255.0)
+    """uint8 (C, H, W) -> float32 (x * (1 / 255) - mean) / std."""
+    img = x.to(torch.float32).mul_(1.0 / 255)  # to_dtype(x, float32, scale=True)
     m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
     return img.sub_(m).div_(s)

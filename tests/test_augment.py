@@ -16,6 +16,7 @@ from pyxfer.ops import augment as A
 from pyxfer.ops.augment import COL, PARAM_COLUMNS
 
 DATA = Path(__file__).parent / "data" / "aug_golden_subset.npz"
+REPLAY = Path(__file__).parent / "data" / "aug_golden_replay.npz"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # ---- Philox ---------------------------------------------------------------------------------
@@ -247,11 +248,13 @@ def _check_golden(z):
                 "hflip",
                 "brightness",
                 "contrast",
+                "hue",
                 "grayscale",
                 "solarize",
             ):
                 assert err.max() < 1e-3, (i, case, err.max())  # bit-exact grey levels
             elif chain:
+                # the golden jitter factors are float64, ours float32 (saturation below)
                 assert (err <= 2.001).mean() >= 0.999, (i, case)
                 assert err.max() <= 3.001, (i, case, err.max())
             else:
@@ -267,6 +270,27 @@ def test_apply_matches_torchvision_golden_subset():
 
 def test_apply_matches_torchvision_golden_full(shared_data):
     _check_golden(np.load(shared_data / "torchvision-golden" / "aug_golden.npz"))
+
+
+@pytest.mark.parametrize("path", [None, "baseline", "avx2"])
+def test_sampled_views_match_torchvision_replay(monkeypatch, path):
+    """SimCLR and BYOL views (32 and 96 px of CIFAR-10 photos) sampled by pyxfer and replayed
+    through torchvision with the same float32 factors (bench/torchvision_replay.py writes the
+    file; its first nine views were 2 to 4 grey levels off while grayscale, contrast and
+    saturation rounded torchvision's `add_(..., alpha=...)` as a separate multiply and add, and
+    hue divided its input by 255 where to_dtype multiplies by 1 / 255): every op but the blur is
+    bit-identical on every path, the blur (a 2-D convolution in torchvision) within one level."""
+    if path is not None:
+        monkeypatch.setenv("PYXFER_SIMD", path)
+    z = np.load(REPLAY)
+    n = sum(k.endswith("/output") for k in z.files)
+    assert n >= 15
+    for j in range(n):
+        x, row, size, want = (z[f"{j:02d}/{f}"] for f in ("input", "params", "size", "output"))
+        size = (int(size), int(size))
+        got = A.apply(x[None], row[None], size=size, mean=(0.0,) * 3, std=(1 / 255,) * 3)[0]
+        err = np.abs(np.rint(got).astype(np.int32) - want.astype(np.int32))
+        assert err.max() <= (1 if row[COL["blur"]] else 0), (str(z[f"{j:02d}/view"]), err.max())
 
 
 # ---- apply vs the pure-torch reference on random inputs and sampled params ------------------
@@ -413,7 +437,7 @@ def test_blur_agrees_with_lower_simd_paths(monkeypatch, path, hw):
 
 
 @pytest.mark.parametrize("path", ["baseline", "avx2"])
-@pytest.mark.parametrize("out_hw", [(20, 16), (9, 47), (33, 64), (64, 15)])
+@pytest.mark.parametrize("out_hw", [(20, 16), (9, 47), (33, 64), (64, 15), (17, 53)])
 def test_resample_agrees_with_lower_simd_paths_on_many_crops(monkeypatch, path, out_hw):
     """Random crops from 0.3x to 3x the output size, both flips, crops touching the image's
     right and bottom edges: the resized views of every path are identical."""
@@ -452,13 +476,23 @@ def test_simd_paths_give_identical_output(monkeypatch, path):
     params[0, :4] = (75 - 50, 90 - 61, 50, 61)  # bottom-right crop: loads end at the image end
     params[1, :4] = (0, 0, 75, 90)
     args = dict(size=(40, 36), mean=MEAN, std=STD)
+    # float16 planes: the vector paths convert with F16C where it rounds as the table; a std
+    # of 1e5 puts every value among the subnormal halves
+    tiny = dict(size=(40, 36), dtype="float16", mean=MEAN, std=(1e5, 0.224, 3e4))
     best = A.apply(x, params, **args)
     best16 = A.apply(x, params, dtype="float16", channels_last=True, **args)
+    best16p = A.apply(x, params, dtype="float16", **args)
+    best16t = A.apply(x, params, **tiny)
     monkeypatch.setenv("PYXFER_SIMD", path)
     np.testing.assert_array_equal(A.apply(x, params, **args), best)
     np.testing.assert_array_equal(
         A.apply(x, params, dtype="float16", channels_last=True, **args), best16
     )
+    np.testing.assert_array_equal(A.apply(x, params, dtype="float16", **args), best16p)
+    np.testing.assert_array_equal(A.apply(x, params, **tiny), best16t)
+    np.testing.assert_array_equal(best16p, best.astype(np.float16))
+    f32t = A.apply(x, params, size=(40, 36), mean=MEAN, std=tiny["std"])
+    np.testing.assert_array_equal(best16t, f32t.astype(np.float16))
     for r in (0, 1):
         want = ref.apply_row(torch.from_numpy(x[0]), params[r], (40, 36), MEAN, STD).numpy()
         err = np.abs(best[r] - want) * 255 * np.asarray(STD)[:, None, None]
@@ -498,6 +532,31 @@ def test_augment_groups_multicrop_views():
     assert [a.shape for a in A.augment(x, "simclr", size=24)] == [(4, 3, 24, 24)]
     for name in A.PRESETS:
         assert A.augment(x, name, size=24)[0].shape[1:] == (3, 24, 24)
+
+
+def test_resized_crops_of_repeated_and_colliding_sizes_match_torch():
+    """A thread reuses the resample weights it built for an earlier view of the same crop size,
+    output size and channel count (sizes 64 apart share a slot). Crop sizes that repeat, collide,
+    and alternate with other output sizes and channel counts still give torch's antialiased
+    resize exactly."""
+    rng = np.random.default_rng(11)
+    h, w = 150, 160
+    sizes = [(20, 21), (84, 85), (148, 149), (20, 21), (84, 21), (20, 149), (148, 85), (21, 20)]
+    for c in (3, 1, 3):
+        x = _random_images(rng, 1, h, w, c=c)
+        xt = torch.from_numpy(x[0]).permute(2, 0, 1)
+        for out in ((24, 24), (16, 40), (24, 24), (150, 160)):
+            rows = []
+            for k, (ch, cw) in enumerate(sizes * 2):
+                row = _identity_row(h, w)
+                row[:4] = (k % (h - ch + 1), (3 * k) % (w - cw + 1), ch, cw)
+                rows.append(row)
+            params = np.stack(rows)
+            got = A.apply(x, params, size=out, mean=(0.0,) * c, std=(1 / 255,) * c, threads=1)
+            for r, row in enumerate(params):
+                top, left, ch, cw = (int(v) for v in row[:4])
+                want = ref.resized_crop(xt, top, left, ch, cw, out).numpy()
+                np.testing.assert_array_equal(np.rint(got[r]).astype(np.uint8), want)
 
 
 def test_eval_preset_is_a_plain_resize():

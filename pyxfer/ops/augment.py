@@ -27,11 +27,13 @@ CUDA compute the same sums in the same order.
 On x86-64 the CPU kernel for ``quantize=True`` is compiled for the baseline instruction set and
 for AVX2 and AVX-512, and the best one the CPU supports runs (``build_info()["augment_simd"]``);
 the environment variable ``PYXFER_SIMD=baseline`` or ``avx2`` selects a lower one. All paths
-give bit-identical output (integer resampling, no fused multiply-add).
+give bit-identical output (integer resampling; a fused multiply-add exactly where torchvision's
+vectorised kernels use one — grayscale, contrast and saturation blends — and nowhere else).
 
 CUDA tensors in give CUDA tensors out: parameters are always sampled on the CPU (they are tiny)
 and uploaded with the launch; the device kernels share the maths headers with the CPU kernels
-and are compiled without FMA contraction, so both give the same grey levels. (In float mode the
+and are compiled without FMA contraction (the explicit fused multiply-adds above use
+``__fmaf_rn``), so both give the same grey levels. (In float mode the
 device sums the contrast mean in a different order, which can move a value by a float ulp.)
 """
 

@@ -162,20 +162,33 @@ PYXFER_HD float round_even(float v) {
 
 PYXFER_HD float quant_trunc(float v, bool q) { return q ? floor_pos(v) : v; }
 
-PYXFER_HD float gray_of(float r, float g, float b) {
-  return (r * 0.2989f + g * 0.587f) + b * 0.114f;
+// a * b + c with one rounding. torchvision writes its weighted sums as `x.add_(y, alpha=a)`,
+// which torch's vectorised CPU kernels (AVX2, AVX-512, NEON) and CUDA compute as a fused
+// multiply-add; the kernels here do the same, so grey levels land on the same side of every
+// truncation (separately rounded, a grey pixel's saturation blend loses a level in ~1 of 2 cases).
+PYXFER_HD float fused_mul_add(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  return __fmaf_rn(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
 }
 
+// r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114), as torchvision's rgb_to_grayscale.
+PYXFER_HD float gray_of(float r, float g, float b) {
+  return fused_mul_add(b, 0.114f, fused_mul_add(g, 0.587f, r * 0.2989f));
+}
+
+// torchvision's _blend: x.mul(ratio).add_(other, alpha=1 - ratio), clamped (and truncated).
 PYXFER_HD float blend(float x, float other, float ratio, float one_minus_ratio, bool q) {
-  const float a = x * ratio;
-  const float b = other * one_minus_ratio;
-  return quant_trunc(clamp255(a + b), q);
+  return quant_trunc(clamp255(fused_mul_add(other, one_minus_ratio, x * ratio)), q);
 }
 
 // Hue shift of one RGB pixel (values 0..255) through HSV, as torchvision's _rgb_to_hsv /
-// _hsv_to_rgb on x / 255 (same float32 operations; written branch-free so CPU loops vectorise).
+// _hsv_to_rgb on to_dtype(x, float32, scale=True) = x * (1 / 255) (same float32 operations;
+// written branch-free so CPU loops vectorise).
 PYXFER_HD void hue_shift(float& r8, float& g8, float& b8, float hue, bool q) {
-  const float r = r8 / 255.f, g = g8 / 255.f, b = b8 / 255.f;
+  const float r = r8 * (1.f / 255.f), g = g8 * (1.f / 255.f), b = b8 * (1.f / 255.f);
   const float maxc = max_f(r, max_f(g, b));
   const float minc = min_f(r, min_f(g, b));
   const bool eqc = maxc == minc;

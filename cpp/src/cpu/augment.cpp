@@ -41,8 +41,8 @@ void adjust_contrast(float* img, int64_t c, int64_t n, float f, bool q) {
     for (int64_t i = 0; i < n; ++i) sum += img[i];
   }
   const float mean = static_cast<float>(sum / static_cast<double>(n));
-  const float other = mean * static_cast<float>(1.0 - static_cast<double>(f));
-  for (int64_t i = 0; i < c * n; ++i) img[i] = quant_trunc(clamp255(img[i] * f + other), q);
+  const float omf = static_cast<float>(1.0 - static_cast<double>(f));
+  for (int64_t i = 0; i < c * n; ++i) img[i] = blend(img[i], mean, f, omf, q);
 }
 
 template <bool q>
@@ -270,8 +270,30 @@ void build_resample_axis(int64_t in, int64_t out, int64_t c, AxisStore& st,
   }
 }
 
+// Axes of recent views, keyed by (input size, output size, channels): building one costs about as
+// much as the whole colour pipeline of a 32 px view, and small views repeat their few crop sizes.
+// Direct-mapped by the input size for small outputs; a larger output keeps only the last axis.
+struct AxisCache {
+  static constexpr int64_t kSlots = 64, kSmallOut = 128;
+  struct Slot {
+    int64_t in = -1, out = -1, c = -1;
+    AxisStore st;
+    cpu::ResampleAxis a;
+  };
+  Slot slots[kSlots];
+
+  const cpu::ResampleAxis& get(int64_t in, int64_t out, int64_t c) {
+    Slot& e = slots[out <= kSmallOut ? in % kSlots : 0];
+    if (e.in != in || e.out != out || e.c != c) {
+      build_resample_axis(in, out, c, e.st, e.a);
+      e.in = in, e.out = out, e.c = c;
+    }
+    return e.a;
+  }
+};
+
 struct QuantBuffers {
-  AxisStore sx, sy;
+  AxisCache cx, cy;
   std::vector<uint8_t> u8;
   std::vector<int32_t> i32;
   std::vector<uint32_t> u32;
@@ -283,8 +305,8 @@ void prepare_quantized(const float* prm, const ApplyParams& p, QuantBuffers& b,
                        cpu::QuantScratch& s) {
   const int64_t c = p.c, oh = p.out_h, ow = p.out_w, n = oh * ow;
   const auto ch = static_cast<int64_t>(prm[kCropH]), cw = static_cast<int64_t>(prm[kCropW]);
-  build_resample_axis(cw, ow, c, b.sx, s.ax);
-  build_resample_axis(ch, oh, 1, b.sy, s.ay);
+  s.ax = b.cx.get(cw, ow, c);
+  s.ay = b.cy.get(ch, oh, 1);
   if (s.ay.identity) {
     s.r0 = 0, s.r1 = oh;
   } else {
@@ -357,8 +379,8 @@ SimdPath select_path() {
   __builtin_cpu_init();
   const bool has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  const bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
-                    __builtin_cpu_supports("bmi2");
+  const bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
   const bool only2 = want != nullptr && equals(want, "avx2");
   if (has512 && !force_base && !only2) return {"avx512", &cpu::avx512::apply_view_quantized};
   if (has2 && !force_base) return {"avx2", &cpu::avx2::apply_view_quantized};

@@ -8,8 +8,9 @@
 #include "augment_cpu.h"
 
 #if defined(PYXFER_X86_DISPATCH)
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,bmi2")
-// AVX-512F has fused multiply-add: keep products and sums separately rounded (bit-exact paths).
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,bmi2")
+// No contraction: products and sums round separately, as in the baseline and CUDA code, except
+// the explicit fused multiply-adds of augment.h's torchvision formulas (bit-exact paths).
 #pragma GCC optimize("fp-contract=off")
 #define PYXFER_AUG_AVX2 1
 #define PYXFER_AUG_AVX512 1

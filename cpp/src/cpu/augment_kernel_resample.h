@@ -1,7 +1,7 @@
 // Resample stage of the quantized augmentation kernel: crop, antialiased resize (torch's uint8
 // fixed point) and horizontal flip, as a horizontal pass into planar rows, then a vertical pass.
-// Scalar loops, their AVX2 forms (RGB rows, 16 columns per vertical step) and AVX-512 forms (four
-// crop rows at once, 32 columns per vertical step).
+// Scalar loops, their AVX2 forms (two crop rows at once, 32 columns per vertical step) and
+// AVX-512 forms (four crop rows at once, 32 columns per vertical step in 512-bit registers).
 //
 // Included only by augment_kernel.h (see there), once per instruction-set copy of the kernel:
 // augment.cpp (baseline), augment_avx2.cpp (PYXFER_AUG_AVX2) and augment_avx512.cpp
@@ -398,8 +398,9 @@ void resample_cols(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0,
 }
 
 #if defined(PYXFER_AUG_AVX2)
-// Vertical pass with AVX2: 16 columns per step, taps in pairs through pmaddwd (rows j and j + 1
-// interleaved as int16), accumulators in registers. Integer sums: same result as the loop above.
+// Vertical pass with AVX2: 32 (AVX-512: 512-bit registers, else two 256-bit halves), then 16
+// columns per step, taps in pairs through pmaddwd (rows j and j + 1 interleaved as int16),
+// accumulators in registers. Integer sums: same result as the loop above.
 PYXFER_AUG_STAGE
 void resample_cols_avx2(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0,
                         const ResampleAxis& ay, int64_t oh, int64_t ow, int32_t* acc,
@@ -441,6 +442,38 @@ void resample_cols_avx2(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0
             _mm512_packs_epi32(_mm512_sra_epi32(lo, shift), _mm512_sra_epi32(hi, shift));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + y * ow + x0),
                             _mm512_cvtusepi16_epi8(_mm512_max_epi16(p16, _mm512_setzero_si512())));
+      }
+#else
+      // 32 columns per step as two 16-column halves sharing each tap pair's weights
+      for (; x0 + 32 <= ow; x0 += 32) {
+        __m256i sum[4] = {bias, bias, bias, bias};  // columns 0-3|8-11, 4-7|12-15, then +16
+        for (int j = 0; j < taps; j += 2) {
+          const bool two = j + 1 < taps;
+          const int32_t pair = static_cast<int32_t>(static_cast<uint16_t>(w[j])) |
+                               (two ? static_cast<int32_t>(static_cast<uint32_t>(
+                                          static_cast<uint16_t>(w[j + 1])) << 16)
+                                    : 0);
+          const __m256i wp = _mm256_set1_epi32(pair);
+          const uint8_t* ra = base + j * ow + x0;
+          for (int hx = 0; hx < 2; ++hx) {
+            const __m256i a = _mm256_cvtepu8_epi16(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(ra + 16 * hx)));
+            const __m256i b = two ? _mm256_cvtepu8_epi16(_mm_loadu_si128(
+                                        reinterpret_cast<const __m128i*>(ra + ow + 16 * hx)))
+                                  : _mm256_setzero_si256();
+            sum[2 * hx] = _mm256_add_epi32(sum[2 * hx],
+                                           _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), wp));
+            sum[2 * hx + 1] = _mm256_add_epi32(
+                sum[2 * hx + 1], _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), wp));
+          }
+        }
+        // int16 columns 0-15 and 16-31, then bytes in lane order 0-7 16-23 | 8-15 24-31
+        const __m256i p0 = _mm256_packs_epi32(_mm256_sra_epi32(sum[0], shift),
+                                              _mm256_sra_epi32(sum[1], shift));
+        const __m256i p1 = _mm256_packs_epi32(_mm256_sra_epi32(sum[2], shift),
+                                              _mm256_sra_epi32(sum[3], shift));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + y * ow + x0),
+                            _mm256_permute4x64_epi64(_mm256_packus_epi16(p0, p1), 0xD8));
       }
 #endif
       for (int64_t x = x0; x < xb; x += 16) {

@@ -75,10 +75,9 @@ __global__ void augment_kernel(const ViewJob* jobs, char* scratch_base, T* out, 
         double sum = 0.0;
         block_sum(part, &sum);
         const float mean = static_cast<float>(sum / static_cast<double>(n));
-        const float other = mean * static_cast<float>(1.0 - static_cast<double>(f));
+        const float omf = static_cast<float>(1.0 - static_cast<double>(f));
         for (int64_t i = threadIdx.x; i < c * n; i += blockDim.x) {
-          const float a = img[i] * f;
-          img[i] = quant_trunc(clamp255(a + other), q);
+          img[i] = blend(img[i], mean, f, omf, q);
         }
       } else if (op == 2 && c == 3 && prm[kSaturation] != 1.f) {
         const float f = prm[kSaturation];
