@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pyxfer._lazy import lazy_attributes
+
 
 def _refuse_bare_source_tree() -> None:
     """Raise one clear error when Python found the checkout's ``pyxfer/`` instead of an install.
@@ -97,16 +99,8 @@ _SUBPACKAGES: tuple[str, ...] = ("evaluate", "zeroshot")
 __all__ = ["__version__", "hookimpl", *_LAZY, *_SUBPACKAGES]
 
 
+_getattr, __dir__ = lazy_attributes(__name__, _LAZY, _SUBPACKAGES)
+
+
 def __getattr__(name: str) -> Any:
-    if name in _SUBPACKAGES:
-        return importlib.import_module(f"pyxfer.{name}")
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pyxfer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))
+    return _getattr(name)

@@ -14,8 +14,9 @@ names below are resolved on first use.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from pyxfer._lazy import lazy_attributes
 
 # public name -> module that defines it (imported lazily)
 _LAZY: dict[str, str] = {
@@ -43,14 +44,8 @@ __all__ = [
 ]
 
 
+_getattr, __dir__ = lazy_attributes(__name__, _LAZY)
+
+
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pyxfer.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return _getattr(name)
