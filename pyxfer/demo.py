@@ -56,7 +56,7 @@ class DemoPlan:
     def for_mode(cls, quick: bool) -> DemoPlan:
         if quick:
             return cls(pretrain_steps=60, pretrain_batch=128, finetune_steps=60, seen_steps=80)
-        return cls(pretrain_steps=400, pretrain_batch=256, finetune_steps=150, seen_steps=200)
+        return cls(pretrain_steps=1000, pretrain_batch=256, finetune_steps=200, seen_steps=300)
 
 
 @dataclass
