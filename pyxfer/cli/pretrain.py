@@ -110,6 +110,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a("--checkpoint-every", type=int, metavar="N", help="steps between checkpoints (default 500)")
     a("--keep-last", type=int, metavar="N", help="checkpoints kept (default 2)")
     a("--out", metavar="RUN", help="run directory")
+    a("--overwrite", action="store_true", help="replace the run in RUN (only its own files)")
+    a("--allow-layout-change", action="store_true", help="resume with another batch/world size")
     return p
 
 

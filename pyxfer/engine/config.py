@@ -70,6 +70,8 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps between checkpoints (0: only at the end)
     keep_last: int = 2  # checkpoints kept
     resume: str | None = None  # run directory to continue from its last checkpoint
+    overwrite: bool = False  # replace the run in out (deletes only the files a run writes)
+    allow_layout_change: bool = False  # resume with another batch size or process count
 
     def __post_init__(self) -> None:
         self.validate()
@@ -120,6 +122,8 @@ class TrainConfig:
                 raise ValueError(f"{name}: expected >= 0, received {getattr(self, name)}")
         if self.keep_last < 1:
             raise ValueError(f"keep_last: expected >= 1, received {self.keep_last}")
+        if self.overwrite and self.resume is not None:
+            raise ValueError("overwrite, resume: give one of them, received both")
         if self.prefetch < 1:
             raise ValueError(f"prefetch: expected >= 1, received {self.prefetch}")
         self.betas = (float(self.betas[0]), float(self.betas[1]))

@@ -55,6 +55,7 @@ def resume_config(run: str | Path, **overrides: Any) -> TrainConfig:
     d = json.loads(path.read_text())
     d.pop("run", None)
     d.update(out=str(run))  # the run continues where it lies now (it may have been moved)
+    d.update(overwrite=False, allow_layout_change=False)  # choices of a start, not the run's
     d.update(overrides)
     d.update(resume=str(run))
     return TrainConfig.from_dict(d)

@@ -21,7 +21,7 @@ from pyxfer.backbone import Backbone, InputSpec
 from pyxfer.export._trace import export_program, program_to_onnx, rename_dims, save_proto
 from pyxfer.export.verify import check_graph, parity
 from pyxfer.export.wrap import ExportModule, export_twin
-from pyxfer.fileio import atomic_directory
+from pyxfer.fileio import atomic_directory, check_replaceable
 from pyxfer.modelio import SavedModel, load_model
 from pyxfer.runtime import bundle as fmt
 from pyxfer.runtime._preprocess import resize_crop
@@ -33,6 +33,8 @@ DEFAULT_OPSET = 18
 DEFAULT_LOGIT_SCALE = 1.0 / 0.07
 VERIFY_IMAGES = 16
 VERIFY_BATCHES = (1, 8)
+#: an existing directory is replaced (overwrite) only if it is a bundle that pyxfer wrote
+BUNDLE_MARKER = (fmt.META_FILE, fmt.FORMAT)
 ImagesLike = np.ndarray | Sequence[np.ndarray]
 
 
@@ -201,6 +203,7 @@ def to_onnx(
         raise ValueError(
             f"out_dir: {os.fspath(out_dir)!r} already exists; choose a new path or overwrite it"
         )
+    check_replaceable(out_dir, BUNDLE_MARKER, "a bundle", "out_dir")  # never a user's folder
     loaded = _resolve_model(model_or_dir)
     saved = loaded if isinstance(loaded, SavedModel) else None
     backbone: Backbone = saved.backbone if saved else loaded  # type: ignore[assignment]
@@ -311,7 +314,7 @@ def to_onnx(
     opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
 
     out = Path(out_dir)
-    with atomic_directory(out, overwrite=overwrite) as tmp:
+    with atomic_directory(out, overwrite=overwrite, marker=BUNDLE_MARKER, what="a bundle") as tmp:
         model_files = save_proto(proto, tmp / "model.onnx")
         graph = check_graph(
             tmp / "model.onnx",
