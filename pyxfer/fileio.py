@@ -147,6 +147,18 @@ def _reraise(exc: OSError, where: str | os.PathLike[str]) -> NoReturn:
     raise new from exc
 
 
+def as_os_error(exc: BaseException) -> OSError | None:
+    """The ``OSError`` behind an error that only quotes it (safetensors' ``SafetensorError``
+    says ``... (os error 28)``), or ``None``."""
+    if isinstance(exc, OSError):
+        return exc
+    m = re.search(r"\(os error (\d+)\)", str(exc))
+    if m is None:
+        return None
+    code = int(m.group(1))
+    return OSError(code, os.strerror(code))
+
+
 def is_owned(path: str | os.PathLike[str], marker: tuple[str, str]) -> bool:
     """Whether ``path/FILE`` holds JSON with ``"format": FORMAT`` (``marker = (FILE, FORMAT)``)."""
     file, fmt = marker
@@ -223,8 +235,13 @@ def atomic_directory(
         try:
             yield tmp
             fsync_tree(tmp)
-        except OSError as exc:
-            _reraise(exc, dst)
+        except Exception as exc:
+            os_error = as_os_error(exc)
+            if os_error is None:
+                raise
+            if os_error is exc:
+                _reraise(os_error, dst)
+            raise disk_full_error(os_error, dst) from exc
         if dst.exists():
             if not overwrite:
                 raise ValueError(f"dst: {str(dst)!r} appeared while writing; not replacing it")

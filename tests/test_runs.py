@@ -501,3 +501,29 @@ def test_a_changed_world_size_is_refused_or_gives_every_rank_its_own_streams(
         assert "error" in r1
         return
     assert len(r0["draws"]) == 2 and r0["draws"] != r1["draws"]  # not rank 0's stream twice
+
+
+@pytest.mark.parametrize("fast_probe", [False, True])
+def test_finetune_into_an_existing_run_is_refused_unless_overwritten(tmp_path, fast_probe) -> None:
+    from pyxfer.transfer.finetune import finetune
+
+    run = tmp_path / "ft"
+    kw = dict(
+        backbone="lenet",
+        backbone_opts={"img_size": 8, "width": 0.25},
+        from_scratch=True,
+        strategy="linear",
+        fast_probe=fast_probe,
+        max_steps=3,
+        test_fraction=0.0,
+        batch_size=32,
+        threads=1,
+        device="cpu",
+        out=run,
+    )
+    data = _digits(256)
+    finetune(data=data, **kw)
+    with pytest.raises(ValueError, match="already holds a run"):
+        finetune(data=data, **kw)
+    finetune(data=data, overwrite=True, **kw)
+    assert (run / "model" / "model.json").is_file()

@@ -63,6 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a("--no-flip", dest="flip", action="store_false", help="no horizontal flips (digits, text)")
     a("--device", choices=("auto", "cpu", "cuda"), help="device (default auto)")
     a("--out", metavar="RUN", help="run directory")
+    a("--overwrite", action="store_true", help="replace the run in RUN (only its own files)")
     return p
 
 

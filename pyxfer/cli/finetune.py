@@ -112,6 +112,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a("--threads", type=int, help="augmentation threads (default 0 = all cores)")
     a("--device", choices=("auto", "cpu", "cuda"), help="device (default auto)")
     a("--out", metavar="RUN", help="run directory")
+    a("--overwrite", action="store_true", help="replace the run in RUN (only its own files)")
     return p
 
 

@@ -175,20 +175,6 @@ def _digest(path: Path) -> dict[str, int]:
     return {"bytes": size, "crc32": crc}
 
 
-def _save_tensors(flat: dict[str, torch.Tensor], path: Path) -> None:
-    """safetensors' ``save_file``, its I/O errors as ``OSError`` (a full disk says so)."""
-    from safetensors.torch import save_file
-
-    try:
-        save_file(flat, str(path), metadata={"format": FORMAT})
-    except Exception as exc:
-        m = re.search(r"\(os error (\d+)\)", str(exc))
-        if m is None or isinstance(exc, OSError):
-            raise
-        code = int(m.group(1))
-        raise OSError(code, os.strerror(code), str(path)) from exc
-
-
 def save_checkpoint(
     root: str | Path,
     step: int,
@@ -198,12 +184,14 @@ def save_checkpoint(
 ) -> Path:
     """Write one checkpoint atomically, then delete all but the ``keep_last`` newest of the
     same run (``state["run_id"]``; other runs' checkpoints are never touched)."""
+    from safetensors.torch import save_file
+
     json.dumps(state)  # fail before writing anything if not JSON-safe
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     dst = step_dir(root, step)
     clean_stale_temps(root)
     with atomic_directory(dst, overwrite=True) as tmp:
-        _save_tensors(flat, tmp / TENSORS)
+        save_file(flat, str(tmp / TENSORS), metadata={"format": FORMAT})
         state = {**state, _FILES: {TENSORS: _digest(tmp / TENSORS)}}
         (tmp / STATE).write_text(json.dumps(state, indent=1) + "\n")
     for old in list_checkpoints(root, state.get("run_id"))[:-keep_last]:

@@ -481,8 +481,8 @@ class Trainer:
             raise new from exc
 
     def _truncate_metrics(self) -> None:
-        """On resume, drop the records written after the checkpoint (they will be redone)
-        and a line torn by a crash mid-write."""
+        """On resume, drop the records written after the checkpoint (they will be redone),
+        the end record (it will be written again) and a line torn by a crash mid-write."""
         path = self.run_dir / "metrics.jsonl" if self.run_dir else None
         if path is None or not path.is_file() or not self.info.is_main:
             return
@@ -497,7 +497,7 @@ class Trainer:
                 continue
             if not isinstance(record, dict):
                 torn += 1
-            elif record.get("step", 0) <= self.step:
+            elif record.get("step", 0) <= self.step and record.get("event") != "end":
                 keep.append(line)
         if torn:
             log.warning("resume: dropped %d unreadable line(s) of %s (a torn write)", torn, path)
