@@ -227,12 +227,23 @@ def _damage_newest(run: Path, rng: random.Random, figures: Figures) -> None:
 
 
 def _tear_log(run: Path, rng: random.Random, figures: Figures) -> None:
+    """Tear the log as a kill or a power loss can: cut its last line in half when that line
+    was written after the newest checkpoint (the engine flushes the log before each one),
+    else leave half a line at its end."""
+    from pyxfer.engine import checkpoint as ckpt
+
     metrics = run / "metrics.jsonl"
     if not metrics.exists():
         return
     data = metrics.read_bytes()
-    if rng.random() < 0.5 and data.endswith(b"\n") and len(data) > 2:
-        start = data.rfind(b"\n", 0, len(data) - 1) + 1  # cut the last line in half
+    newest = ckpt.latest_checkpoint(run / "checkpoints")
+    done = int(newest.name.split("-")[1]) if newest else 0
+    start = data.rfind(b"\n", 0, len(data) - 1) + 1
+    try:
+        last = json.loads(data[start:])
+    except ValueError:
+        last = None
+    if isinstance(last, dict) and last.get("step", 0) > done and rng.random() < 0.5:
         metrics.write_bytes(data[: start + rng.randrange(1, max(2, len(data) - start - 1))])
     else:
         with open(metrics, "ab") as f:
@@ -240,19 +251,24 @@ def _tear_log(run: Path, rng: random.Random, figures: Figures) -> None:
     figures.torn_lines_made += 1
 
 
-def _stamp(path: Path) -> int | None:
+def _last_step(run: Path) -> int:
+    """The step of the last complete record of ``run/metrics.jsonl`` (0: none)."""
     try:
-        return path.stat().st_mtime_ns
+        data = (run / "metrics.jsonl").read_bytes()
     except FileNotFoundError:
-        return None
+        return 0
+    for line in reversed(data.split(b"\n")[:-1]):  # complete lines only
+        try:
+            return int(json.loads(line).get("step", 0))
+        except (ValueError, AttributeError):
+            continue
+    return 0
 
 
-def _wait_started(proc: subprocess.Popen, run: Path, stamp: int | None) -> float:
-    """Wait until the launch has (re)written ``run/config.json`` — it has loaded everything
-    and starts training — or has exited; returns the time then."""
-    while proc.poll() is None and _stamp(run / "config.json") in (None, stamp):
-        time.sleep(0.02)
-    return time.monotonic()
+def _wait_step(proc: subprocess.Popen, run: Path, step: int) -> None:
+    """Wait until the launch has logged ``step`` (or has exited)."""
+    while proc.poll() is None and _last_step(run) < step:
+        time.sleep(0.01)
 
 
 def kill_soak(
@@ -262,33 +278,32 @@ def kill_soak(
     steps: int = 40,
     checkpoint_every: int = 2,
     damage: float = 0.2,
-    kill_within: float = 1.0,
     early: float = 0.15,
+    jitter: float = 0.5,
     seed: int = 0,
     figures: Figures | None = None,
     verbose: bool = True,
 ) -> Figures:
     """Kill and resume ``pyxfer pretrain`` until ``kills`` kills (see the module docstring).
 
-    A launch is killed during its start-up with chance ``early`` (after a random part of the
-    uninterrupted run's start-up time); otherwise once it has started training (its
-    ``config.json`` is written), after a random part, up to ``kill_within``, of the
-    uninterrupted run's time from there to its end — so the kills spread over training,
-    checkpoint and model writes whatever the machine's load. ``damage`` is the chance, after
-    each kill, of damaging the newest checkpoint and of tearing the log.
+    A launch is killed during its start-up with chance ``early`` (0.05 to 2 s after it
+    starts); otherwise at a random step still to train, up to ``jitter`` seconds after it
+    logged that step — in the step's checkpoint write, the next step, or after the last
+    step in the final checkpoint, the model write or the exit. The moments follow the run's
+    progress, not the clock, so the machine's load does not shift them. ``damage`` is the
+    chance, after each kill, of damaging the newest checkpoint and of tearing the log.
     """
+    from pyxfer.engine import checkpoint as ckpt
+
     figures = figures or Figures()
     rng = random.Random(seed)
     work.mkdir(parents=True, exist_ok=True)
     args = pretrain_args(steps, checkpoint_every)
     ref = work / "reference"
-    t0 = time.monotonic()
     proc = _pyxfer([*args, "--out", ref], work, work / "reference.log")
-    t_start = _wait_started(proc, ref, None) - t0
     if proc.wait() != 0:
         figures.fail(f"the uninterrupted run failed (see {work / 'reference.log'})")
         return figures
-    t_train = time.monotonic() - t0 - t_start
     round_no = 0
     while figures.kills < kills:
         round_no += 1
@@ -303,20 +318,21 @@ def kill_soak(
                 else 0
             )
             resume = (run / "config.json").exists()
-            stamp = _stamp(run / "config.json")
+            newest = ckpt.latest_checkpoint(run / "checkpoints")
+            done = int(newest.name.split("-")[1]) if newest else 0
             launch = [*args, "--out", run] if not resume else ["pretrain", "--resume", run]
             proc = _pyxfer(launch, work, log)
             figures.launches += 1
-            if figures.kills >= kills:
-                finished = True
+            if figures.kills >= kills or (run / "model").exists():
+                finished = True  # (a run with its model only has its end to write)
                 rc = proc.wait()
             else:
                 try:
                     if rng.random() < early:
-                        delay = rng.uniform(0.1, max(0.2, t_start))
+                        delay = rng.uniform(0.05, 2.0)
                     else:
-                        _wait_started(proc, run, stamp)
-                        delay = rng.uniform(0.0, kill_within * t_train)
+                        _wait_step(proc, run, rng.randint(min(done + 1, steps), steps))
+                        delay = rng.uniform(0.0, jitter)
                     rc = proc.wait(timeout=delay)
                     finished = True
                 except subprocess.TimeoutExpired:
@@ -506,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=40, help="--max-steps of each run (default 40)")
     p.add_argument("--checkpoint-every", type=int, default=2)
     p.add_argument("--damage", type=float, default=0.2, help="chance per kill of each damage")
+    p.add_argument("--early", type=float, default=0.15, help="share of kills in the start-up")
     p.add_argument("--disk-cases", type=int, default=10, help="random cases of each kind")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, help="working directory (default: a temporary one)")
@@ -520,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         steps=a.steps,
         checkpoint_every=a.checkpoint_every,
         damage=a.damage,
+        early=a.early,
         seed=a.seed,
     )
     disk_soak(work / "disk", a.disk_cases, seed=a.seed, figures=figures)

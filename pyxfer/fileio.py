@@ -140,7 +140,8 @@ def disk_full_error(exc: OSError, where: str | os.PathLike[str]) -> OSError:
     return new
 
 
-def _reraise(exc: OSError, where: str | os.PathLike[str]) -> NoReturn:
+def reraise_os_error(exc: OSError, where: str | os.PathLike[str]) -> NoReturn:
+    """Raise ``exc``, as :func:`disk_full_error` words it when the disk is full."""
     new = disk_full_error(exc, where)
     if new is exc:
         raise exc
@@ -240,7 +241,7 @@ def atomic_directory(
             if os_error is None:
                 raise
             if os_error is exc:
-                _reraise(os_error, dst)
+                reraise_os_error(os_error, dst)
             raise disk_full_error(os_error, dst) from exc
         if dst.exists():
             if not overwrite:
@@ -290,7 +291,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         fsync_path(dest.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        _reraise(exc, dest)
+        reraise_os_error(exc, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -198,6 +198,24 @@ def test_atomic_directory_flushes_the_files_the_directory_and_its_parent(
     assert synced[-1] == str(tmp_path)  # the rename itself reached the disk
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name the fds")
+def test_the_log_reaches_the_disk_before_each_checkpoint(tmp_path, monkeypatch) -> None:
+    """A power loss cannot keep a checkpoint and lose the log records before it (which a
+    resume would not write again)."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    cfg = _config(max_steps=2, checkpoint_every=2, out=str(tmp_path / "run"))
+    Trainer(Align(_lenet()), _digits(64), cfg).fit()
+    assert "metrics.jsonl" in synced
+    assert synced.index("metrics.jsonl") < synced.index(ckpt.TENSORS)
+
+
 def test_stale_temporaries_of_killed_writes_are_cleaned(tmp_path) -> None:
     root = tmp_path / "checkpoints"
     dead, alive = _dead_pid(), os.getppid()

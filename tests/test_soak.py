@@ -27,7 +27,7 @@ def _soak():
 def test_killed_and_resumed_runs_end_bit_identical(tmp_path) -> None:
     soak = _soak()
     figures = soak.kill_soak(
-        tmp_path, 2, steps=4, checkpoint_every=1, damage=1.0, kill_within=0.7, seed=1, verbose=False
+        tmp_path, 2, steps=4, checkpoint_every=1, damage=1.0, early=0.0, seed=1, verbose=False
     )
     assert figures.failures == []
     assert figures.kills == 2 and figures.rounds_bit_identical == figures.rounds >= 1

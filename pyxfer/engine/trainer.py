@@ -49,7 +49,13 @@ from pyxfer.engine.clock import RunClock
 from pyxfer.engine.config import TrainConfig
 from pyxfer.engine.knn import KNNMonitor
 from pyxfer.engine.optim import EMA, build_optimizer, default_param_groups, lr_factor, set_lr
-from pyxfer.fileio import atomic_write_bytes, atomic_write_json, clean_stale_temps, disk_full_error
+from pyxfer.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    clean_stale_temps,
+    fsync_path,
+    reraise_os_error,
+)
 from pyxfer.loader import Batch, FusedLoader
 
 log = logging.getLogger("pyxfer.engine")
@@ -329,6 +335,9 @@ class Trainer:
             torch.distributed.all_gather_object(rng, ckpt.rng_state())
         if not self.info.is_main:
             return None
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.is_file():  # the records up to this step reach the disk before it does
+            fsync_path(metrics)
         tensors = {f"model.{k}": v for k, v in self.objective.state_dict().items()}
         opt_t, opt_s = ckpt.optimizer_tensors(self.optimizer)
         tensors.update(opt_t)
@@ -475,10 +484,7 @@ class Trainer:
             with open(path, "a") as f:
                 f.write(json.dumps(record) + "\n")
         except OSError as exc:
-            new = disk_full_error(exc, path)
-            if new is exc:
-                raise
-            raise new from exc
+            reraise_os_error(exc, path)
 
     def _truncate_metrics(self) -> None:
         """On resume, drop the records written after the checkpoint (they will be redone),
