@@ -124,12 +124,18 @@ def temps(root: Path) -> list[Path]:
     return [p for p in root.rglob(".*") if _TEMP.match(p.name)]
 
 
-def check_nothing_half_written(run: Path, figures: Figures, where: str) -> None:
-    """Every checkpoint listed, the model and config.json that exist load."""
+def check_nothing_half_written(
+    run: Path, figures: Figures, where: str, damaged: set[tuple[str, int]] = frozenset()
+) -> None:
+    """Every checkpoint listed, the model and config.json that exist load (but the
+    checkpoints that the soak itself ``damaged``, as (name, inode), until a resume sets them
+    aside)."""
     from pyxfer.engine import checkpoint as ckpt
     from pyxfer.modelio import load_model
 
     for d in ckpt.list_checkpoints(run / "checkpoints"):
+        if _identity(d) in damaged:
+            continue
         try:
             ckpt.load_checkpoint(d)
         except Exception as exc:
@@ -188,31 +194,54 @@ def compare(run: Path, ref: Path, steps: int, figures: Figures, where: str) -> b
 
 
 # -- 1. kills -------------------------------------------------------------------------------------
-def _moment(run: Path, lines_before: int) -> str:
-    """Where a kill landed, from what it left."""
-    left = temps(run) if run.exists() else []
+def _identity(checkpoint: Path) -> tuple[str, int]:
+    try:
+        return checkpoint.name, (checkpoint / "tensors.safetensors").stat().st_ino
+    except FileNotFoundError:
+        return checkpoint.name, -1
+
+
+def _stamp(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def _torn(run: Path) -> bool:
+    """Whether ``run/metrics.jsonl`` ends in the middle of a line."""
+    metrics = run / "metrics.jsonl"
+    return metrics.exists() and metrics.read_bytes()[-1:] not in (b"", b"\n")
+
+
+def _moment(run: Path, before: dict[str, Any]) -> str:
+    """Where a kill landed, from what it left that was not there before the launch."""
+    left = set(temps(run)) - before["temps"] if run.exists() else set()
     if any(p.parent.name == "checkpoints" for p in left):
         return "checkpoint write"
     if any(p.name.startswith(".model.") for p in left):
         return "model write"
     if left:
         return "other write"
-    if not (run / "config.json").exists():
-        return "start-up"
-    metrics = run / "metrics.jsonl"
-    n = len(metrics.read_bytes().splitlines()) if metrics.exists() else 0
+    if _stamp(run / "config.json") == before["config"]:
+        return "start-up"  # config.json is (re)written once everything is loaded
     if (run / "model").exists():
         return "after the model"
-    return "training" if n > lines_before else "before the first step"
+    metrics = run / "metrics.jsonl"
+    n = len(metrics.read_bytes().splitlines()) if metrics.exists() else 0
+    return "training" if n > before["lines"] else "before the first step"
 
 
-def _damage_newest(run: Path, rng: random.Random, figures: Figures) -> None:
+def _damage_newest(
+    run: Path, rng: random.Random, figures: Figures, damaged: set[tuple[str, int]]
+) -> None:
     """What a power loss before these fixes could leave of the newest checkpoint."""
     from pyxfer.engine import checkpoint as ckpt
 
     found = ckpt.list_checkpoints(run / "checkpoints")
-    if len(found) < 2 or (run / "model").exists():
+    if len(found) < 2 or (run / "model").exists() or _identity(found[-1]) in damaged:
         return
+    damaged.add(_identity(found[-1]))
     tensors = found[-1] / ckpt.TENSORS
     size = tensors.stat().st_size
     mode = rng.choice(["empty", "zeroed", "cut short"])
@@ -265,8 +294,13 @@ def _last_step(run: Path) -> int:
     return 0
 
 
-def _wait_step(proc: subprocess.Popen, run: Path, step: int) -> None:
-    """Wait until the launch has logged ``step`` (or has exited)."""
+def _wait_step(proc: subprocess.Popen, run: Path, step: int, stamp: int | None) -> None:
+    """Wait until the launch has logged ``step`` (or has exited). A resumed launch first
+    rewrites ``metrics.jsonl`` (``stamp`` before it) without the records after its checkpoint:
+    until then the records seen are the previous launch's."""
+    metrics = run / "metrics.jsonl"
+    while proc.poll() is None and stamp is not None and _stamp(metrics) == stamp:
+        time.sleep(0.01)
     while proc.poll() is None and _last_step(run) < step:
         time.sleep(0.01)
 
@@ -279,7 +313,7 @@ def kill_soak(
     checkpoint_every: int = 2,
     damage: float = 0.2,
     early: float = 0.15,
-    jitter: float = 0.5,
+    jitter: float = 2.0,
     seed: int = 0,
     figures: Figures | None = None,
     verbose: bool = True,
@@ -287,9 +321,10 @@ def kill_soak(
     """Kill and resume ``pyxfer pretrain`` until ``kills`` kills (see the module docstring).
 
     A launch is killed during its start-up with chance ``early`` (0.05 to 2 s after it
-    starts); otherwise at a random step still to train, up to ``jitter`` seconds after it
-    logged that step — in the step's checkpoint write, the next step, or after the last
-    step in the final checkpoint, the model write or the exit. The moments follow the run's
+    starts); otherwise at a random step still to train, up to ``jitter`` times the
+    uninterrupted run's time per step (checkpoints included) after it logged that step — in
+    the step's checkpoint write, the next step, or after the last step in the final
+    checkpoint, the model write or the exit. The moments follow the run's
     progress, not the clock, so the machine's load does not shift them. ``damage`` is the
     chance, after each kill, of damaging the newest checkpoint and of tearing the log.
     """
@@ -304,6 +339,9 @@ def kill_soak(
     if proc.wait() != 0:
         figures.fail(f"the uninterrupted run failed (see {work / 'reference.log'})")
         return figures
+    records = [json.loads(x) for x in (ref / "metrics.jsonl").read_text().splitlines()]
+    times = [r["time"] for r in records if "loss" in r]
+    per_step = max(0.01, (times[-1] - times[0]) / max(1, len(times) - 1))
     round_no = 0
     while figures.kills < kills:
         round_no += 1
@@ -311,12 +349,16 @@ def kill_soak(
         run = work / f"round-{round_no}"
         log = work / f"round-{round_no}.log"
         finished = False
+        damaged: set[tuple[str, int]] = set()  # checkpoints the soak damaged on purpose
         while not finished:
-            lines_before = (
-                len((run / "metrics.jsonl").read_bytes().splitlines())
+            before = {
+                "temps": set(temps(run)) if run.exists() else set(),
+                "config": _stamp(run / "config.json"),
+                "metrics": _stamp(run / "metrics.jsonl"),
+                "lines": len((run / "metrics.jsonl").read_bytes().splitlines())
                 if (run / "metrics.jsonl").exists()
-                else 0
-            )
+                else 0,
+            }
             resume = (run / "config.json").exists()
             newest = ckpt.latest_checkpoint(run / "checkpoints")
             done = int(newest.name.split("-")[1]) if newest else 0
@@ -331,27 +373,29 @@ def kill_soak(
                     if rng.random() < early:
                         delay = rng.uniform(0.05, 2.0)
                     else:
-                        _wait_step(proc, run, rng.randint(min(done + 1, steps), steps))
-                        delay = rng.uniform(0.0, jitter)
+                        # a step still to train; the last one (final checkpoint, model,
+                        # exit) no more often than any other
+                        last = rng.random() < 1 / max(1, steps - done)
+                        target = steps if last else rng.randint(done + 1, max(done + 1, steps - 1))
+                        _wait_step(proc, run, target, before["metrics"])
+                        delay = rng.uniform(0.0, jitter * per_step)
                     rc = proc.wait(timeout=delay)
                     finished = True
                 except subprocess.TimeoutExpired:
                     proc.kill()  # SIGKILL
                     proc.wait()
                     figures.kills += 1
-                    moment = _moment(run, lines_before)
+                    moment = _moment(run, before)
                     figures.kill_moments[moment] += 1
                     where = f"round {round_no}, kill {figures.kills} ({moment})"
-                    if temps(run) if run.exists() else []:
+                    if run.exists() and set(temps(run)) - before["temps"]:
                         figures.stale_temps_left_by_kills += 1
-                    metrics = run / "metrics.jsonl"
-                    tail = metrics.read_bytes()[-1:] if metrics.exists() else b"\n"
-                    if tail not in (b"", b"\n"):
+                    if _torn(run) and _stamp(run / "metrics.jsonl") != before["metrics"]:
                         figures.torn_lines_left_by_kills += 1
                     if run.exists():
-                        check_nothing_half_written(run, figures, where)
+                        check_nothing_half_written(run, figures, where, damaged)
                         if rng.random() < damage:
-                            _damage_newest(run, rng, figures)
+                            _damage_newest(run, rng, figures, damaged)
                         if rng.random() < damage:
                             _tear_log(run, rng, figures)
                     if verbose:
