@@ -456,11 +456,11 @@ def test_a_changed_batch_size_is_refused_unless_allowed(tmp_path, caplog) -> Non
     kw = dict(max_steps=6, checkpoint_every=2)
     with pytest.raises(_Stop):
         Trainer(Align(_lenet()), data, _config(out=str(run), **kw), callbacks=[_crash_at(3)]).fit()
-    state = ckpt.read_state(run / "checkpoints" / "step-00000002")
-    assert state["loader"]["batch_size"] == 32 and state["loader"]["world_size"] == 1
     cfg = _config(out=str(run), resume=str(run), batch_size=24, **kw)
     with pytest.raises(ValueError, match="batch_size 32 per process and world size 1, this run"):
         Trainer(Align(_lenet()), data, cfg).fit()
+    state = ckpt.read_state(run / "checkpoints" / "step-00000002")
+    assert state["loader"]["batch_size"] == 32 and state["loader"]["world_size"] == 1
     positions = []
     Trainer(
         Align(_lenet()),
@@ -487,11 +487,13 @@ def _world_worker(rank: int, world: int, port: int, run: str, allow: bool) -> No
         cfg = _config(
             batch_size=8, max_steps=3, optimizer="sgd", backbone=None, out=run, resume=run
         )
+        if allow:
+            cfg = cfg.replace(allow_layout_change=True)
         try:
             Trainer(
                 Supervised(PlainNet()),
                 _digits(64),
-                cfg.replace(allow_layout_change=allow),
+                cfg,
                 callbacks=[lambda t, s, o: draws.append(torch.rand(4).tolist())],
             ).fit()
             out.write_text(json.dumps({"draws": draws}))
