@@ -5,9 +5,10 @@ A checkpoint is a directory ``RUN/checkpoints/step-00000042/`` with
 - ``tensors.safetensors``: ``model.<name>`` (the objective's state dict: backbone, heads,
   momentum encoders, queues), ``optimizer.<parameter name>.<state key>`` (momentum buffers,
   Adam moments and step counters), ``ema.<name>`` (EMA weights, when enabled);
-- ``state.json``: step, epoch, elapsed seconds, loader state, RNG states of every rank (torch,
-  CUDA, numpy, python; as base64 / lists), the optimiser's scalar state and the scaler state,
-  the config.
+- ``state.json``: the run's id, step, epoch, elapsed seconds, loader state (with the batch
+  size and world size it counts in), RNG states of every rank (torch, CUDA, numpy, python; as
+  base64 / lists), the objective's schedule state, the optimiser's scalar state and the
+  scaler state, the config, and the size and CRC-32 of ``tensors.safetensors``.
 
 The directory is written beside its final name, flushed to disk and renamed into place
 (:func:`pyxfer.fileio.atomic_directory`), so a crash or a power loss mid-write leaves the
