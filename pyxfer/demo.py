@@ -118,7 +118,13 @@ def run_demo(
     pool_idx, test_idx = stratified_split(labels, (0.8, 0.2), seed=seed)
     pool, test = data.subset(pool_idx), data.subset(test_idx)
     bb_opts = {"img_size": 8}
-    common: dict[str, Any] = {"device": device, "threads": threads, "progress": False}
+    # the demo owns its directory: a second demo replaces the first one's runs
+    common: dict[str, Any] = {
+        "device": device,
+        "threads": threads,
+        "progress": False,
+        "overwrite": True,
+    }
     rows: list[dict[str, Any]] = []
     split = {"data": "digits", "pool": int(pool_idx.size), "test": int(test_idx.size), "seed": seed}
 

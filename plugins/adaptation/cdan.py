@@ -132,6 +132,14 @@ class CDAN(AdaptationObjective):
         super().on_step_end(step, max_steps)
         self.grl.coeff = dann_coefficient(self.progress, self.gamma)
 
+    def schedule_state(self) -> dict[str, Any]:
+        """The progress and the reversal coefficient (the next forward uses it)."""
+        return {**super().schedule_state(), "grl_coeff": self.grl.coeff}
+
+    def load_schedule_state(self, state: dict[str, Any]) -> None:
+        super().load_schedule_state(state)
+        self.grl.coeff = float(state.get("grl_coeff", 0.0))
+
     def condition(self, f: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """The discriminator's input ``T(f, g)``, ``g = softmax(logits)`` detached."""
         g = F.softmax(logits.detach(), dim=1)  # (N, K)

@@ -82,6 +82,14 @@ class DANN(AdaptationObjective):
         super().on_step_end(step, max_steps)
         self.grl.coeff = dann_coefficient(self.progress, self.gamma, self.max_coeff)
 
+    def schedule_state(self) -> dict[str, Any]:
+        """The progress and the reversal coefficient (the next forward uses it)."""
+        return {**super().schedule_state(), "grl_coeff": self.grl.coeff}
+
+    def load_schedule_state(self, state: dict[str, Any]) -> None:
+        super().load_schedule_state(state)
+        self.grl.coeff = float(state.get("grl_coeff", 0.0))
+
     def adapt(self, out: AdaptationOutputs) -> tuple[torch.Tensor, dict[str, Any]]:
         fs, ft = out.source_features, out.target_features[0]  # (N_s, D), (N_t, D)
         d = self.discriminator(self.grl(torch.cat([fs, ft])))  # (N_s + N_t, 1)

@@ -7,7 +7,7 @@ to Self-Supervised Learning". NeurIPS 2020. https://arxiv.org/abs/2006.07733
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +100,13 @@ class BYOL(Objective):
             z = self.projector_target(self.backbone_target(both))  # (2N, D)
         loss = (byol_loss(q[:n], z[n:]) + byol_loss(q[n:], z[:n])).mean()
         return {"loss": loss, "tau": torch.tensor(self.tau)}
+
+    def schedule_state(self) -> dict[str, Any]:
+        """The current ``tau`` (logged by the next forward)."""
+        return {"tau": self.tau}
+
+    def load_schedule_state(self, state: dict[str, Any]) -> None:
+        self.tau = float(state.get("tau", self.tau_base))
 
     @torch.no_grad()
     def on_step_end(self, step: int, max_steps: int) -> None:

@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args._run(args) or 0)
-    except (CLIError, ValueError, KeyError, FileNotFoundError) as exc:
+    except (CLIError, ValueError, KeyError, OSError) as exc:  # OSError: a full disk, ...
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"pyxfer {args.command}: error: {msg}", file=sys.stderr)
         return 2

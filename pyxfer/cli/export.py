@@ -45,7 +45,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--activation-type", choices=("uint8", "int8"), default="uint8")
     p.add_argument("--calibrate-method", choices=("minmax", "entropy", "percentile"))
     p.add_argument("--ort", action="store_true", help="also write model.ort (ORT format)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace BUNDLE if it is a bundle (any other directory is refused)",
+    )
     p.add_argument("--json", action="store_true", help="print the bundle metadata as JSON")
     return p
 

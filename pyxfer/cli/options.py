@@ -35,6 +35,7 @@ PRETRAIN_ONLY: tuple[str, ...] = (
     "checkpoint_every",
     "keep_last",
     "resume",
+    "allow_layout_change",
 )
 
 

@@ -55,7 +55,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="N",
         help="decoding threads (default 0: one per CPU core)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace DST if it is a packed store (any other directory is refused)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 

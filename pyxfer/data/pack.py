@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from pyxfer.data.decode import check_options, progress_bar, resize_array, resolve_threads
-from pyxfer.data.store import ImageStore, write_packed
+from pyxfer.data.store import PACKED_MARKER, ImageStore, write_packed
+from pyxfer.fileio import check_replaceable
 
 _CHUNK = 256
 
@@ -77,7 +78,8 @@ def pack(
         on_error: ``"skip"`` leaves out unreadable files with a warning; ``"raise"`` stops.
         threads: decode/resize threads (0: one per core).
         fit: ``"crop"`` (centre crop to the target aspect, then resize) or ``"stretch"``.
-        overwrite: replace an existing ``dst`` once the new store is complete.
+        overwrite: replace an existing ``dst`` once the new store is complete; only a packed
+            store (a directory whose ``meta.json`` pyxfer wrote) is ever replaced.
         progress: show a progress bar (``None``: only when stderr is a terminal).
 
     Returns:
@@ -89,6 +91,7 @@ def pack(
     dst = Path(dst)
     if dst.exists() and not overwrite:
         raise ValueError(f"dst: {str(dst)!r} already exists; choose a new path or overwrite it")
+    check_replaceable(dst, PACKED_MARKER, "a packed store")  # never the source photos
     store = _load_source(src, hw, channels, fit, on_error, threads, progress)
     out_c = store.channels if channels is None else channels
     n = len(store)

@@ -21,6 +21,7 @@ destination and no temporary directory behind.
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,6 +34,8 @@ from pyxfer.fileio import atomic_directory
 
 PACKED_FORMAT = "pyxfer.packed"
 PACKED_VERSION = 1
+#: an existing directory is replaced (overwrite) only if it is a store that pyxfer wrote
+PACKED_MARKER = ("meta.json", PACKED_FORMAT)
 
 IndexLike = Sequence[int] | np.ndarray | slice
 
@@ -399,28 +402,10 @@ def write_packed(
     lab = np.asarray(labels, np.int64)
     if lab.shape != (shape[0],):
         raise ValueError(f"labels: expected shape ({shape[0]},), received {lab.shape}")
-    with atomic_directory(path, overwrite=overwrite) as tmp:
-        images = np.lib.format.open_memmap(
-            tmp / "images.npy", mode="w+", dtype=np.uint8, shape=tuple(int(s) for s in shape)
-        )
-        pos = 0
-        for chunk in chunks:
-            b = chunk.shape[0]
-            if chunk.dtype != np.uint8 or chunk.shape[1:] != images.shape[1:]:
-                raise ValueError(
-                    f"chunks: expected uint8 (B, {', '.join(map(str, shape[1:]))}), received "
-                    f"{chunk.dtype} {chunk.shape}"
-                )
-            if pos + b > shape[0]:
-                raise ValueError(f"chunks: more than the {shape[0]} images declared in shape")
-            images[pos : pos + b] = chunk
-            pos += b
-            if on_chunk is not None:
-                on_chunk(b)
-        if pos != shape[0]:
-            raise ValueError(f"chunks: expected {shape[0]} images, received {pos}")
-        images.flush()
-        del images
+    with atomic_directory(
+        path, overwrite=overwrite, marker=PACKED_MARKER, what="a packed store"
+    ) as tmp:
+        _write_images(tmp / "images.npy", tuple(int(s) for s in shape), chunks, on_chunk)
         np.save(tmp / "labels.npy", lab)
         meta = {
             "format": PACKED_FORMAT,
@@ -434,6 +419,47 @@ def write_packed(
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     return Path(path)
+
+
+def _write_images(
+    path: Path,
+    shape: tuple[int, ...],
+    chunks: Iterable[np.ndarray],
+    on_chunk: Callable[[int], None] | None,
+) -> None:
+    """``images.npy`` from ``chunks``, written with plain writes (no shared memory map: a full
+    disk is an ``OSError``, not a SIGBUS), its whole size reserved first where the file
+    system can, so a disk too small fails before the first image is written."""
+    header: dict[str, Any] = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+        "fortran_order": False,
+        "shape": shape,
+    }
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        start = f.tell()
+        total = start + int(np.prod(shape))
+        try:
+            os.posix_fallocate(f.fileno(), 0, total)
+        except (AttributeError, OSError) as exc:  # not on this system / file system
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise
+        pos = 0
+        for chunk in chunks:
+            b = chunk.shape[0]
+            if chunk.dtype != np.uint8 or tuple(chunk.shape[1:]) != shape[1:]:
+                raise ValueError(
+                    f"chunks: expected uint8 (B, {', '.join(map(str, shape[1:]))}), received "
+                    f"{chunk.dtype} {chunk.shape}"
+                )
+            if pos + b > shape[0]:
+                raise ValueError(f"chunks: more than the {shape[0]} images declared in shape")
+            f.write(np.ascontiguousarray(chunk).data)
+            pos += b
+            if on_chunk is not None:
+                on_chunk(b)
+        if pos != shape[0]:
+            raise ValueError(f"chunks: expected {shape[0]} images, received {pos}")
 
 
 def read_packed(path: str | os.PathLike[str], *, mmap: bool = True) -> ImageStore:

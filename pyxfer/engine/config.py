@@ -123,6 +123,12 @@ class TrainConfig:
     checkpoint_every: int = _setting(500, "steps between checkpoints (0: only at the end)", "N")
     keep_last: int = _setting(2, "checkpoints kept", "N")
     resume: str | None = _setting(None, "run directory to continue from its last checkpoint", "RUN")
+    overwrite: bool = _setting(
+        False, "replace the run in the run directory (deletes only the files a run writes)"
+    )
+    allow_layout_change: bool = _setting(
+        False, "resume with another batch size or process count (the loader position converts)"
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -173,6 +179,8 @@ class TrainConfig:
                 raise ValueError(f"{name}: expected >= 0, received {getattr(self, name)}")
         if self.keep_last < 1:
             raise ValueError(f"keep_last: expected >= 1, received {self.keep_last}")
+        if self.overwrite and self.resume is not None:
+            raise ValueError("overwrite, resume: give one of them, received both")
         if self.prefetch < 1:
             raise ValueError(f"prefetch: expected >= 1, received {self.prefetch}")
         self.betas = (float(self.betas[0]), float(self.betas[1]))

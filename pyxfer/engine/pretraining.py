@@ -61,6 +61,8 @@ def resume_config(run: str | Path, **overrides: Any) -> TrainConfig:
 
         d["backbone_opts"] = check_stored_kwargs(d.get("backbone"), d["backbone_opts"], str(path))
     d.update(out=str(run))  # the run continues where it lies now (it may have been moved)
+    d.update(overwrite=False, allow_layout_change=False)  # choices of a start, not the run's
+    d.update(overwrite=False, allow_layout_change=False)  # choices of a start, not the run's
     d.update(overrides)
     d.update(resume=str(run))
     return TrainConfig.from_dict(d)

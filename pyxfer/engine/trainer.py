@@ -13,6 +13,12 @@ A run directory (``config.out``) holds::
     checkpoints/       step-NNNNNNNN/{tensors.safetensors,state.json}, the last keep_last
     model/             the final backbone (pyxfer.modelio.save_model)
 
+A directory that already holds a run is refused unless the run resumes it (``resume``) or
+replaces it (``overwrite``; see :mod:`pyxfer.engine.rundir`). A resumed run continues bit for
+bit — weights, optimiser, EMA, loader position, every rank's RNG streams, the run clock and
+the objective's schedules (:meth:`Objective.schedule_state`) — from its newest checkpoint
+that loads; a changed world size or batch size is refused unless ``allow_layout_change``.
+
 Under ``torchrun`` the objective is wrapped in ``DistributedDataParallel``, the loader shards
 by rank, and only rank 0 writes files and shows progress.
 """
@@ -23,6 +29,7 @@ import copy
 import json
 import logging
 import math
+import random
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -37,12 +44,19 @@ from torch import nn
 
 from pyxfer.engine import checkpoint as ckpt
 from pyxfer.engine import dist as pdist
+from pyxfer.engine import rundir
 from pyxfer.engine.clock import RunClock
 from pyxfer.engine.config import TrainConfig
 from pyxfer.engine.knn import KNNMonitor
 from pyxfer.engine.loader import Batch, FusedLoader
 from pyxfer.engine.optim import EMA, build_optimizer, default_param_groups, lr_factor, set_lr
-from pyxfer.fileio import atomic_write_bytes, atomic_write_json
+from pyxfer.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    clean_stale_temps,
+    fsync_path,
+    reraise_os_error,
+)
 
 if TYPE_CHECKING:
     from pyxfer.backbone import Backbone
@@ -156,6 +170,8 @@ class Trainer:
         self.consumes = consumes
         self.step = 0
         self.run_dir = Path(config.out) if config.out else None
+        #: the id of the run (config.json, every checkpoint); set by fit()
+        self.run_id: str | None = None
         #: fraction of the run done after the last step, from :class:`RunClock` (callbacks
         #: read it to schedule work that a time budget must not skip)
         self.progress = 0.0
@@ -292,6 +308,8 @@ class Trainer:
             device=str(self.device),
         )
         d["run"] = {
+            "format": rundir.RUN_FORMAT,
+            "id": self.run_id,
             "world_size": self.info.world_size,
             "global_batch_size": self.config.batch_size * self.info.world_size,
             "steps_per_epoch": self.steps_per_epoch,
@@ -321,22 +339,27 @@ class Trainer:
             torch.distributed.all_gather_object(rng, ckpt.rng_state())
         if not self.info.is_main:
             return None
+        metrics = root.parent / "metrics.jsonl"
+        if metrics.is_file():  # the records up to this step reach the disk before it does
+            fsync_path(metrics)
         tensors = {f"model.{k}": v for k, v in self.objective.state_dict().items()}
         opt_t, opt_s = ckpt.optimizer_tensors(self.optimizer)
         tensors.update(opt_t)
         if self.ema is not None:
             tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
         state = {
-            "format": "pyxfer-checkpoint",
+            "format": ckpt.FORMAT,
             "version": 1,
+            "run_id": self.run_id,
             "step": self.step,
             "epoch": self.loader.epoch,
             "elapsed": elapsed,
-            "loader": self.loader.state_dict(),
+            "loader": self._loader_state(self.loader),
             "target_loader": None
             if self.target_loader is None
-            else self.target_loader.state_dict(),
+            else self._loader_state(self.target_loader),
             "rng": rng,  # one entry per rank
+            "objective": self._objective_state(),
             "optimizer_scalars": opt_s,
             "scaler": {k: v for k, v in self.scaler.state_dict().items()},
             "schedule": {
@@ -349,16 +372,80 @@ class Trainer:
         }
         return ckpt.save_checkpoint(root, self.step, tensors, state, self.config.keep_last)
 
+    def _loader_state(self, loader: FusedLoader) -> dict[str, Any]:
+        """The loader's position with the layout it counts in (batch size, world size)."""
+        return {
+            **loader.state_dict(),
+            "batch_size": int(loader.batch_size),
+            "world_size": self.info.world_size,
+        }
+
+    def _objective_state(self) -> dict[str, Any]:
+        get = getattr(self.objective, "schedule_state", None)
+        return dict(get()) if get is not None else {}
+
+    def _load_loader_state(
+        self, loader: FusedLoader, state: dict[str, Any], layout: tuple[int, int]
+    ) -> None:
+        """Restore a loader's position; under a changed layout (``allow_layout_change``),
+        from the images of the epoch already consumed (rounded down to a whole batch)."""
+        own = {k: v for k, v in state.items() if k not in ("batch_size", "world_size")}
+        batch, world = layout
+        new = (int(loader.batch_size), self.info.world_size)
+        if (batch, world) != new:
+            seen = int(own["position"]) * batch * world
+            own["position"] = seen // (new[0] * new[1])
+            again = seen - own["position"] * new[0] * new[1]
+            if again and self.info.is_main:
+                log.warning(
+                    "resume: %d images of epoch %d are seen again (batch size x world size "
+                    "changed from %d x %d to %d x %d)",
+                    again,
+                    own["epoch"],
+                    batch,
+                    world,
+                    *new,
+                )
+        loader.load_state_dict(own)
+
+    def _layout(self, state: dict[str, Any]) -> tuple[int, int]:
+        """(batch size, world size) a checkpoint was written with (older checkpoints: from
+        its config and its RNG states) — refused when it differs from this run's unless
+        ``allow_layout_change``."""
+        loader = state.get("loader", {})
+        batch = int(loader.get("batch_size", state.get("config", {}).get("batch_size", 0)))
+        world = int(loader.get("world_size", len(state.get("rng", [None]))))
+        now = (int(self.loader.batch_size), self.info.world_size)
+        if (batch, world) != now and not self.config.allow_layout_change:
+            raise ValueError(
+                f"resume: the checkpoint was written with batch_size {batch} per process and "
+                f"world size {world}, this run has batch_size {now[0]} and world size "
+                f"{now[1]}; a resumed run continues bit for bit only with the same ones. Run "
+                "with the same batch size and number of processes, or set "
+                "allow_layout_change (--allow-layout-change) to continue anyway (the position "
+                "in the epoch is kept to a whole global batch, every rank starts new RNG "
+                "streams)"
+            )
+        return batch, world
+
     def _resume(self) -> float:
-        """Restore the last checkpoint of ``config.resume``; returns the elapsed seconds."""
-        resume = self.config.resume
-        if not resume:
+        """Restore the newest loadable checkpoint of the run ``config.resume``; returns the
+        elapsed seconds (0 when the run has no checkpoint yet: it starts from step 0)."""
+        cfg = self.config
+        if not cfg.resume:
             raise ValueError("resume: expected the run directory to resume from, received none")
-        root = Path(resume) / "checkpoints"
-        path = ckpt.latest_checkpoint(root)
-        if path is None:
-            raise FileNotFoundError(f"resume: no checkpoint in {str(root)!r}")
-        tensors, state = ckpt.load_checkpoint(path)
+        root = Path(cfg.resume) / "checkpoints"
+        if not (Path(cfg.resume) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"resume: {str(cfg.resume)!r} has no config.json (not a run directory)"
+            )
+        found = ckpt.load_latest(root, self.run_id)
+        if found is None:
+            if self.info.is_main:
+                log.warning("resume: no checkpoint in %s yet: starting from step 0", root)
+            return 0.0
+        path, tensors, state = found
+        layout = self._layout(state)
         model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         self.objective.load_state_dict(model, strict=True)
         ckpt.load_optimizer_tensors(
@@ -372,13 +459,26 @@ class Trainer:
             )
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.loader.load_state_dict(state["loader"])
+        self._load_loader_state(self.loader, state["loader"], layout)
         if self.target_loader is not None and state.get("target_loader"):
-            self.target_loader.load_state_dict(state["target_loader"])
-        rng = state["rng"]
-        ckpt.set_rng_state(rng[self.info.rank] if len(rng) == self.info.world_size else rng[0])
+            t = state["target_loader"]
+            t_layout = (int(t.get("batch_size", layout[0])), int(t.get("world_size", layout[1])))
+            self._load_loader_state(self.target_loader, t, t_layout)
+        load_schedule = getattr(self.objective, "load_schedule_state", None)
+        if load_schedule is not None and state.get("objective") is not None:
+            load_schedule(state["objective"])
         self.step = int(state["step"])
-        log.info("resumed from %s (step %d, epoch %d)", path, self.step, state["epoch"])
+        self.progress = float(state.get("schedule", {}).get("progress", 0.0))
+        rank, world = self.info.rank, self.info.world_size
+        if layout[1] == world:
+            ckpt.set_rng_state(state["rng"][rank])
+        else:  # a new layout: every rank its own new streams (never rank 0's copied)
+            seed = (cfg.seed * 1_000_003 + rank) * 1_000_003 + self.step
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+        if self.info.is_main:
+            log.info("resumed from %s (step %d, epoch %d)", path, self.step, state["epoch"])
         return float(state.get("elapsed", 0.0))
 
     # -- metrics ------------------------------------------------------------------------------
@@ -387,21 +487,36 @@ class Trainer:
         directory). Callbacks log their own records (validation scores) through this."""
         if self.run_dir is None or not self.info.is_main:
             return
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        path = self.run_dir / "metrics.jsonl"
+        try:
+            with open(path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            reraise_os_error(exc, path)
 
     _log = log_metrics  # the former private name, kept for one release
 
     def _truncate_metrics(self) -> None:
-        """On resume, drop records written after the checkpoint (they will be redone)."""
+        """On resume, drop the records written after the checkpoint (they will be redone),
+        the end record (it will be written again) and a line torn by a crash mid-write."""
         path = self.run_dir / "metrics.jsonl" if self.run_dir else None
         if path is None or not path.is_file() or not self.info.is_main:
             return
-        keep = [
-            line
-            for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= self.step
-        ]
+        keep, torn = [], 0
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                torn += 1
+                continue
+            if not isinstance(record, dict):
+                torn += 1
+            elif record.get("step", 0) <= self.step and record.get("event") != "end":
+                keep.append(line)
+        if torn:
+            log.warning("resume: dropped %d unreadable line(s) of %s (a torn write)", torn, path)
         atomic_write_bytes(path, ("\n".join(keep) + "\n" if keep else "").encode())
 
     def _mean_parts(self, parts: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -533,14 +648,35 @@ class Trainer:
                 self.target_loader.close()
             pdist.cleanup(self.info)
 
+    def _claim_run_dir(self) -> None:
+        """Refuse (on every rank) an ``out`` that holds another run, or clear it under
+        ``overwrite`` (rank 0); set the run's id (a resumed run keeps its own)."""
+        cfg = self.config
+        if cfg.resume:
+            self.run_id = rundir.run_id(cfg.resume)
+        elif self.run_dir is not None:
+            self.run_id = rundir.new_run_id()
+        if self.run_dir is None:
+            return
+        error: Exception | None = None
+        if self.info.is_main:
+            try:
+                rundir.claim(self.run_dir, resume=cfg.resume, overwrite=cfg.overwrite)
+            except ValueError as exc:
+                error = exc
+        if not pdist.broadcast_flag(error is None, self.info):
+            raise error or ValueError(f"out: rank 0 refused the run directory {cfg.out!r}")
+
     def _fit(self) -> TrainResult:
         cfg = self.config
         main = self.info.is_main
         torch.manual_seed(cfg.seed + self.info.rank)  # dropout & co. differ between ranks
         np.random.seed((cfg.seed + self.info.rank) % 2**32)
+        self._claim_run_dir()
         elapsed0 = self._resume() if cfg.resume else 0.0
         if self.run_dir is not None and main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            clean_stale_temps(self.run_dir)
             atomic_write_json(self.run_dir / "config.json", self.resolved_config())
             if cfg.resume:
                 self._truncate_metrics()

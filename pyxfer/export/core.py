@@ -23,7 +23,7 @@ from pyxfer.backbone import Backbone, InputSpec
 from pyxfer.export._trace import export_program, program_to_onnx, rename_dims, save_proto
 from pyxfer.export.verify import check_graph, cosine_rows, parity
 from pyxfer.export.wrap import ExportModule, export_twin
-from pyxfer.fileio import atomic_directory
+from pyxfer.fileio import atomic_directory, check_replaceable
 from pyxfer.modelio import SavedModel, load_model, locate_model
 from pyxfer.runtime import bundle as fmt
 from pyxfer.runtime._preprocess import resize_crop
@@ -35,6 +35,8 @@ DEFAULT_OPSET = 18
 DEFAULT_LOGIT_SCALE = 1.0 / 0.07
 VERIFY_IMAGES = 16
 VERIFY_BATCHES = (1, 8)
+#: an existing directory is replaced (overwrite) only if it is a bundle that pyxfer wrote
+BUNDLE_MARKER = (fmt.META_FILE, fmt.FORMAT)
 ImagesLike = np.ndarray | Sequence[np.ndarray]
 
 
@@ -225,7 +227,9 @@ def to_onnx(
     images = _reference_images(spec)
     module = _export_module(target, spec)
     traced = _trace(module, target, spec, images)
-    with atomic_directory(out, overwrite=spec.overwrite) as tmp:
+    with atomic_directory(
+        out, overwrite=spec.overwrite, marker=BUNDLE_MARKER, what="a bundle"
+    ) as tmp:
         _write_bundle(tmp, module, target, spec, images, traced)
     log.info("wrote bundle %s (parity max rel diff %.2e)", out, traced.max_rel_diff)
     return out
@@ -285,6 +289,7 @@ def _check_destination(out_dir: str | os.PathLike[str], overwrite: bool) -> Path
         raise ValueError(
             f"out_dir: {os.fspath(out_dir)!r} already exists; choose a new path or overwrite it"
         )
+    check_replaceable(out_dir, BUNDLE_MARKER, "a bundle", "out_dir")  # never a user's folder
     return Path(out_dir)
 
 

@@ -278,6 +278,13 @@ class AdaptationObjective(Objective):
         check_int("step", step, 0)
         self.progress = min(1.0, step / max_steps)
 
+    def schedule_state(self) -> dict[str, Any]:
+        """The progress (the schedules of the next forward read it)."""
+        return {"progress": self.progress}
+
+    def load_schedule_state(self, state: dict[str, Any]) -> None:
+        self.progress = float(state.get("progress", 0.0))
+
     # -- training ----------------------------------------------------------------------------
     def forward(
         self, source_views: Any, source_labels: torch.Tensor, target_views: Any

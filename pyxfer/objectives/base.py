@@ -82,6 +82,17 @@ class Objective(nn.Module):
             max_steps: steps the run will make in total (for schedules such as BYOL's EMA).
         """
 
+    def schedule_state(self) -> dict[str, Any]:
+        """JSON-safe state that :meth:`on_step_end` keeps outside the tensors (a schedule's
+        position, a coefficient the next forward reads); checkpointed with the weights, so a
+        resumed run's first step sees what the uninterrupted run's would. Default: none.
+        """
+        return {}
+
+    def load_schedule_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`schedule_state` returned (called on resume, before the first
+        step)."""
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters by player (see ``players``), each parameter once.
 

@@ -283,6 +283,9 @@ def _probe_on_features(
     )
     run = Path(config.out) if config.out else None
     if run is not None:
+        from pyxfer.engine import rundir
+
+        rundir.claim(run, overwrite=config.overwrite)
         run.mkdir(parents=True, exist_ok=True)
         doc = {**config.to_dict(), "fast_probe": True, "lr": head_lr}
         atomic_write_json(run / "config.json", doc)
