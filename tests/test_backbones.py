@@ -34,6 +34,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "resnet34": {"stem": "small", "width": 0.25},
     "resnet50": {"stem": "small", "width": 0.25},
     "lenet": {"img_size": 8, "width": 0.5},
+    "lenet5": {"img_size": 16, "dropout": 0.0},  # two train-mode passes are compared
     "vit_tiny": {"img_size": 16, "depth": 2},
     "vit_small": {"img_size": 32, "depth": 2},
     "mobilenetv3_small": {"width": 0.5},
@@ -227,6 +228,9 @@ def test_unknown_name_suggests() -> None:
         ("resnet18", {"num_classes": -1}, "num_classes"),
         ("lenet", {"in_chans": 2}, "in_chans"),
         ("lenet", {"img_size": 2}, "img_size"),
+        ("lenet5", {"img_size": 12}, "img_size"),
+        ("lenet5", {"dropout": 1.0}, "dropout"),
+        ("lenet5", {"in_chans": 4}, "in_chans"),
         ("vit_tiny", {"img_size": 30}, "img_size"),
         ("vit_tiny", {"num_heads": 5}, "num_heads"),
         ("vit_tiny", {"global_pool": "max"}, "global_pool"),
@@ -349,6 +353,62 @@ def test_lenet_learns_digits() -> None:
     with torch.no_grad():
         acc = float((model(x[test]).argmax(1) == y[test]).float().mean())
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+    assert acc > 0.8, f"held-out accuracy {acc:.3f} (chance 0.1)"
+
+
+def test_lenet5_is_the_benchmark_layout() -> None:
+    """The classic layout: 20 and 50 5x5 filters, fc 800 -> 500 at 28 px (431,080 weights, as
+    the digit adaptation benchmarks' LeNet), about a tenth of ``lenet``'s multiply-adds."""
+    model = create_backbone("lenet5")
+    assert sum(p.numel() for p in model.parameters()) == 520 + 25_050 + 400_500
+    macs = {"lenet5": 0, "lenet": 0}
+    for name in macs:
+        m = create_backbone(name, img_size=28).eval()
+
+        def count(mod: nn.Module, inp: Any, out: torch.Tensor, name: str = name) -> None:
+            if isinstance(mod, nn.Conv2d):
+                macs[name] += out.numel() * mod.in_channels * mod.kernel_size[0] ** 2
+            elif isinstance(mod, nn.Linear):
+                macs[name] += mod.in_features * mod.out_features
+
+        hooks = [x.register_forward_hook(count) for x in m.modules()]
+        with torch.no_grad():
+            m(torch.zeros(1, 1, 28, 28))
+        for h in hooks:
+            h.remove()
+    assert 2.0e6 < macs["lenet5"] < 2.6e6
+    assert macs["lenet"] > 8 * macs["lenet5"]
+
+
+def test_lenet5_refuses_another_side() -> None:
+    model = create_backbone("lenet5", img_size=28)
+    with pytest.raises(ValueError, match=r"^x: expected 28x28 images.*received \(32, 32\)"):
+        model(torch.zeros(1, 1, 32, 32))
+
+
+def test_lenet5_learns_digits() -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (N, 1, 8, 8)
+    x = nn.functional.interpolate((x - 0.5) / 0.5, size=16, mode="bilinear")  # (N, 1, 16, 16)
+    y = torch.tensor(digits.target)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    train, test = perm[:800], perm[800:1200]
+    torch.manual_seed(0)
+    model = create_backbone("lenet5", img_size=16, num_classes=10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    g = torch.Generator().manual_seed(1)
+    model.train()
+    for _ in range(60):
+        idx = train[torch.randint(0, len(train), (64,), generator=g)]
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        acc = float((model(x[test]).argmax(1) == y[test]).float().mean())
     assert acc > 0.8, f"held-out accuracy {acc:.3f} (chance 0.1)"
 
 

@@ -137,6 +137,27 @@ def test_run_validators_values_modes_and_batching():
     assert feats == pytest.approx(soft_neighborhood_density(data.target_images.flatten(1)))
 
 
+def test_validators_share_one_prediction_per_image_set():
+    """An evaluation predicts each image set once: entropy, SND and the target oracle read the
+    same target logits (before, each validator ran its own forward)."""
+    model, data = _data()
+    seen: list[int] = []
+    predict = model.predict
+
+    def counting(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.shape[0])
+        return predict(x)
+
+    model.predict = counting  # type: ignore[method-assign]
+    res = run_validators(model, data, batch_size=4)
+    n_s, n_t = len(data.source_images), len(data.target_images)
+    assert sum(seen) == n_s + n_t  # not n_s + 3 * n_t
+    model.predict = predict  # type: ignore[method-assign]
+    alone = {n: create_validator(n)(model, data) for n in res}
+    for n in res:
+        assert res[n].value == pytest.approx(alone[n], rel=1e-6)
+
+
 def test_label_free_run_without_target_labels_and_missing_data():
     model, data = _data(with_target_labels=False)
     res = run_validators(model, data)

@@ -28,6 +28,10 @@ BACKBONES: dict[str, tuple[str, str]] = {
         "ResNet-50, torchvision layout (loads torchvision weights), 2048 features",
     ),
     "lenet": ("lenet", "LeNet-class conv-BN-ReLU net for 8-32 px digits, 128 features"),
+    "lenet5": (
+        "lenet",
+        "LeNet of digit adaptation benchmarks (conv 20-50, fc 500), fixed side, 500 features",
+    ),
     "vit_tiny": ("vit", "ViT-Tiny, patch 4, 32 px, depth 6, width 192, class-token features"),
     "vit_small": ("vit", "ViT-S/16, patch 16, 224 px, depth 12, width 384, class-token features"),
     "mobilenetv3_small": ("mobilenet", "MobileNetV3-Small (SE, hard-swish), 576 features"),

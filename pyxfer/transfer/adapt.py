@@ -488,8 +488,11 @@ class _Tracker:
     def __call__(self, trainer: Any, step: int, out: dict[str, torch.Tensor]) -> None:
         if not self.cadence.due(step, trainer.progress, trainer.final_step):
             return
+        from pyxfer.transfer.selection import SharedPredictions
+
         obj = self.obj
-        scores = {v: float(s(obj, self.vdata)) for v, s in self.scorers.items()}
+        with SharedPredictions(obj) as shared:  # each image set predicted once
+            scores = {v: float(s(shared, self.vdata)) for v, s in self.scorers.items()}
         record: dict[str, Any] = {"step": step, **{f"val_{k}": v for k, v in scores.items()}}
         state = None
         for v, s in self.scorers.items():

@@ -126,6 +126,48 @@ def _batched(
     return torch.cat(outs).float()
 
 
+class SharedPredictions:
+    """``model`` seen by several validators at once: each image set is predicted (and embedded)
+    once, in eval mode, however many validators read it.
+
+    ``target_entropy`` and ``snd`` both read the target logits; scoring through this wrapper
+    halves the target forwards of an evaluation. Use it as a context manager: it puts the model
+    in eval mode for the evaluation and restores its mode after.
+    """
+
+    def __init__(self, model: Any, batch_size: int = 256) -> None:
+        self.model, self.batch_size = model, batch_size
+        self._memo: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._was_training = False
+
+    def __enter__(self) -> SharedPredictions:
+        if isinstance(self.model, nn.Module):
+            self._was_training = self.model.training
+            self.model.eval()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._memo.clear()
+        if isinstance(self.model, nn.Module) and self._was_training:
+            self.model.train()
+
+    def _cached(self, kind: str, images: torch.Tensor) -> torch.Tensor:
+        key = (kind, id(images))
+        hit = self._memo.get(key)
+        if hit is None or hit[0] is not images:
+            out = _batched(getattr(self.model, kind), self.model, images, self.batch_size)
+            self._memo[key] = hit = (images, out)  # keeps ``images`` alive: ids stay unique
+        return hit[1]
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """``model.predict(images)``, computed once per tensor."""
+        return self._cached("predict", images)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """``model.embed(images)``, computed once per tensor."""
+        return self._cached("embed", images)
+
+
 def _require(name: str, value: torch.Tensor | None, field: str) -> torch.Tensor:
     if value is None or value.shape[0] == 0:
         raise ValueError(f"data.{field}: validator {name!r} needs it, received none")
@@ -155,6 +197,8 @@ class Validator:
 
     def logits(self, model: Any, images: torch.Tensor) -> torch.Tensor:
         """``model.predict`` over ``images`` in eval mode, batched: (N, K)."""
+        if isinstance(model, SharedPredictions):
+            return model.predict(images)
         return _batched(model.predict, model, images, self.batch_size)
 
     def is_better(self, a: float, b: float) -> bool:
@@ -221,7 +265,11 @@ class SoftNeighborhoodDensity(Validator):
     def __call__(self, model: Any, data: ValidationData) -> float:
         x = _require(self.name, data.target_images, "target_images")
         if self.on == "features":
-            z = _batched(model.embed, model, x, self.batch_size)
+            z = (
+                model.embed(x)
+                if isinstance(model, SharedPredictions)
+                else _batched(model.embed, model, x, self.batch_size)
+            )
         else:
             z = F.softmax(self.logits(model, x), dim=1)
         return soft_neighborhood_density(z, self.temperature)
@@ -299,9 +347,12 @@ def run_validators(
             and (n == "source_accuracy" or data.target_images is not None)
         ]
     results: dict[str, ValidationResult] = {}
-    for n in names:
-        v = create_validator(n, batch_size=batch_size)
-        results[n] = ValidationResult(n, v(model, data), v.higher_is_better, v.uses_target_labels)
+    with SharedPredictions(model, batch_size) as shared:
+        for n in names:
+            v = create_validator(n, batch_size=batch_size)
+            results[n] = ValidationResult(
+                n, v(shared, data), v.higher_is_better, v.uses_target_labels
+            )
     return results
 
 
