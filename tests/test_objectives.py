@@ -677,6 +677,44 @@ def test_dino_views_options_and_bad_input() -> None:
     assert torch.isfinite(vit(dino_views())["loss"])  # 8 px local crops through a 16 px ViT
 
 
+def test_dino_learns_on_digits_through_pretrain(tmp_path) -> None:
+    """A short step-limited DINO run on the embedded digits (the engine, the fused multi-crop
+    loader, 2 local views): the loss falls by a margin, the teacher's output does not collapse
+    onto one prototype (its entropy grows) and the features keep the classes apart (kNN far
+    above the 10 % of chance). On digits a random-init LeNet already reaches ~95 % kNN, so a
+    30-step run is not expected to beat it; bench/ssl_compare.py compares with random init on
+    CIFAR-10."""
+    import pyxfer
+
+    result = pyxfer.pretrain(
+        "digits",
+        backbone="lenet",
+        backbone_opts={"img_size": 8},
+        objective="dino",
+        objective_opts=dict(
+            n_local=2, hidden_dim=64, bottleneck_dim=32, out_dim=128, momentum_base=0.99
+        ),
+        max_steps=30,
+        batch_size=32,
+        lr=2e-3,
+        warmup_steps=3,
+        log_every=1,
+        knn_holdout=0.2,
+        threads=1,
+        progress=False,
+        checkpoint_every=0,
+        out=str(tmp_path / "run"),
+    )
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert len(steps) == 30
+    loss = [r["loss"] for r in steps]
+    entropy = [r["entropy"] for r in steps]
+    assert np.mean(loss[-5:]) < np.mean(loss[:5]) - 0.4, loss
+    assert min(entropy) > 0.5 and np.mean(entropy[-5:]) > np.mean(entropy[:5]), entropy
+    assert result.knn_top1 is not None and result.knn_top1 > 0.6
+
+
 # -- the GAN learns ---------------------------------------------------------------------------
 
 
