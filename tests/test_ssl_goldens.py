@@ -75,7 +75,7 @@ def test_moco_loss_and_queue_match_lightly_memory_bank(gold: dict[str, np.ndarra
         loss = moco_loss(qn, kn, obj.queue.clone(), t)
         loss.backward()
         close(loss, gold[f"moco/loss{step}"], atol=1e-6)
-        close(q.grad, gold[f"moco/grad_q{step}"], rtol=1e-4, atol=1e-6)
+        close(q.grad, gold[f"moco/grad_q{step}"], atol=1e-6)  # float32, as lightly's bank
         obj._enqueue(kn)
     close(obj.queue.T, gold["moco/bank_end"], atol=1e-6)
 
