@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--opt", action="append", default=[], metavar="OBJECTIVE:K=V")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", default=None, help="keep the runs here (default: a temporary dir)")
+    ap.add_argument("--no-random-init", action="store_true", help="skip the random-init rows")
     args = ap.parse_args()
 
     store = load_dataset(args.data)
@@ -81,15 +82,11 @@ def main() -> None:
     rows = []
     for spec in args.backbone:
         name, bopts = _backbone(spec)
-        torch.manual_seed(args.seed)  # the network every run below starts from
-        rows.append(
-            dict(
-                backbone=spec,
-                objective="random init",
-                knn_top1=knn_top1(create_backbone(name, **bopts), bank, queries, cfg),
-            )
-        )
-        print(json.dumps(rows[-1]), flush=True)
+        if not args.no_random_init:
+            torch.manual_seed(args.seed)  # the network every run below starts from
+            top1 = knn_top1(create_backbone(name, **bopts), bank, queries, cfg)
+            rows.append(dict(backbone=spec, objective="random init", knn_top1=top1))
+            print(json.dumps(rows[-1]), flush=True)
         for objective in objectives:
             oopts = parse_opts(obj_opts[objective], "--opt")
             result = pretrain(
