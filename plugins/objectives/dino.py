@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyxfer._checks import check_int, check_number
 from pyxfer.objectives import collectives
 from pyxfer.objectives.base import Objective
 from pyxfer.objectives.heads import DINOHead
@@ -161,24 +162,17 @@ class DINO(Objective):
             ("warmup_teacher_temp", warmup_teacher_temp),
             ("student_temp", student_temp),
         ):
-            if not value > 0:
-                raise ValueError(f"{name}: expected > 0, received {value}")
+            check_number(name, value, low_open=True)
         for name, value in (
             ("teacher_temp_warmup", teacher_temp_warmup),
             ("center_momentum", center_momentum),
             ("momentum_base", momentum_base),
             ("freeze_last_layer", freeze_last_layer),
         ):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}: expected a value in [0, 1], received {value}")
-        if isinstance(n_local, bool) or not isinstance(n_local, int) or n_local < 0:
-            raise ValueError(f"n_local: expected an integer >= 0, received {n_local!r}")
-        if local_size is not None and (
-            isinstance(local_size, bool) or not isinstance(local_size, int) or local_size < 1
-        ):
-            raise ValueError(
-                f"local_size: expected an integer >= 1 or None, received {local_size!r}"
-            )
+            check_number(name, value, 0.0, 1.0)
+        check_int("n_local", n_local, 0)
+        if local_size is not None:
+            check_int("local_size", local_size, 1)
         self.n_local, self.local_size = n_local, local_size
         self.num_views = 2 + n_local  # type: ignore[misc]  # per instance (see Objective)
         self.teacher_temp_end = float(teacher_temp)

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from pyxfer._checks import check_int
+
 
 class ProjectionHead(nn.Sequential):
     """Multi-layer perceptron projector.
@@ -157,8 +159,7 @@ class DINOHead(nn.Module):
             ("hidden_dim", hidden_dim),
             ("bottleneck_dim", bottleneck_dim),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int width, received {value!r}")
+            check_int(name, value, 1)
         layers: list[nn.Module] = []
         dim = in_dim
         for _ in range(2):

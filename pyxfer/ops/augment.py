@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from pyxfer import _C
+from pyxfer._checks import check_int
 from pyxfer._tensors import as_numpy, is_torch_tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -220,10 +221,8 @@ def preset(
         return [v, v]
     if name == "dino":
         local_size = dino_local_size(size) if local_size is None else local_size
-        if isinstance(n_local, bool) or not isinstance(n_local, int) or n_local < 0:
-            raise ValueError(f"n_local: expected an integer >= 0, received {n_local!r}")
-        if isinstance(local_size, bool) or not isinstance(local_size, int) or local_size < 1:
-            raise ValueError(f"local_size: expected an integer >= 1, received {local_size!r}")
+        check_int("n_local", n_local, 0)
+        check_int("local_size", local_size, 1)
         g: dict[str, Any] = dict(
             size=s, scale=(0.4, 1.0), saturation=0.2, blur_kernel=_blur_kernel(size)
         )
