@@ -36,6 +36,20 @@ from pyxfer.engine.knn import KNNMonitor
 from pyxfer.engine.pretraining import knn_split
 
 
+def knn_top1(backbone: torch.nn.Module, bank: object, queries: object, cfg: TrainConfig) -> float:
+    """kNN top-1 of ``backbone`` with the engine's monitor and ``cfg``'s kNN settings."""
+    monitor = KNNMonitor(
+        bank,
+        queries,
+        k=cfg.knn_k,
+        temperature=cfg.knn_temperature,
+        max_bank=cfg.knn_max_bank,
+        threads=cfg.threads,
+        seed=cfg.seed,
+    )
+    return float(monitor.evaluate(backbone))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="labelled data-set spec")
@@ -62,22 +76,13 @@ def main() -> None:
         opts = parse_opts(args.backbone_opt, "--backbone-opt")
         backbone = create_backbone(args.backbone, **opts)
         what = f"{args.backbone} {opts} at random init (seed {args.seed})"
-    monitor = KNNMonitor(
-        bank,
-        queries,
-        k=cfg.knn_k,
-        temperature=cfg.knn_temperature,
-        max_bank=cfg.knn_max_bank,
-        threads=cfg.threads,
-        seed=cfg.seed,
-    )
     t0 = time.perf_counter()
-    top1 = monitor.evaluate(backbone)
+    top1 = knn_top1(backbone, bank, queries, cfg)
     result = {
         "model": what,
         "data": args.data,
-        "bank": len(monitor.bank),
-        "queries": len(monitor.queries),
+        "bank": min(len(bank), cfg.knn_max_bank),
+        "queries": len(queries),
         "k": cfg.knn_k,
         "temperature": cfg.knn_temperature,
         "knn_top1": top1,

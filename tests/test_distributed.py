@@ -37,6 +37,7 @@ SMALL: dict[str, dict] = {
     "byol": {"hidden_dim": 16, "proj_dim": 8},
     "barlow_twins": {"hidden_dim": 16, "proj_dim": 8},
     "vicreg": {"hidden_dim": 16, "proj_dim": 8},
+    "dino": {"hidden_dim": 16, "bottleneck_dim": 8, "out_dim": 16, "n_local": 2},
     "dae": {"channels": 3, "image_size": SIZE, "decoder_width": 4},
     "vae": {"channels": 3, "image_size": SIZE, "latent_dim": 4, "decoder_width": 4},
     "gan": {"channels": 3, "image_size": SIZE, "latent_dim": 4, "generator_width": 4},

@@ -621,6 +621,7 @@ _SMALL = {
     "vicreg": {"proj_dim": 64, "hidden_dim": 64},
     "byol": {"proj_dim": 32, "hidden_dim": 64},
     "moco_v2": {"queue_size": 256},
+    "dino": {"hidden_dim": 64, "out_dim": 64, "bottleneck_dim": 32, "n_local": 2},
 }
 
 

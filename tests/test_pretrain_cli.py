@@ -112,6 +112,26 @@ def test_pretrain_with_an_in_process_plugin_objective(plugin, tmp_path: Path, ca
     assert (run / "model" / "model.safetensors").is_file()
 
 
+def test_pretrain_dino_with_its_defaults_then_resume(tmp_path: Path) -> None:
+    """``pyxfer pretrain --objective dino`` with no objective options: the loader draws the
+    preset's 2 global + 6 local views, the run records them (config.json, the report's views
+    grid), logs DINO's schedules, and resumes with its centre and schedule state."""
+    from pyxfer.report import write_report
+
+    run = tmp_path / "run"
+    argv = [*BASE, "--objective", "dino", "--max-steps", "2", "--log-every", "1"]
+    assert main([*argv, "--out", str(run)]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["views"] == "dino" and config["run"]["preset_options"] == {"n_local": 6}
+    records = [r for r in _metrics(run) if "loss" in r]
+    assert [r["step"] for r in records] == [1, 2]
+    assert {"teacher_temp", "tau", "entropy"} <= set(records[0])
+    assert main(["pretrain", "--resume", str(run), "--max-steps", "3"]) == 0
+    assert [r["step"] for r in _metrics(run) if "loss" in r] == [1, 2, 3]
+    html = write_report(run).read_text(encoding="utf-8")
+    assert "the 8 views that the dino preset draws" in html
+
+
 def test_pretrain_example_plugin(tmp_path: Path) -> None:
     try:
         metadata.distribution("pyxfer-example")

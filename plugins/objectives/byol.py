@@ -6,7 +6,6 @@ to Self-Supervised Learning". NeurIPS 2020. https://arxiv.org/abs/2006.07733
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import torch
@@ -16,7 +15,7 @@ from torch import nn
 from pyxfer.objectives.base import Objective
 from pyxfer.objectives.heads import PredictionHead, ProjectionHead
 
-from ._momentum import frozen_copy, momentum_update
+from ._momentum import ema_tau, frozen_copy, momentum_update
 
 
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -30,14 +29,6 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         (N,) the per-sample loss.
     """
     return 2 - 2 * F.cosine_similarity(p, z.detach(), dim=1)
-
-
-def ema_tau(step: int, max_steps: int, base: float = 0.996) -> float:
-    """The paper's target decay ``1 - (1 - base) (cos(pi k / K) + 1) / 2`` (base -> 1)."""
-    if max_steps <= 0:
-        return base
-    k = min(max(step, 0), max_steps)
-    return 1 - (1 - base) * (math.cos(math.pi * k / max_steps) + 1) / 2
 
 
 class BYOL(Objective):

@@ -136,6 +136,8 @@ class FusedLoader:
         labels: also yield labels.
         pin_memory: put the views in page-locked memory (in the thread) for fast, asynchronous
             copies to a CUDA device.
+        preset_options: more keyword arguments of :func:`pyxfer.ops.augment.preset` when
+            ``views`` is a preset name (DINO's ``n_local``, ``local_size``).
 
     The thread stops, and is joined, on :meth:`close` (or leaving a ``with`` block), when the
     loader or its iterator is garbage collected, and at interpreter exit, even in the middle of
@@ -163,6 +165,7 @@ class FusedLoader:
         input_spec: Any = None,
         labels: bool = True,
         pin_memory: bool = False,
+        preset_options: dict[str, Any] | None = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected an integer >= 1, received {batch_size!r}")
@@ -225,10 +228,12 @@ class FusedLoader:
                 f"mean/std: expected {channels} values each (one per image channel), received "
                 f"{len(self.mean)} and {len(self.std)}"
             )
+        #: more arguments of the preset (``n_local``, ``local_size``); used when ``views`` is a name
+        self.preset_options: dict[str, Any] = dict(preset_options or {})
         if views is None:
             self.specs: list[ViewSpec] | None = None
         elif isinstance(views, str):
-            self.specs = preset(views, size=self.size)
+            self.specs = preset(views, size=self.size, **self.preset_options)
         elif isinstance(views, ViewSpec):
             self.specs = [views]
         else:

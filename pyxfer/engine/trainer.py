@@ -202,6 +202,11 @@ class Trainer:
         size = self.config.size or self.backbone.input_spec.size
         return [spec for name in presets for spec in preset(name, size=size)]
 
+    def _preset_options(self) -> dict[str, Any]:
+        """The objective's arguments of its preset (:meth:`Objective.preset_options`)."""
+        get = getattr(self.objective, "preset_options", None)
+        return dict(get()) if callable(get) else {}
+
     def _no_flip(self, views: Any) -> Any:
         """``views`` with every flip probability at 0 (``flip=False``: FixMatch drops the flip
         for SVHN's digits; a mirrored digit or letter is another symbol or none)."""
@@ -210,7 +215,8 @@ class Trainer:
         from pyxfer.ops.augment import ViewSpec, preset
 
         if isinstance(views, str):
-            views = preset(views, size=self.config.size or self.backbone.input_spec.size)
+            size = self.config.size or self.backbone.input_spec.size
+            views = preset(views, size=size, **self._preset_options())
         elif isinstance(views, ViewSpec):
             views = [views]
         return [dataclasses.replace(v, flip_p=0.0) for v in views]
@@ -232,6 +238,7 @@ class Trainer:
             prefetch=cfg.prefetch,
             input_spec=self.backbone.input_spec,
             pin_memory=self.device.type == "cuda",
+            preset_options=self._preset_options() if isinstance(views, str) else None,
         )
 
     def _setup(self) -> None:
@@ -317,6 +324,7 @@ class Trainer:
             "images": len(self.data),
             "parameters": sum(p.numel() for p in self.objective.parameters()),
             "objective_class": type(self.objective).__name__,
+            "preset_options": self.loader.preset_options,
             "torch": torch.__version__,
             "knn": None
             if self.knn is None

@@ -28,8 +28,10 @@ class Objective(nn.Module):
         consumes: ``"views"`` (``forward(views)`` with a list of V tensors (N, C, H, W) of the
             same images), ``"labelled"`` (``forward(images, labels)``) or
             ``"source_target"`` (``forward(source, source_labels, target)``).
-        augmentation: name of the augmentation preset the views come from (``"simclr"``...).
-        num_views: views per image the objective needs.
+        augmentation: name of the augmentation preset the views come from (``"simclr"``...);
+            :meth:`preset_options` may add arguments of the preset (DINO's local views).
+        num_views: views per image the objective needs (an instance may set its own, when an
+            option changes it: DINO's ``2 + n_local``).
         requires: the backbone family the objective needs, or ``None`` (the default) when any
             backbone with ``num_features`` works. ``"vit"``: a vision transformer with
             ``patch_embed``, ``embed_patches`` and ``encode_tokens`` (MAE). Generic code that
@@ -81,6 +83,13 @@ class Objective(nn.Module):
             step: optimiser steps completed so far (1 after the first step).
             max_steps: steps the run will make in total (for schedules such as BYOL's EMA).
         """
+
+    def preset_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`pyxfer.ops.augment.preset` besides the name and size with
+        which the views of this objective's ``augmentation`` are drawn (DINO: ``n_local``,
+        ``local_size``). The trainer passes them to the loader, also when ``views`` names the
+        preset explicitly. Default: none."""
+        return {}
 
     def schedule_state(self) -> dict[str, Any]:
         """JSON-safe state that :meth:`on_step_end` keeps outside the tensors (a schedule's

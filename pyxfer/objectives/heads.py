@@ -3,6 +3,8 @@
 - :class:`ProjectionHead`: ``Linear -> [BN] -> ReLU`` repeated, then a last ``Linear`` (and an
   optional last BN), the projector of SimCLR, MoCo v2, BYOL, Barlow Twins and VICReg.
 - :class:`PredictionHead`: BYOL's / SimSiam's predictor, ``Linear -> BN -> ReLU -> Linear``.
+- :class:`DINOHead`: DINO's head, a 3-layer GELU MLP to a bottleneck, L2 normalisation, then a
+  weight-normalised ``Linear`` without bias (:class:`WeightNormLinear`).
 - :class:`ConvDecoder`: a DCGAN-style transposed-convolution decoder from a vector to an image
   of any size and channel count (denoising autoencoder, VAE, GAN generator).
 """
@@ -14,6 +16,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from pyxfer._checks import check_int
 
 
 class ProjectionHead(nn.Sequential):
@@ -79,6 +83,103 @@ class PredictionHead(ProjectionHead):
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
         super().__init__(in_dim, hidden_dim, out_dim, num_layers=2, batch_norm=True)
+
+
+class WeightNormLinear(nn.Module):
+    """``Linear`` without bias whose weight is ``g * v / |v|`` row by row (Salimans & Kingma 2016,
+    ``torch.nn.utils.weight_norm`` with ``dim=0``), the last layer of DINO's head.
+
+    With ``learn_scale=False`` (DINO's ``norm_last_layer``) the scale ``g`` is fixed at 1: every
+    output is the cosine between the input and one row of ``v`` times ``|x|``.
+
+    Args:
+        in_dim: input width.
+        out_dim: output width.
+        learn_scale: learn ``g`` (one per output, initialised to 1).
+
+    Shapes:
+        (N, in_dim) -> (N, out_dim)
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, learn_scale: bool = False) -> None:
+        super().__init__()
+        self.weight_v = nn.Parameter(torch.empty(out_dim, in_dim))
+        nn.init.trunc_normal_(self.weight_v, std=0.02)
+        self.weight_g = nn.Parameter(torch.ones(out_dim, 1)) if learn_scale else None
+
+    def weight(self) -> torch.Tensor:
+        """The effective (out_dim, in_dim) weight."""
+        w = nn.functional.normalize(self.weight_v, dim=1)
+        return w if self.weight_g is None else self.weight_g * w
+
+    def forward(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """``frozen``: the parameters get a zero gradient (DINO's early "freeze last layer")."""
+        w = self.weight()
+        if frozen:
+            w = w.detach() + 0.0 * w  # zero gradient, still used (DDP sees every parameter)
+        return nn.functional.linear(x, w)
+
+
+class DINOHead(nn.Module):
+    """DINO's projection head (Caron et al. 2021).
+
+    ``Linear -> [BN] -> GELU -> Linear -> [BN] -> GELU -> Linear`` to ``bottleneck_dim``, L2
+    normalisation, then a :class:`WeightNormLinear` to ``out_dim`` (no bias). Linear weights are
+    initialised from a truncated normal (std 0.02) with zero biases, as in the authors' code.
+
+    Args:
+        in_dim: input width (the backbone's ``num_features``).
+        out_dim: output width K (the number of "prototypes"; 65536 in the paper).
+        hidden_dim: width of the two hidden layers.
+        bottleneck_dim: width before the normalised last layer.
+        batch_norm: batch norm after the hidden layers (the paper's choice for ResNets).
+        norm_last_layer: fix the last layer's weight norm at 1 (the paper's default).
+
+    Shapes:
+        (N, in_dim) -> (N, out_dim)
+
+    Examples:
+        >>> DINOHead(192, 64, hidden_dim=32, bottleneck_dim=16)(torch.randn(4, 192)).shape
+        torch.Size([4, 64])
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden_dim: int = 2048,
+        bottleneck_dim: int = 256,
+        batch_norm: bool = False,
+        norm_last_layer: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("in_dim", in_dim),
+            ("out_dim", out_dim),
+            ("hidden_dim", hidden_dim),
+            ("bottleneck_dim", bottleneck_dim),
+        ):
+            check_int(name, value, 1)
+        layers: list[nn.Module] = []
+        dim = in_dim
+        for _ in range(2):
+            layers.append(nn.Linear(dim, hidden_dim, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(hidden_dim))
+            layers.append(nn.GELU())
+            dim = hidden_dim
+        layers.append(nn.Linear(dim, bottleneck_dim))
+        self.mlp = nn.Sequential(*layers)
+        for m in self.mlp.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        self.last_layer = WeightNormLinear(bottleneck_dim, out_dim, learn_scale=not norm_last_layer)
+
+    def forward(self, x: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
+        x = nn.functional.normalize(self.mlp(x), dim=-1)  # (N, bottleneck_dim)
+        return self.last_layer(x, frozen=freeze_last_layer)  # (N, out_dim)
 
 
 def _as_hw(image_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from pyxfer import _C
+from pyxfer._checks import check_int
 from pyxfer._tensors import as_numpy, is_torch_tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -149,7 +150,16 @@ def _square(size: int) -> tuple[int, int]:
     return (size, size)
 
 
-def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -> list[ViewSpec]:
+def dino_local_size(size: int) -> int:
+    """DINO's default local-view side for global views of side ``size``: the paper's 96 / 224 of
+    it, rounded to a multiple of 8 (at least 8) so that ViT patch sizes 4 and 8 divide it (96
+    at 224, 16 at 32, 24 at 64)."""
+    return max(8, 8 * round(size * 96 / 224 / 8))
+
+
+def preset(
+    name: str, size: int = 224, local_size: int | None = None, n_local: int = 6
+) -> list[ViewSpec]:
     """The view specs of a named recipe (one entry per view).
 
     - ``simclr`` — Chen et al. 2020, "A Simple Framework for Contrastive Learning of Visual
@@ -164,7 +174,8 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
     - ``dino`` — Caron et al. 2021, "Emerging Properties in Self-Supervised Vision
       Transformers": multi-crop, 2 global views (``size``, scale (0.4, 1); blur p 1.0 / 0.1,
       solarize p 0 / 0.2) and ``n_local`` local views (``local_size``, scale (0.05, 0.4),
-      blur p 0.5); jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grayscale p 0.2.
+      blur p 0.5); jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grayscale p 0.2. The local side defaults to
+      :func:`dino_local_size` of ``size`` (the paper's 96 for 224).
     - ``fixmatch_weak`` — Sohn et al. 2020, "FixMatch": flip and a small translation. The
       paper's pad-and-crop translation (up to 12.5 %) is approximated by a random resized crop
       with scale (0.8, 1) and ratio (3/4, 4/3), which keeps the kernel a single resample.
@@ -182,8 +193,8 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
     Args:
         name: one of :data:`PRESETS`.
         size: output side of the (global) views.
-        local_size: output side of DINO's local views.
-        n_local: number of DINO local views.
+        local_size: output side of DINO's local views (default :func:`dino_local_size`).
+        n_local: number of DINO local views (>= 0).
 
     Returns:
         One :class:`ViewSpec` per view.
@@ -209,6 +220,9 @@ def preset(name: str, size: int = 224, local_size: int = 96, n_local: int = 6) -
         v = ViewSpec(size=s, scale=(0.2, 1.0), blur_p=0.5, blur_kernel=_blur_kernel(size))
         return [v, v]
     if name == "dino":
+        local_size = dino_local_size(size) if local_size is None else local_size
+        check_int("n_local", n_local, 0)
+        check_int("local_size", local_size, 1)
         g: dict[str, Any] = dict(
             size=s, scale=(0.4, 1.0), saturation=0.2, blur_kernel=_blur_kernel(size)
         )

@@ -143,7 +143,11 @@ def _views(config: dict | None) -> str:
     seed = int(config.get("seed", 0))
     size = int(config.get("size", 224))
     images, indices = sample_images(store, _N_VIEW_IMAGES, seed)
-    options = {k: int(config[k]) for k in ("local_size", "n_local") if k in config}
+    run = config.get("run")
+    stored = run.get("preset_options") if isinstance(run, dict) else None
+    if not isinstance(stored, dict):
+        stored = {}
+    options = {k: int(stored[k]) for k in ("local_size", "n_local") if k in stored}
     png, n_views = views_grid(
         images, indices, config["views"], size=size, seed=seed, preset_options=options
     )
