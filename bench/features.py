@@ -151,6 +151,11 @@ def run_method(args: argparse.Namespace) -> dict:
         (qt[:8] @ bt[:300].T).topk(5, dim=1)
         detail = f"torch {torch.__version__}"
     elif args.method in FAISS_ENV:
+        if args.method == "faiss-avx512":
+            from pyxfer import _C
+
+            if "avx512" not in _C.simd_paths():  # its kernels would stop on an illegal instruction
+                raise SystemExit("this CPU has no AVX-512")
         os.environ.update(FAISS_ENV[args.method])  # read when faiss and its BLAS load
         import faiss
 
