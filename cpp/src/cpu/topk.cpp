@@ -68,35 +68,42 @@ bool tile_scalar(const float* qp, const float* const* b, int64_t d, const float*
 // an array's elements in registers but also stores them back on every iteration.
 constexpr int kAvx2G = 16, kAvx2NR = 6;
 
+// V query vectors per bank row: 2 (16 queries), or 1 (8) for panels of at most 8 queries.
+template <int V>
 PYXFER_TARGET_AVX2 bool tile_avx2(const float* qp, const float* const* b, int64_t d,
                                   const float* thr, float* tile, uint32_t* pass) {
+  constexpr int G = 8 * V;
   const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3], *b4 = b[4], *b5 = b[5];
 #define PYXFER_ZERO(j) __m256 a##j##0 = _mm256_setzero_ps(), a##j##1 = _mm256_setzero_ps();
   PYXFER_ZERO(0) PYXFER_ZERO(1) PYXFER_ZERO(2) PYXFER_ZERO(3) PYXFER_ZERO(4) PYXFER_ZERO(5)
 #undef PYXFER_ZERO
   for (int64_t x = 0; x < d; ++x) {
-    const __m256 q0 = _mm256_loadu_ps(qp + x * kAvx2G);
-    const __m256 q1 = _mm256_loadu_ps(qp + x * kAvx2G + 8);
-#define PYXFER_STEP(j)                               \
-  {                                                  \
-    const __m256 bv = _mm256_broadcast_ss(b##j + x); \
-    a##j##0 = _mm256_fmadd_ps(q0, bv, a##j##0);      \
-    a##j##1 = _mm256_fmadd_ps(q1, bv, a##j##1);      \
+    const __m256 q0 = _mm256_loadu_ps(qp + x * G);
+    const __m256 q1 = V == 2 ? _mm256_loadu_ps(qp + x * G + 8) : q0;
+#define PYXFER_STEP(j)                                                 \
+  {                                                                    \
+    const __m256 bv = _mm256_broadcast_ss(b##j + x);                   \
+    a##j##0 = _mm256_fmadd_ps(q0, bv, a##j##0);                        \
+    if constexpr (V == 2) a##j##1 = _mm256_fmadd_ps(q1, bv, a##j##1); \
   }
     PYXFER_STEP(0) PYXFER_STEP(1) PYXFER_STEP(2) PYXFER_STEP(3) PYXFER_STEP(4) PYXFER_STEP(5)
 #undef PYXFER_STEP
   }
-  const __m256 t0 = _mm256_loadu_ps(thr), t1 = _mm256_loadu_ps(thr + 8);
+  const __m256 t0 = _mm256_loadu_ps(thr), t1 = V == 2 ? _mm256_loadu_ps(thr + 8) : t0;
   uint32_t bits[kAvx2NR];
-#define PYXFER_PASS(j)                                                                    \
-  bits[j] = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a##j##0, t0, _CMP_NLE_UQ))) | \
-            static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a##j##1, t1, _CMP_NLE_UQ))) << 8;
+#define PYXFER_PASS(j)                                                                          \
+  bits[j] = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a##j##0, t0, _CMP_NLE_UQ))); \
+  if constexpr (V == 2) {                                                                       \
+    bits[j] |= static_cast<uint32_t>(                                                           \
+                   _mm256_movemask_ps(_mm256_cmp_ps(a##j##1, t1, _CMP_NLE_UQ)))                 \
+               << 8;                                                                            \
+  }
   PYXFER_PASS(0) PYXFER_PASS(1) PYXFER_PASS(2) PYXFER_PASS(3) PYXFER_PASS(4) PYXFER_PASS(5)
 #undef PYXFER_PASS
   if ((bits[0] | bits[1] | bits[2] | bits[3] | bits[4] | bits[5]) == 0) return false;
-#define PYXFER_STORE(j)                                \
-  _mm256_storeu_ps(tile + j * kAvx2G, a##j##0);        \
-  _mm256_storeu_ps(tile + j * kAvx2G + 8, a##j##1);
+#define PYXFER_STORE(j)                                                 \
+  _mm256_storeu_ps(tile + j * G, a##j##0);                              \
+  if constexpr (V == 2) _mm256_storeu_ps(tile + j * G + 8, a##j##1);
   PYXFER_STORE(0) PYXFER_STORE(1) PYXFER_STORE(2) PYXFER_STORE(3) PYXFER_STORE(4) PYXFER_STORE(5)
 #undef PYXFER_STORE
   std::memcpy(pass, bits, sizeof bits);
@@ -107,38 +114,43 @@ PYXFER_TARGET_AVX2 bool tile_avx2(const float* qp, const float* const* b, int64_
 // broadcast memory operand of the multiply-add.
 constexpr int kAvx512G = 32, kAvx512NR = 12;
 
+// V query vectors per bank row: 2 (32 queries), or 1 (16) for panels of at most 16 queries.
+template <int V>
 PYXFER_TARGET_AVX512 bool tile_avx512(const float* qp, const float* const* b, int64_t d,
                                       const float* thr, float* tile, uint32_t* pass) {
-  __m512 acc[kAvx512NR][2];
-  for (int j = 0; j < kAvx512NR; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
+  constexpr int G = 16 * V;
+  __m512 acc[kAvx512NR][V];
+  for (int j = 0; j < kAvx512NR; ++j)
+    for (int v = 0; v < V; ++v) acc[j][v] = _mm512_setzero_ps();
   const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3], *b4 = b[4], *b5 = b[5];
   const float *b6 = b[6], *b7 = b[7], *b8 = b[8], *b9 = b[9], *b10 = b[10], *b11 = b[11];
   for (int64_t x = 0; x < d; ++x) {
-    const __m512 q0 = _mm512_loadu_ps(qp + x * kAvx512G);
-    const __m512 q1 = _mm512_loadu_ps(qp + x * kAvx512G + 16);
-#define PYXFER_STEP(j)                              \
-  {                                                 \
-    const __m512 bv = _mm512_set1_ps(b##j[x]);      \
-    acc[j][0] = _mm512_fmadd_ps(q0, bv, acc[j][0]); \
-    acc[j][1] = _mm512_fmadd_ps(q1, bv, acc[j][1]); \
+    __m512 q[V];
+    for (int v = 0; v < V; ++v) q[v] = _mm512_loadu_ps(qp + x * G + 16 * v);
+#define PYXFER_STEP(j)                                                          \
+  {                                                                             \
+    const __m512 bv = _mm512_set1_ps(b##j[x]);                                  \
+    for (int v = 0; v < V; ++v) acc[j][v] = _mm512_fmadd_ps(q[v], bv, acc[j][v]); \
   }
     PYXFER_STEP(0) PYXFER_STEP(1) PYXFER_STEP(2) PYXFER_STEP(3) PYXFER_STEP(4) PYXFER_STEP(5)
     PYXFER_STEP(6) PYXFER_STEP(7) PYXFER_STEP(8) PYXFER_STEP(9) PYXFER_STEP(10) PYXFER_STEP(11)
 #undef PYXFER_STEP
   }
-  const __m512 t0 = _mm512_loadu_ps(thr), t1 = _mm512_loadu_ps(thr + 16);
+  __m512 t[V];
+  for (int v = 0; v < V; ++v) t[v] = _mm512_loadu_ps(thr + 16 * v);
   uint32_t bits[kAvx512NR];
   uint32_t any = 0;
   for (int j = 0; j < kAvx512NR; ++j) {
-    bits[j] = static_cast<uint32_t>(_mm512_cmp_ps_mask(acc[j][0], t0, _CMP_NLE_UQ)) |
-              static_cast<uint32_t>(_mm512_cmp_ps_mask(acc[j][1], t1, _CMP_NLE_UQ)) << 16;
+    bits[j] = 0;
+    for (int v = 0; v < V; ++v) {
+      bits[j] |= static_cast<uint32_t>(_mm512_cmp_ps_mask(acc[j][v], t[v], _CMP_NLE_UQ))
+                 << (16 * v);
+    }
     any |= bits[j];
   }
   if (any == 0) return false;
-  for (int j = 0; j < kAvx512NR; ++j) {
-    _mm512_storeu_ps(tile + j * kAvx512G, acc[j][0]);
-    _mm512_storeu_ps(tile + j * kAvx512G + 16, acc[j][1]);
-  }
+  for (int j = 0; j < kAvx512NR; ++j)
+    for (int v = 0; v < V; ++v) _mm512_storeu_ps(tile + j * G + 16 * v, acc[j][v]);
   std::memcpy(pass, bits, sizeof bits);
   return true;
 }
@@ -162,12 +174,21 @@ struct KernelChoice {
   bool f16c;  // widen float16 rows with F16C
 };
 
-KernelChoice choose_kernel(SimdPath path) {
+// The path's tile; `rows` (queries in the panel) at most half a tile takes the half-width form,
+// which computes the same lanes (a lane's chain does not depend on the tile width).
+KernelChoice choose_kernel(SimdPath path, int64_t rows) {
   if (path == SimdPath::Auto) path = simd_path_best();
 #if defined(PYXFER_X86_KERNELS)
-  if (path == SimdPath::Avx512) return {&tile_avx512, kAvx512G, kAvx512NR, true};
-  if (path == SimdPath::Avx2) return {&tile_avx2, kAvx2G, kAvx2NR, true};
+  if (path == SimdPath::Avx512) {
+    if (rows <= kAvx512G / 2) return {&tile_avx512<1>, kAvx512G / 2, kAvx512NR, true};
+    return {&tile_avx512<2>, kAvx512G, kAvx512NR, true};
+  }
+  if (path == SimdPath::Avx2) {
+    if (rows <= kAvx2G / 2) return {&tile_avx2<1>, kAvx2G / 2, kAvx2NR, true};
+    return {&tile_avx2<2>, kAvx2G, kAvx2NR, true};
+  }
 #endif
+  (void)rows;
   return {&tile_scalar, kScalarG, kScalarNR, false};
 }
 
@@ -332,12 +353,13 @@ void cosine_topk_rows_cpu(const float* queries, const void* bank, const TopkPara
     throw std::invalid_argument("bank: expected at most 2^32 - 1 rows on the CPU, received " +
                                 std::to_string(p.n));
   }
-  const KernelChoice kc = choose_kernel(p.simd);
-  const int64_t g = kc.g, nr = kc.nr, d = p.d, k = p.k;
+  const int64_t d = p.d, k = p.k;
   const int64_t nb = bank_block_rows(p);
   const int64_t panel = std::clamp<int64_t>(kQueryPanelBytes / (4 * std::max<int64_t>(d, 1)), 16,
                                             1024);
   const int64_t qb = std::min(panel, q1 - q0);
+  const KernelChoice kc = choose_kernel(p.simd, qb);
+  const int64_t g = kc.g, nr = kc.nr;
   const int64_t qb_pad = (qb + g - 1) / g * g;
   const size_t row_bytes = static_cast<size_t>(d) * (p.bank_half ? 2u : 4u);
   const char* bank_bytes = static_cast<const char*>(bank);
