@@ -6,12 +6,22 @@ the kernel (``VmHWM``, reset after the data is built); the parent prints the tab
     python bench/features.py                 # M=10000 queries, N=50000 bank, D=512, k=200
     python bench/features.py --small         # quick run
     python bench/features.py --threads 1
+    PYXFER_SIMD=avx2 python bench/features.py   # pyxfer's AVX2 path, also on an AVX-512 CPU
 
 Methods:
     pyxfer        pyxfer.ops.knn_classify (blocked top-k fused with the vote), float32 bank
     pyxfer-fp16   the same with a float16 bank
+    pyxfer-topk   pyxfer.ops.cosine_topk alone (compare with faiss's search column)
     torch         queries @ bank.T, topk, scatter_add vote: what a user writes without blocking
-    faiss         faiss.IndexFlatIP exact inner-product search + the same vote (if installed)
+    faiss         faiss.IndexFlatIP exact inner-product search + the same vote (if installed),
+                  with faiss's own dispatch; "search s" is the search alone
+    faiss-avx2    the same with faiss and its BLAS held to AVX2 kernels (FAISS_SIMD_LEVEL=AVX2,
+                  OPENBLAS_CORETYPE=Haswell)
+    faiss-avx512  the same with AVX-512 kernels (FAISS_SIMD_LEVEL=AVX512,
+                  OPENBLAS_CORETYPE=SkylakeX); skipped where the CPU lacks AVX-512
+
+The pyxfer path (``--simd``, else ``PYXFER_SIMD``, else the best the CPU has) is printed with
+each pyxfer row, and the summary gives pyxfer's time over each faiss variant's.
 """
 
 from __future__ import annotations
@@ -28,7 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ("pyxfer", "pyxfer-fp16", "torch", "faiss")
+METHODS = ("pyxfer", "pyxfer-fp16", "pyxfer-topk", "torch", "faiss", "faiss-avx2", "faiss-avx512")
+# Environment that holds faiss (and the OpenBLAS it ships) to one instruction set.
+FAISS_ENV = {
+    "faiss": {},
+    "faiss-avx2": {"FAISS_SIMD_LEVEL": "AVX2", "OPENBLAS_CORETYPE": "Haswell"},
+    "faiss-avx512": {"FAISS_SIMD_LEVEL": "AVX512", "OPENBLAS_CORETYPE": "SkylakeX"},
+}
 
 
 def _status_kib(field: str) -> int:
@@ -75,22 +91,51 @@ def _vote_numpy(sims: np.ndarray, idx: np.ndarray, labels: np.ndarray, t: float,
     return scores
 
 
+def _openblas_core() -> str:
+    """The kernel family of the OpenBLAS loaded in this process (faiss's), or "?"."""
+    import ctypes
+
+    with open("/proc/self/maps") as f:
+        paths = {line.split()[-1] for line in f if "openblas" in line}
+    for path in paths:
+        try:
+            corename = ctypes.CDLL(path).openblas_get_corename
+        except (OSError, AttributeError):
+            continue
+        corename.restype = ctypes.c_char_p
+        return corename().decode()
+    return "?"
+
+
 def run_method(args: argparse.Namespace) -> dict:
     q, b, bl, ql = make_data(args.m, args.n, args.d, args.classes, args.seed)
     t, k, c = args.temperature, args.k, args.classes
+    search_seconds = float("nan")
     if args.method.startswith("pyxfer"):
         from pyxfer import _C
-        from pyxfer.ops import knn_classify
+        from pyxfer.ops import cosine_topk, knn_classify
+        from pyxfer.ops.topk import resolve_simd
 
         if args.method == "pyxfer-fp16":
             b = b.astype(np.float16)
+        simd = resolve_simd(args.simd)
+        searched: list[float] = []
+        if args.method == "pyxfer-topk":
 
-        def run():
-            return knn_classify(q, b, bl, k, t, c, threads=args.threads, simd=args.simd)
+            def run():
+                start = time.perf_counter()
+                values, indices = cosine_topk(q, b, k, threads=args.threads, simd=simd)
+                searched.append(time.perf_counter() - start)
+                return _vote_numpy(values, indices, bl, t, c)
+
+        else:
+
+            def run():
+                return knn_classify(q, b, bl, k, t, c, threads=args.threads, simd=simd)
 
         warm = (q[:8], b[:300], bl[:300])
         knn_classify(*warm, k=min(k, 300), temperature=t, num_classes=c, threads=args.threads)
-        detail = f"simd={_C.simd_best() if args.simd == 'auto' else args.simd}"
+        detail = f"simd={_C.simd_best() if simd == 'auto' else simd}"
     elif args.method == "torch":
         import torch
 
@@ -105,18 +150,29 @@ def run_method(args: argparse.Namespace) -> dict:
 
         (qt[:8] @ bt[:300].T).topk(5, dim=1)
         detail = f"torch {torch.__version__}"
-    elif args.method == "faiss":
+    elif args.method in FAISS_ENV:
+        if args.method == "faiss-avx512":
+            from pyxfer import _C
+
+            if "avx512" not in _C.simd_paths():  # its kernels would stop on an illegal instruction
+                raise SystemExit("this CPU has no AVX-512")
+        os.environ.update(FAISS_ENV[args.method])  # read when faiss and its BLAS load
         import faiss
 
         faiss.omp_set_num_threads(args.threads)
+        searched: list[float] = []
 
         def run():
+            start = time.perf_counter()
             index = faiss.IndexFlatIP(args.d)
             index.add(b)
             sims, idx = index.search(q, k)
+            searched.append(time.perf_counter() - start)
             return _vote_numpy(sims, idx, bl, t, c)
 
-        detail = f"faiss {faiss.__version__} IndexFlatIP"
+        level = faiss.SIMDConfig.get_level_name() if hasattr(faiss, "SIMDConfig") else "?"
+        blas = _openblas_core()
+        detail = f"faiss {faiss.__version__} IndexFlatIP, simd={level}, openblas={blas}"
     else:
         raise ValueError(f"method: expected one of {METHODS}, received {args.method!r}")
     reset = _reset_peak()
@@ -125,6 +181,8 @@ def run_method(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     scores = run()
     seconds = time.perf_counter() - start
+    if args.method in FAISS_ENV or args.method == "pyxfer-topk":
+        search_seconds = searched[0]
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
     peak = _status_kib("VmHWM") - rss0
@@ -134,6 +192,7 @@ def run_method(args: argparse.Namespace) -> dict:
     return {
         "method": args.method,
         "seconds": seconds,
+        "search_seconds": search_seconds,
         "cpu_seconds": cpu,
         "peak_mib": peak / 1024 if reset else float("nan"),
         "total_peak_mib": _status_kib("VmHWM") / 1024,
@@ -201,7 +260,8 @@ def main() -> None:
     ours = results["pyxfer"]
     ref = preds.get("torch", preds["pyxfer"])
     header = (
-        f"{'method':<12} {'time s':>8} {'time/pyxfer':>12} {'cpu s':>8} {'cpu/pyxfer':>11} "
+        f"{'method':<12} {'time s':>8} {'time/pyxfer':>12} {'search s':>9} "
+        f"{'cpu s':>8} {'cpu/pyxfer':>11} "
         f"{'peak MiB':>10} "
         f"{'peak/pyxfer':>12} {'total MiB':>10} {'accuracy':>9} {'agree':>7}  detail"
     )
@@ -211,16 +271,28 @@ def main() -> None:
         agree = float((preds[method] == ref).mean())
         print(
             f"{method:<12} {r['seconds']:>8.2f} {r['seconds'] / ours['seconds']:>12.2f} "
-            f"{r['cpu_seconds']:>8.2f} {r['cpu_seconds'] / ours['cpu_seconds']:>11.2f} "
+            f"{r['search_seconds']:>9.2f} {r['cpu_seconds']:>8.2f} "
+            f"{r['cpu_seconds'] / ours['cpu_seconds']:>11.2f} "
             f"{r['peak_mib']:>10.1f} {r['peak_mib'] / max(ours['peak_mib'], 1e-9):>12.1f} "
             f"{r['total_peak_mib']:>10.1f} "
             f"{r['accuracy']:>9.4f} {agree:>7.4f}  {r['detail']}"
         )
     print(
         "(time = wall clock of the best run, cpu = user+sys of that run; ratio > 1: pyxfer is "
-        "faster; peak = VmHWM growth during the call; total = "
+        "faster; search = the top-k search alone (faiss: index + search; pyxfer-topk: "
+        "cosine_topk); peak = VmHWM growth during the call; total = "
         "process VmHWM incl. inputs and libraries; agree = predictions equal to torch's)"
     )
+    topk = results.get("pyxfer-topk")
+    for name in FAISS_ENV:
+        if name not in results:
+            continue
+        f = results[name]
+        line = f"faiss/pyxfer ({name}, pyxfer {ours['detail']}): "
+        line += f"knn {f['seconds'] / ours['seconds']:.2f}"
+        if topk is not None:
+            line += f", search {f['search_seconds'] / topk['search_seconds']:.2f}"
+        print(line + "  (>= 1: pyxfer at least as fast)")
 
 
 if __name__ == "__main__":

@@ -154,14 +154,25 @@ def test_topk_ties_go_to_the_lower_index(simd):
         assert np.array_equal(i, full_i[:, :k]) and np.array_equal(v, full_v[:, :k])
 
 
-def test_topk_simd_paths_agree():
+@pytest.mark.parametrize("half", [False, True])
+def test_topk_simd_paths_agree_bit_for_bit(half):
+    # Every path computes a similarity as the same fused multiply-add chain over the dimensions,
+    # so values, indices and kNN scores are identical (odd sizes: partial tiles and vectors).
     rng = np.random.default_rng(4)
-    q, b = _unit(rng, 20, 99), _unit(rng, 150, 99)
-    ref_v, _ = cosine_topk(q, b, 12, simd="scalar")
+    q, b = _unit(rng, 45, 99), _unit(rng, 151, 99)
+    if half:
+        b = b.astype(np.float16)
+    labels = rng.integers(0, 7, size=151)
+    ref_v, ref_i = cosine_topk(q, b, 12, simd="scalar")
+    ref_s = knn_classify(q, b, labels, k=12, simd="scalar")
+    _check_topk(q, b, ref_v, ref_i, 12, tol=1e-4 if half else 1e-5)
     for simd in SIMD:
         v, i = cosine_topk(q, b, 12, simd=simd)
-        np.testing.assert_allclose(v, ref_v, atol=1e-5, rtol=0)
-        _check_topk(q, b, v, i, 12, tol=1e-5)
+        assert np.array_equal(v, ref_v) and np.array_equal(i, ref_i), simd
+        assert np.array_equal(knn_classify(q, b, labels, k=12, simd=simd), ref_s), simd
+        # a few queries alone (the half-width tiles) score as they do among many
+        v, i = cosine_topk(q[:3], b, 12, simd=simd, threads=1)
+        assert np.array_equal(v, ref_v[:3]) and np.array_equal(i, ref_i[:3]), simd
 
 
 def test_simd_env_override(monkeypatch):

@@ -6,9 +6,10 @@
 // L2-normalised by the caller (then the inner product is the cosine similarity).
 //
 // Order and ties: results are sorted by value descending; equal values are ordered by bank index
-// ascending (the lower index wins a tie at the k-th place). Every similarity is computed by the
-// same instruction sequence wherever it falls in a block, so results do not depend on the thread
-// count or the block size (they may differ in the last bits between SIMD paths).
+// ascending (the lower index wins a tie at the k-th place). Every similarity is one chain of
+// fused multiply-adds over the dimensions in order, on every SIMD path and wherever it falls in a
+// block, so results depend neither on the thread count, the block size nor the path. On the CPU
+// the bank has at most 2^32 - 1 rows.
 #pragma once
 
 #include <cstdint>

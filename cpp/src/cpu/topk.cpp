@@ -1,6 +1,7 @@
 #include "pyxfer/topk.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -20,207 +21,268 @@ namespace pyxfer {
 namespace {
 
 // ---------------------------------------------------------------------------------------------
-// Micro-kernels: out[i * NR + j] = dot(q[i], b[j]) for an MR x NR tile of query rows x bank rows.
-// Each similarity is produced by the same instruction sequence whatever its slot in the tile, so
-// a value never depends on how rows were grouped into tiles or blocks.
+// Tile kernels. A tile is G queries x NR bank rows. Queries are packed for the panel as
+// qp[x * G + l] = query l, dimension x (zero rows past the end); bank rows are float32 rows.
+// Every similarity is one fused multiply-add chain over the dimensions in order,
+//   s = fma(q[D-1], b[D-1], ... fma(q[1], b[1], fma(q[0], b[0], 0))),
+// on every path (a vector lane per query), so a value depends neither on its slot in the tile nor
+// on the path, the block or the thread count. A kernel compares the tile with the queries'
+// thresholds thr[l] (a score passes when it is not <= thr, so a NaN threshold lets everything
+// through); only when some score passes does it write the scores, tile[j * G + l], and the
+// passing lanes of each bank row, bit l of pass[j], and return true.
 // ---------------------------------------------------------------------------------------------
-using MicroKernel = void (*)(const float* const* q, const void* const* b, int64_t d, float* out);
+using TileKernel = bool (*)(const float* qp, const float* const* b, int64_t d, const float* thr,
+                            float* tile, uint32_t* pass);
 
-template <bool Half>
-inline float bank_at(const void* row, int64_t i) {
-  if constexpr (Half) {
-    return half_bits_to_float(static_cast<const uint16_t*>(row)[i]);
-  } else {
-    return static_cast<const float*>(row)[i];
-  }
-}
+// Portable path: scalar fused multiply-adds (std::fma rounds once, like the vector paths).
+constexpr int kScalarG = 4, kScalarNR = 4;
 
-// Portable path: eight independent lanes per dot product (plain loops the compiler may vectorise
-// for the baseline ISA), reduced in a fixed order.
-constexpr int kScalarMR = 2, kScalarNR = 2, kLanes = 8;
-
-template <bool Half>
-void micro_scalar(const float* const* q, const void* const* b, int64_t d, float* out) {
-  float acc[kScalarMR][kScalarNR][kLanes] = {};
-  const int64_t dv = d - d % kLanes;
-  for (int64_t x = 0; x < dv; x += kLanes) {
-    float bv[kScalarNR][kLanes];
-    for (int j = 0; j < kScalarNR; ++j)
-      for (int l = 0; l < kLanes; ++l) bv[j][l] = bank_at<Half>(b[j], x + l);
-    for (int i = 0; i < kScalarMR; ++i)
-      for (int j = 0; j < kScalarNR; ++j)
-        for (int l = 0; l < kLanes; ++l) acc[i][j][l] += q[i][x + l] * bv[j][l];
-  }
-  for (int i = 0; i < kScalarMR; ++i) {
+bool tile_scalar(const float* qp, const float* const* b, int64_t d, const float* thr, float* tile,
+                 uint32_t* pass) {
+  float acc[kScalarNR][kScalarG] = {};
+  for (int64_t x = 0; x < d; ++x) {
+    const float* q = qp + x * kScalarG;
     for (int j = 0; j < kScalarNR; ++j) {
-      const float* a = acc[i][j];
-      float s = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-      for (int64_t x = dv; x < d; ++x) s += q[i][x] * bank_at<Half>(b[j], x);
-      out[i * kScalarNR + j] = s;
+      const float bv = b[j][x];
+      for (int l = 0; l < kScalarG; ++l) acc[j][l] = std::fma(q[l], bv, acc[j][l]);
     }
   }
+  uint32_t any = 0;
+  uint32_t bits[kScalarNR] = {};
+  for (int j = 0; j < kScalarNR; ++j) {
+    for (int l = 0; l < kScalarG; ++l) bits[j] |= static_cast<uint32_t>(!(acc[j][l] <= thr[l])) << l;
+    any |= bits[j];
+  }
+  if (any == 0) return false;
+  std::memcpy(tile, acc, sizeof acc);
+  std::memcpy(pass, bits, sizeof bits);
+  return true;
 }
 
 #if defined(PYXFER_X86_KERNELS)
 #define PYXFER_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define PYXFER_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 
-// AVX2 + FMA: 3 x 4 tile = 12 accumulators + 3 query vectors + 1 bank vector = 16 ymm registers.
-constexpr int kAvx2MR = 3, kAvx2NR = 4;
+// AVX2 + FMA: 16 queries (2 vectors) x 6 bank rows = 12 accumulators, 2 query vectors and a
+// broadcast bank value: 15 of the 16 ymm registers. Named accumulators, not an array: GCC keeps
+// an array's elements in registers but also stores them back on every iteration.
+constexpr int kAvx2G = 16, kAvx2NR = 6;
 
-PYXFER_TARGET_AVX2 inline float hsum256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
-  return _mm_cvtss_f32(s);
+// V query vectors per bank row: 2 (16 queries), or 1 (8) for panels of at most 8 queries.
+template <int V>
+PYXFER_TARGET_AVX2 bool tile_avx2(const float* qp, const float* const* b, int64_t d,
+                                  const float* thr, float* tile, uint32_t* pass) {
+  constexpr int G = 8 * V;
+  const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3], *b4 = b[4], *b5 = b[5];
+#define PYXFER_ZERO(j) __m256 a##j##0 = _mm256_setzero_ps(), a##j##1 = _mm256_setzero_ps();
+  PYXFER_ZERO(0) PYXFER_ZERO(1) PYXFER_ZERO(2) PYXFER_ZERO(3) PYXFER_ZERO(4) PYXFER_ZERO(5)
+#undef PYXFER_ZERO
+  for (int64_t x = 0; x < d; ++x) {
+    const __m256 q0 = _mm256_loadu_ps(qp + x * G);
+    const __m256 q1 = V == 2 ? _mm256_loadu_ps(qp + x * G + 8) : q0;
+#define PYXFER_STEP(j)                                                 \
+  {                                                                    \
+    const __m256 bv = _mm256_broadcast_ss(b##j + x);                   \
+    a##j##0 = _mm256_fmadd_ps(q0, bv, a##j##0);                        \
+    if constexpr (V == 2) a##j##1 = _mm256_fmadd_ps(q1, bv, a##j##1); \
+  }
+    PYXFER_STEP(0) PYXFER_STEP(1) PYXFER_STEP(2) PYXFER_STEP(3) PYXFER_STEP(4) PYXFER_STEP(5)
+#undef PYXFER_STEP
+  }
+  const __m256 t0 = _mm256_loadu_ps(thr), t1 = V == 2 ? _mm256_loadu_ps(thr + 8) : t0;
+  uint32_t bits[kAvx2NR];
+#define PYXFER_PASS(j)                                                                          \
+  bits[j] = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a##j##0, t0, _CMP_NLE_UQ))); \
+  if constexpr (V == 2) {                                                                       \
+    bits[j] |= static_cast<uint32_t>(                                                           \
+                   _mm256_movemask_ps(_mm256_cmp_ps(a##j##1, t1, _CMP_NLE_UQ)))                 \
+               << 8;                                                                            \
+  }
+  PYXFER_PASS(0) PYXFER_PASS(1) PYXFER_PASS(2) PYXFER_PASS(3) PYXFER_PASS(4) PYXFER_PASS(5)
+#undef PYXFER_PASS
+  if ((bits[0] | bits[1] | bits[2] | bits[3] | bits[4] | bits[5]) == 0) return false;
+#define PYXFER_STORE(j)                                                 \
+  _mm256_storeu_ps(tile + j * G, a##j##0);                              \
+  if constexpr (V == 2) _mm256_storeu_ps(tile + j * G + 8, a##j##1);
+  PYXFER_STORE(0) PYXFER_STORE(1) PYXFER_STORE(2) PYXFER_STORE(3) PYXFER_STORE(4) PYXFER_STORE(5)
+#undef PYXFER_STORE
+  std::memcpy(pass, bits, sizeof bits);
+  return true;
 }
 
-template <bool Half>
-PYXFER_TARGET_AVX2 void micro_avx2(const float* const* q, const void* const* b, int64_t d,
-                                   float* out) {
-  __m256 acc[kAvx2MR][kAvx2NR];
-  for (int i = 0; i < kAvx2MR; ++i)
-    for (int j = 0; j < kAvx2NR; ++j) acc[i][j] = _mm256_setzero_ps();
-  const int64_t dv = d & ~int64_t{7};
-  for (int64_t x = 0; x < dv; x += 8) {
-    __m256 qv[kAvx2MR];
-    for (int i = 0; i < kAvx2MR; ++i) qv[i] = _mm256_loadu_ps(q[i] + x);
-    for (int j = 0; j < kAvx2NR; ++j) {
-      __m256 bv;
-      if constexpr (Half) {
-        const auto* h = static_cast<const uint16_t*>(b[j]) + x;
-        bv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
-      } else {
-        bv = _mm256_loadu_ps(static_cast<const float*>(b[j]) + x);
-      }
-      for (int i = 0; i < kAvx2MR; ++i) acc[i][j] = _mm256_fmadd_ps(qv[i], bv, acc[i][j]);
-    }
+// AVX-512: 32 queries (2 vectors) x 12 bank rows = 24 accumulators; the bank value is a
+// broadcast memory operand of the multiply-add.
+constexpr int kAvx512G = 32, kAvx512NR = 12;
+
+// V query vectors per bank row: 2 (32 queries), or 1 (16) for panels of at most 16 queries.
+template <int V>
+PYXFER_TARGET_AVX512 bool tile_avx512(const float* qp, const float* const* b, int64_t d,
+                                      const float* thr, float* tile, uint32_t* pass) {
+  constexpr int G = 16 * V;
+  __m512 acc[kAvx512NR][V];
+  for (int j = 0; j < kAvx512NR; ++j)
+    for (int v = 0; v < V; ++v) acc[j][v] = _mm512_setzero_ps();
+  const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3], *b4 = b[4], *b5 = b[5];
+  const float *b6 = b[6], *b7 = b[7], *b8 = b[8], *b9 = b[9], *b10 = b[10], *b11 = b[11];
+  for (int64_t x = 0; x < d; ++x) {
+    __m512 q[V];
+    for (int v = 0; v < V; ++v) q[v] = _mm512_loadu_ps(qp + x * G + 16 * v);
+#define PYXFER_STEP(j)                                                          \
+  {                                                                             \
+    const __m512 bv = _mm512_set1_ps(b##j[x]);                                  \
+    for (int v = 0; v < V; ++v) acc[j][v] = _mm512_fmadd_ps(q[v], bv, acc[j][v]); \
   }
-  for (int i = 0; i < kAvx2MR; ++i) {
-    for (int j = 0; j < kAvx2NR; ++j) {
-      float s = hsum256(acc[i][j]);
-      for (int64_t x = dv; x < d; ++x) s += q[i][x] * bank_at<Half>(b[j], x);
-      out[i * kAvx2NR + j] = s;
-    }
+    PYXFER_STEP(0) PYXFER_STEP(1) PYXFER_STEP(2) PYXFER_STEP(3) PYXFER_STEP(4) PYXFER_STEP(5)
+    PYXFER_STEP(6) PYXFER_STEP(7) PYXFER_STEP(8) PYXFER_STEP(9) PYXFER_STEP(10) PYXFER_STEP(11)
+#undef PYXFER_STEP
   }
+  __m512 t[V];
+  for (int v = 0; v < V; ++v) t[v] = _mm512_loadu_ps(thr + 16 * v);
+  uint32_t bits[kAvx512NR];
+  uint32_t any = 0;
+  for (int j = 0; j < kAvx512NR; ++j) {
+    bits[j] = 0;
+    for (int v = 0; v < V; ++v) {
+      bits[j] |= static_cast<uint32_t>(_mm512_cmp_ps_mask(acc[j][v], t[v], _CMP_NLE_UQ))
+                 << (16 * v);
+    }
+    any |= bits[j];
+  }
+  if (any == 0) return false;
+  for (int j = 0; j < kAvx512NR; ++j)
+    for (int v = 0; v < V; ++v) _mm512_storeu_ps(tile + j * G + 16 * v, acc[j][v]);
+  std::memcpy(pass, bits, sizeof bits);
+  return true;
 }
 
-// AVX-512: 4 x 6 tile = 24 accumulators + 4 query vectors + 1 bank vector of 32 zmm registers.
-constexpr int kAvx512MR = 4, kAvx512NR = 6;
-
-PYXFER_TARGET_AVX512 inline float hsum512(__m512 v) {
-  alignas(64) float t[16];
-  _mm512_store_ps(t, v);
-  float s[8];
-  for (int l = 0; l < 8; ++l) s[l] = t[l] + t[l + 8];
-  return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
-}
-
-template <bool Half>
-PYXFER_TARGET_AVX512 void micro_avx512(const float* const* q, const void* const* b, int64_t d,
-                                       float* out) {
-  __m512 acc[kAvx512MR][kAvx512NR];
-  for (int i = 0; i < kAvx512MR; ++i)
-    for (int j = 0; j < kAvx512NR; ++j) acc[i][j] = _mm512_setzero_ps();
-  const int64_t dv = d & ~int64_t{15};
-  for (int64_t x = 0; x < dv; x += 16) {
-    __m512 qv[kAvx512MR];
-    for (int i = 0; i < kAvx512MR; ++i) qv[i] = _mm512_loadu_ps(q[i] + x);
-    for (int j = 0; j < kAvx512NR; ++j) {
-      __m512 bv;
-      if constexpr (Half) {
-        // maskz form: the unmasked intrinsic trips -Wuninitialized in GCC 12's header.
-        bv = _mm512_maskz_cvtph_ps(static_cast<__mmask16>(0xffff), _mm256_loadu_si256(
-            reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(b[j]) + x)));
-      } else {
-        bv = _mm512_loadu_ps(static_cast<const float*>(b[j]) + x);
-      }
-      for (int i = 0; i < kAvx512MR; ++i) acc[i][j] = _mm512_fmadd_ps(qv[i], bv, acc[i][j]);
-    }
+// Bank rows of float16 are widened to float32 (exactly) before the tile kernel reads them.
+PYXFER_TARGET_AVX2 void widen_half_f16c(const uint16_t* h, int64_t count, float* out) {
+  int64_t x = 0;
+  for (; x + 8 <= count; x += 8) {
+    _mm256_storeu_ps(out + x,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + x))));
   }
-  for (int i = 0; i < kAvx512MR; ++i) {
-    for (int j = 0; j < kAvx512NR; ++j) {
-      float s = hsum512(acc[i][j]);
-      for (int64_t x = dv; x < d; ++x) s += q[i][x] * bank_at<Half>(b[j], x);
-      out[i * kAvx512NR + j] = s;
-    }
-  }
+  for (; x < count; ++x) out[x] = half_bits_to_float(h[x]);
 }
 #endif  // PYXFER_X86_KERNELS
 
+constexpr int kMaxNR = 12;  // bank rows of the widest tile
+
 struct KernelChoice {
-  MicroKernel fn;
-  int mr, nr;
+  TileKernel fn;
+  int g, nr;  // queries and bank rows per tile
+  bool f16c;  // widen float16 rows with F16C
 };
 
-KernelChoice choose_kernel(SimdPath path, bool half) {
+// The path's tile; `rows` (queries in the panel) at most half a tile takes the half-width form,
+// which computes the same lanes (a lane's chain does not depend on the tile width).
+KernelChoice choose_kernel(SimdPath path, int64_t rows) {
   if (path == SimdPath::Auto) path = simd_path_best();
 #if defined(PYXFER_X86_KERNELS)
   if (path == SimdPath::Avx512) {
-    return {half ? &micro_avx512<true> : &micro_avx512<false>, kAvx512MR, kAvx512NR};
+    if (rows <= kAvx512G / 2) return {&tile_avx512<1>, kAvx512G / 2, kAvx512NR, true};
+    return {&tile_avx512<2>, kAvx512G, kAvx512NR, true};
   }
   if (path == SimdPath::Avx2) {
-    return {half ? &micro_avx2<true> : &micro_avx2<false>, kAvx2MR, kAvx2NR};
+    if (rows <= kAvx2G / 2) return {&tile_avx2<1>, kAvx2G / 2, kAvx2NR, true};
+    return {&tile_avx2<2>, kAvx2G, kAvx2NR, true};
   }
 #endif
-  return {half ? &micro_scalar<true> : &micro_scalar<false>, kScalarMR, kScalarNR};
+  (void)rows;
+  return {&tile_scalar, kScalarG, kScalarNR, false};
 }
 
-// sim[i * ld + j] = dot(q row i, bank row j) for i < qrows, j < brows. Edge tiles repeat the last
-// valid row (and discard the copies) so every value runs through the full micro-kernel.
-void similarity_block(const KernelChoice& kc, const float* q, int64_t qrows, const char* bank,
-                      size_t row_bytes, int64_t brows, int64_t d, float* sim, int64_t ld) {
-  const float* qp[8];
-  const void* bp[8];
-  float tile[64];
-  for (int64_t j0 = 0; j0 < brows; j0 += kc.nr) {
-    for (int j = 0; j < kc.nr; ++j) {
-      const int64_t row = std::min<int64_t>(j0 + j, brows - 1);
-      bp[j] = bank + static_cast<size_t>(row) * row_bytes;
-    }
-    const int64_t nj = std::min<int64_t>(kc.nr, brows - j0);
-    for (int64_t i0 = 0; i0 < qrows; i0 += kc.mr) {
-      for (int i = 0; i < kc.mr; ++i) qp[i] = q + std::min<int64_t>(i0 + i, qrows - 1) * d;
-      kc.fn(qp, bp, d, tile);
-      const int64_t ni = std::min<int64_t>(kc.mr, qrows - i0);
-      for (int64_t i = 0; i < ni; ++i) {
-        for (int64_t j = 0; j < nj; ++j) sim[(i0 + i) * ld + j0 + j] = tile[i * kc.nr + j];
-      }
-    }
+void widen_half(const KernelChoice& kc, const uint16_t* h, int64_t count, float* out) {
+#if defined(PYXFER_X86_KERNELS)
+  if (kc.f16c) {
+    widen_half_f16c(h, count, out);
+    return;
   }
+#endif
+  for (int64_t x = 0; x < count; ++x) out[x] = half_bits_to_float(h[x]);
 }
 
-// Insert (s, j) into the row's sorted list (descending; equal values keep the earlier, lower
-// index first). Precondition: count < k or s > v[k - 1].
-inline void topk_insert(float* v, int64_t* idx, int64_t& count, int64_t k, float s, int64_t j) {
-  const int64_t kept = count < k ? count : k - 1;
-  const int64_t pos =
-      std::upper_bound(v, v + kept, s, [](float a, float b) { return a > b; }) - v;
-  std::memmove(v + pos + 1, v + pos, static_cast<size_t>(kept - pos) * sizeof(float));
-  std::memmove(idx + pos + 1, idx + pos, static_cast<size_t>(kept - pos) * sizeof(int64_t));
-  v[pos] = s;
-  idx[pos] = j;
-  if (count < k) ++count;
+// ---------------------------------------------------------------------------------------------
+// Running top-k of one query: a min-heap of at most k keys whose root is the worst kept one. A key
+// is the score mapped to an order-preserving unsigned integer in the high half and the complement
+// of the bank index in the low half, so one integer comparison is the result's order: higher
+// score first, and of equal scores the lower index. (Scores are sums that start at +0, so they
+// are never -0; the key order of the other values is the float order.)
+// ---------------------------------------------------------------------------------------------
+inline uint64_t topk_key(float s, int64_t j) {
+  uint32_t u;
+  std::memcpy(&u, &s, sizeof u);
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<uint64_t>(u) << 32) | (0xffffffffu - static_cast<uint32_t>(j));
 }
 
-// Fold one block of similarities (bank rows j0 .. j0 + nb) into the running top-k of each query.
-void fold_block(const float* sim, int64_t ld, int64_t qrows, int64_t nb, int64_t j0, int64_t k,
-                float* values, int64_t* indices, int64_t* counts) {
-  for (int64_t i = 0; i < qrows; ++i) {
-    float* v = values + i * k;
-    int64_t* idx = indices + i * k;
-    int64_t count = counts[i];
-    const float* row = sim + i * ld;
-    int64_t j = 0;
-    for (; j < nb && count < k; ++j) topk_insert(v, idx, count, k, row[j], j0 + j);
-    float threshold = v[k - 1];
-    for (; j < nb; ++j) {
-      if (row[j] > threshold) {
-        topk_insert(v, idx, count, k, row[j], j0 + j);
-        threshold = v[k - 1];
+inline void topk_unkey(uint64_t key, float* s, int64_t* j) {
+  uint32_t u = static_cast<uint32_t>(key >> 32);
+  u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
+  std::memcpy(s, &u, sizeof u);
+  *j = static_cast<int64_t>(0xffffffffu - static_cast<uint32_t>(key));
+}
+
+inline float key_score(uint64_t key) {
+  float s;
+  int64_t j;
+  topk_unkey(key, &s, &j);
+  return s;
+}
+
+// Replace the root of a full heap of n keys by `key` (which is larger) and restore the order.
+inline void heap_replace_root(uint64_t* h, int64_t n, uint64_t key) {
+  int64_t pos = 0;
+  for (;;) {
+    int64_t c = 2 * pos + 1;
+    if (c >= n) break;
+    if (c + 1 < n) c += static_cast<int64_t>(h[c + 1] < h[c]);
+    if (h[c] >= key) break;
+    h[pos] = h[c];
+    pos = c;
+  }
+  h[pos] = key;
+}
+
+inline void heap_push(uint64_t* h, int64_t n, uint64_t key) {
+  int64_t pos = n;
+  while (pos > 0) {
+    const int64_t parent = (pos - 1) / 2;
+    if (h[parent] <= key) break;
+    h[pos] = h[parent];
+    pos = parent;
+  }
+  h[pos] = key;
+}
+
+inline int lowest_bit(uint32_t v) {
+#if defined(__GNUC__) || defined(__clang__)
+  return __builtin_ctz(v);
+#else
+  int i = 0;
+  for (; (v & 1u) == 0; v >>= 1) ++i;
+  return i;
+#endif
+}
+
+// Fold a tile (bank rows j0 .. j0 + nj) into the heaps of the tile's nq queries: the passing
+// scores only, by bank row, so each query meets its rows in increasing index order.
+void fold_tile(const float* tile, const uint32_t* pass, int g, int64_t nq, int64_t nj,
+               int64_t j0, int64_t k, uint64_t* heaps, int64_t* counts, float* thr) {
+  const uint32_t lanes = nq >= 32 ? 0xffffffffu : (1u << nq) - 1u;
+  for (int64_t j = 0; j < nj; ++j) {
+    for (uint32_t bits = pass[j] & lanes; bits != 0; bits &= bits - 1) {
+      const int l = lowest_bit(bits);
+      const uint64_t key = topk_key(tile[j * g + l], j0 + j);
+      uint64_t* h = heaps + l * k;
+      if (counts[l] < k) {
+        heap_push(h, counts[l]++, key);
+        if (counts[l] == k) thr[l] = key_score(h[0]);
+      } else if (key > h[0]) {
+        heap_replace_root(h, k, key);
+        thr[l] = key_score(h[0]);
       }
     }
-    counts[i] = count;
   }
 }
 
@@ -228,7 +290,7 @@ constexpr int64_t kQueryPanelBytes = 256 * 1024;  // query rows kept hot in L2 p
 constexpr int64_t kMinShardRows = 2048;            // smallest bank split worth a thread
 
 int64_t bank_block_rows(const TopkParams& p) {
-  const int64_t rows = p.block > 0 ? p.block : 240;
+  const int64_t rows = p.block > 0 ? p.block : 1200;
   return std::max<int64_t>(1, std::min(rows, p.n));
 }
 
@@ -287,23 +349,83 @@ void cosine_topk_rows_cpu(const float* queries, const void* bank, const TopkPara
     throw std::invalid_argument(std::string("simd path not available on this CPU: ") +
                                 simd_path_name(p.simd));
   }
-  const KernelChoice kc = choose_kernel(p.simd, p.bank_half);
+  if (p.n > int64_t{0xffffffff}) {
+    throw std::invalid_argument("bank: expected at most 2^32 - 1 rows on the CPU, received " +
+                                std::to_string(p.n));
+  }
+  const int64_t d = p.d, k = p.k;
   const int64_t nb = bank_block_rows(p);
-  const int64_t qb = std::clamp<int64_t>(kQueryPanelBytes / (4 * std::max<int64_t>(p.d, 1)), 16,
-                                         1024);
-  const size_t row_bytes = static_cast<size_t>(p.d) * (p.bank_half ? 2u : 4u);
+  const int64_t panel = std::clamp<int64_t>(kQueryPanelBytes / (4 * std::max<int64_t>(d, 1)), 16,
+                                            1024);
+  const int64_t qb = std::min(panel, q1 - q0);
+  const KernelChoice kc = choose_kernel(p.simd, qb);
+  const int64_t g = kc.g, nr = kc.nr;
+  const int64_t qb_pad = (qb + g - 1) / g * g;
+  const size_t row_bytes = static_cast<size_t>(d) * (p.bank_half ? 2u : 4u);
   const char* bank_bytes = static_cast<const char*>(bank);
-  std::vector<float> sim(static_cast<size_t>(std::min(qb, q1 - q0) * nb));
-  std::vector<int64_t> counts(static_cast<size_t>(q1 - q0), 0);
+  std::vector<float> qpack(static_cast<size_t>(qb_pad * d));
+  std::vector<float> thr(static_cast<size_t>(qb_pad));
+  std::vector<int64_t> counts(static_cast<size_t>(qb_pad));
+  std::vector<uint64_t> heaps(static_cast<size_t>(qb_pad * k));
+  std::vector<float> tile(static_cast<size_t>(g * nr));
+  uint32_t pass[kMaxNR];
+  std::vector<float> widened(p.bank_half ? static_cast<size_t>(nr * d) : 0u);
+  const float* bp[kMaxNR];
   for (int64_t qs = q0; qs < q1; qs += qb) {
     const int64_t qrows = std::min(qb, q1 - qs);
-    const int64_t r = qs - q0;
-    for (int64_t j0 = 0; j0 < p.n; j0 += nb) {
-      const int64_t brows = std::min(nb, p.n - j0);
-      const char* rows = bank_bytes + static_cast<size_t>(j0) * row_bytes;
-      similarity_block(kc, queries + qs * p.d, qrows, rows, row_bytes, brows, p.d, sim.data(), nb);
-      fold_block(sim.data(), nb, qrows, brows, j0, p.k, values + r * p.k, indices + r * p.k,
-                 counts.data() + r);
+    const int64_t groups = (qrows + g - 1) / g;
+    // Pack: group-major, then dimension, then the group's queries; padding rows are zero and
+    // never pass (threshold +inf). A NaN threshold lets every score in until a heap is full.
+    std::fill(qpack.begin(), qpack.begin() + groups * g * d, 0.0f);
+    for (int64_t r = 0; r < qrows; ++r) {
+      const float* src = queries + (qs + r) * d;
+      float* dst = qpack.data() + (r / g) * g * d + r % g;
+      for (int64_t x = 0; x < d; ++x) dst[x * g] = src[x];
+    }
+    std::fill(thr.begin(), thr.begin() + qrows, std::numeric_limits<float>::quiet_NaN());
+    std::fill(thr.begin() + qrows, thr.end(), std::numeric_limits<float>::infinity());
+    std::fill(counts.begin(), counts.end(), 0);
+    for (int64_t b0 = 0; b0 < p.n; b0 += nb) {
+      const int64_t bn = std::min(nb, p.n - b0);
+      for (int64_t t0 = 0; t0 < bn; t0 += nr) {
+        const int64_t j0 = b0 + t0, nj = std::min(nr, bn - t0);
+        const char* rows = bank_bytes + static_cast<size_t>(j0) * row_bytes;
+        const float* base = reinterpret_cast<const float*>(rows);
+        if (p.bank_half) {
+          widen_half(kc, reinterpret_cast<const uint16_t*>(rows), nj * d, widened.data());
+          base = widened.data();
+        }
+        // Rows past the block repeat its last row; their scores are never folded.
+        for (int64_t j = 0; j < nr; ++j) bp[j] = base + std::min(j, nj - 1) * d;
+        // The next tile's rows, fetched while this one is scored.
+        const char* next = rows + static_cast<size_t>(nj) * row_bytes;
+        const int64_t next_lines =
+            j0 + nj < p.n ? static_cast<int64_t>(static_cast<size_t>(std::min(nr, p.n - j0 - nj)) *
+                                                 row_bytes / 64)
+                          : 0;
+        const int64_t per_group = (next_lines + groups - 1) / groups;
+        for (int64_t grp = 0; grp < groups; ++grp) {
+#if defined(__GNUC__) || defined(__clang__)
+          for (int64_t line = grp * per_group; line < std::min(next_lines, (grp + 1) * per_group);
+               ++line) {
+            __builtin_prefetch(next + line * 64);
+          }
+#endif
+          const int64_t r = grp * g;
+          if (kc.fn(qpack.data() + r * d, bp, d, thr.data() + r, tile.data(), pass)) {
+            fold_tile(tile.data(), pass, static_cast<int>(g), std::min(g, qrows - r), nj, j0, k,
+                      heaps.data() + r * k, counts.data() + r, thr.data() + r);
+          }
+        }
+      }
+    }
+    // Heaps -> rows sorted best first.
+    for (int64_t r = 0; r < qrows; ++r) {
+      uint64_t* h = heaps.data() + r * k;
+      std::sort(h, h + counts[r], [](uint64_t a, uint64_t c) { return a > c; });
+      float* v = values + (qs - q0 + r) * k;
+      int64_t* id = indices + (qs - q0 + r) * k;
+      for (int64_t t = 0; t < counts[r]; ++t) topk_unkey(h[t], v + t, id + t);
     }
   }
 }
