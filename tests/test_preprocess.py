@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import reference_augment as ref
-import torch
+from _optional_torch import needs_torch, ref, torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,6 +47,7 @@ def test_matches_torchvision_golden_full(shared_data):
     _check_golden(np.load(shared_data / "torchvision-golden" / "aug_golden.npz"))
 
 
+@needs_torch
 @pytest.mark.parametrize(
     ("h", "w", "resize", "crop"),
     [
@@ -71,6 +71,7 @@ def test_matches_reference(h, w, resize, crop):
         np.testing.assert_allclose(got[i], want.numpy(), atol=1e-5)
 
 
+@needs_torch
 def test_ragged_dense_threads_fp16_channels_last():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(5, 40, 52, 3), dtype=np.uint8)
@@ -121,6 +122,7 @@ def test_bad_input():
     assert empty is None
 
 
+@needs_torch
 @settings(max_examples=40, deadline=None)
 @given(
     h=st.integers(1, 40),
