@@ -22,9 +22,12 @@ skip() {
   exit 0
 }
 
-# The kernel tests that need neither torch nor a GPU nor the shared data sets.
+# The kernel test modules (their tests that need torch, a GPU or the shared data sets skip).
+# Deselected: the forked-child test, whose fork() of a process with running threads aborts
+# qemu-user 7.2 itself (an assertion in its plugin/TCG core; exit code 127 in the child).
 default_tests=(tests/test_augment.py tests/test_preprocess.py tests/test_normalize.py
-               tests/test_parallel.py)
+               tests/test_parallel.py
+               --deselect tests/test_parallel.py::test_forked_child_gets_a_working_pool)
 
 if [ -n "${PYXFER_AARCH64_WORK:-}" ]; then
   work="$PYXFER_AARCH64_WORK"

@@ -56,6 +56,31 @@ def test_each_operation_rounds_in_float32() -> None:
         np.testing.assert_array_equal(normalize(x, mean, std), want.transpose(0, 3, 1, 2))
 
 
+@pytest.mark.parametrize("c", [1, 3])
+def test_vector_and_scalar_paths_agree(monkeypatch, c: int) -> None:
+    """Widths around the 16-pixel vector steps, both layouts, float16 with subnormal and
+    overflowing halves: the vector rows (NEON on AArch64) equal PYXFER_SIMD=scalar's loops."""
+    rng = np.random.default_rng(c)
+    norms = [
+        ((0.485, 0.456, 0.406)[:c], (0.229, 0.224, 0.225)[:c]),
+        ((0.5,) * c, (1e-6,) * c),
+        ((0.0,) * c, (3e4,) * c),
+    ]
+    for w in (1, 15, 16, 17, 33, 64):
+        x = rng.integers(0, 256, (2, 3, w, c), dtype=np.uint8)
+        for mean, std in norms:
+            for kw in (
+                {},
+                {"channels_last": True},
+                {"dtype": "float16"},
+                {"dtype": "float16", "channels_last": True},
+            ):
+                monkeypatch.delenv("PYXFER_SIMD", raising=False)
+                best = normalize(x, mean, std, **kw)
+                monkeypatch.setenv("PYXFER_SIMD", "scalar")
+                np.testing.assert_array_equal(normalize(x, mean, std, **kw), best)
+
+
 def test_float16_conversion_edge_cases() -> None:
     # mean/std chosen so outputs hit subnormals, overflow to inf and exact halfway points
     x = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)

@@ -93,6 +93,25 @@ def test_ragged_dense_threads_fp16_channels_last():
     assert preprocess(x[0], 36, 32).shape == (3, 32, 32)
 
 
+@pytest.mark.parametrize("c", [1, 3])
+def test_vector_and_scalar_paths_agree(monkeypatch, c):
+    """Crops inside and past the resized image (padding), widths around the 16-value vector
+    steps, both layouts, float16 with subnormal and overflowing halves, quantized and float
+    resampling: the vector paths (NEON on AArch64) equal PYXFER_SIMD=scalar's loops exactly."""
+    rng = np.random.default_rng(10 + c)
+    ims = [
+        rng.integers(0, 256, (h, w, c), dtype=np.uint8) for h, w in ((37, 53), (64, 48), (9, 90))
+    ]
+    norms = [(MEAN[:c], STD[:c]), ((0.5,) * c, (1e-6,) * c), ((0.0,) * c, (3e4,) * c)]
+    for resize, crop in ((32, 24), (40, (50, 45)), (20, 17), (64, 33), (90, (9, 61))):
+        for mean, std in norms:
+            for kw in ({}, {"channels_last": True}, {"dtype": "float16"}, {"quantize": False}):
+                monkeypatch.delenv("PYXFER_SIMD", raising=False)
+                best = preprocess(ims, resize, crop, mean, std, **kw)
+                monkeypatch.setenv("PYXFER_SIMD", "scalar")
+                np.testing.assert_array_equal(preprocess(ims, resize, crop, mean, std, **kw), best)
+
+
 def test_bad_input():
     x = np.zeros((2, 10, 12, 3), np.uint8)
     out = np.empty((2, 3, 8, 8), np.float32)

@@ -158,7 +158,7 @@ void apply_view(const ImageRef& im, const float* prm, const ApplyParams& p, int6
   b.img.resize(static_cast<size_t>(c * n));
   float* img = b.img.data();
   cpu::resample_crop(im.data, im.w, c, top, left, ch, cw, b.ax, b.ay, 0, oh, 0, ow,
-                     prm[kFlip] != 0.f, q, img, b.tmp, b.acc);
+                     prm[kFlip] != 0.f, q, false, img, b.tmp, b.acc);
   if (prm[kJitter] != 0.f) {
     for (int pos = 0; pos < 4; ++pos) {
       switch (static_cast<int>(prm[kOrder0 + pos])) {
