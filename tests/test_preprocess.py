@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,16 @@ def test_ragged_dense_threads_fp16_channels_last():
         want = ref.preprocess(torch.from_numpy(im), 24, 20, (0.5,), (0.5,))
         torch.testing.assert_close(out[i], want, atol=1e-5, rtol=0)
     assert preprocess(x[0], 36, 32).shape == (3, 32, 32)
+
+
+def test_simd_path_name_and_the_scalar_override(monkeypatch):
+    """build_info()["preprocess_simd"] names the preprocess and normalize path: NEON on AArch64,
+    the plain loops elsewhere and wherever PYXFER_SIMD=scalar (or baseline) asks for them."""
+    arm = platform.machine().lower() in ("aarch64", "arm64")
+    assert _C.build_info()["preprocess_simd"] == ("neon" if arm else "baseline")
+    for forced in ("scalar", "baseline"):
+        monkeypatch.setenv("PYXFER_SIMD", forced)
+        assert _C.build_info()["preprocess_simd"] == "baseline"
 
 
 @pytest.mark.parametrize("c", [1, 3])

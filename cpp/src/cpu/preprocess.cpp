@@ -123,6 +123,13 @@ void one_image(const ImageRef& im, const PreprocessParams& p, int64_t i, void* o
 
 }  // namespace
 
+const char* preprocess_simd_path() {
+#if defined(PYXFER_PREPROCESS_NEON)
+  if (!cpu::simd_forced_baseline()) return "neon";
+#endif
+  return "baseline";
+}
+
 void preprocess_cpu(const ImageRef* images, int64_t n, void* out, const PreprocessParams& p,
                     int threads) {
   const bool vec = !cpu::simd_forced_baseline();  // PYXFER_SIMD=baseline|scalar: plain loops
