@@ -76,7 +76,8 @@ if [ ! -x "$sys/usr/bin/python3" ]; then
 fi
 run() { qemu-aarch64 -L "$sys" "$@"; }
 pyver="$(run "$sys/usr/bin/python3" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-soabi="$(run "$sys/usr/bin/python3" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
+soabi="$(run "$sys/usr/bin/python3" -c \
+  'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
 echo "aarch64 CPython $pyver under $(qemu-aarch64 --version | head -1)"
 
 # numpy, pytest and hypothesis for that interpreter (wheels from PyPI; pure Python or aarch64).

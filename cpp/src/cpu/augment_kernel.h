@@ -1,9 +1,11 @@
 // Quantized (uint8-level) per-view augmentation kernel, compiled once per instruction set.
 //
 // Included by augment.cpp (baseline target), by augment_avx2.cpp / augment_avx512.cpp, which
-// set `#pragma GCC target` first, and by augment_neon.cpp (AArch64); each includer defines PYXFER_AUG_NS, so every copy lives in its
-// own namespace and nothing with external linkage is shared between differently compiled copies.
-// Only raw pointers are used here (no std templates), for the same reason.
+// set `#pragma GCC target` first, and by augment_neon.cpp (AArch64); each includer defines
+// PYXFER_AUG_NS, so every copy lives in its own namespace and nothing with external linkage is
+// shared between differently compiled copies (neon_ops.h's inline helpers are shared only by
+// code compiled for AArch64's base target). Only raw pointers are used here (no std
+// templates), for the same reason.
 //
 // With quantize=True every intermediate image holds uint8 levels, so the view is kept as planar
 // uint8 (c, h, w) between ops (a quarter of the float traffic) and each op computes exactly the

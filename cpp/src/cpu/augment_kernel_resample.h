@@ -395,7 +395,8 @@ void resample_rows_rgb_neon(const uint8_t* src, const uint8_t* src_end, int64_t 
           acc = vmlal_n_s16(acc, vreinterpret_s16_u16(vget_low_u16(v)), w[j]);
         }
         const int16x4_t n16 = vqmovn_s32(vshlq_s32(acc, shift));  // arithmetic shift right
-        const uint32_t px = vget_lane_u32(vreinterpret_u32_u8(vqmovun_s16(vcombine_s16(n16, n16))), 0);
+        const uint8x8_t u8 = vqmovun_s16(vcombine_s16(n16, n16));
+        const uint32_t px = vget_lane_u32(vreinterpret_u32_u8(u8), 0);
         __builtin_memcpy(rgb + 3 * x, &px, 4);  // R G B, and a byte the next pixel overwrites
       }
     } else {
