@@ -51,7 +51,8 @@ inline void build_axis(int64_t in, int64_t out, Axis& a) {
 // channels) to size (oh, ow) and write rows [y0, y0 + ny) x cols [x0, x0 + nx) of the result
 // into planar dst (c, ny, nx); `flip` mirrors the written columns. Horizontal pass first, then
 // vertical, each rounded to uint8 when `quantize` (torch's uint8 path), float otherwise.
-// `vec`: on AArch64, the quantized RGB horizontal pass runs its taps in NEON (same sums).
+// `vec`: on AArch64, the quantized RGB horizontal pass runs its taps in NEON (same sums) and the
+// RGB planes are split by vld3q_f32 (the same values moved).
 inline void resample_crop(const uint8_t* src, int64_t src_w, int64_t c, int64_t top, int64_t left,
                           int64_t ch, int64_t cw, const Axis& ax, const Axis& ay, int64_t y0,
                           int64_t ny, int64_t x0, int64_t nx, bool flip, bool quantize, bool vec,
@@ -174,7 +175,18 @@ inline void resample_crop(const uint8_t* src, int64_t src_w, int64_t c, int64_t 
         for (int64_t i = 0; i < len; ++i) a[i] += wj * t[i];
       }
     }
-    for (int64_t x = 0; x < nx; ++x) {
+    int64_t x = 0;
+#if defined(__aarch64__) && defined(__ARM_NEON)
+    if (vec && c == 3) {  // the planes split four pixels per vld3q_f32
+      float* d = dst + yo * nx;
+      for (; x + 4 <= nx; x += 4) {
+        const float32x4x3_t v = vld3q_f32(a + 3 * x);
+        vst1q_f32(d + x, v.val[0]), vst1q_f32(d + plane + x, v.val[1]);
+        vst1q_f32(d + 2 * plane + x, v.val[2]);
+      }
+    }
+#endif
+    for (; x < nx; ++x) {
       for (int64_t k = 0; k < c; ++k) dst[k * plane + yo * nx + x] = a[x * c + k];
     }
   }
