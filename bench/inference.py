@@ -305,8 +305,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     sections = set(args.sections.split(","))
+    from pyxfer import _C
+
+    simd = _C.build_info()["preprocess_simd"]  # the preprocessing kernel's path
     print(f"threads={args.threads}  torch {torch.__version__}  onnxruntime "
-          f"{onnxruntime.__version__}  cpu count {os.cpu_count()}  "
+          f"{onnxruntime.__version__}  cpu count {os.cpu_count()}  pyxfer preprocess {simd}  "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="pyxfer-bench-") as td:
         tmp = Path(td)

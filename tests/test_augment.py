@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import numpy as np
 import pytest
-import reference_augment as ref
-import torch
+from _optional_torch import needs_torch, ref, torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +18,10 @@ from pyxfer.ops.augment import COL, PARAM_COLUMNS
 DATA = Path(__file__).parent / "data" / "aug_golden_subset.npz"
 REPLAY = Path(__file__).parent / "data" / "aug_golden_replay.npz"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# Paths PYXFER_SIMD can force below the best one: the plain C++ copy everywhere, and on x86 the
+# AVX2 copy below AVX-512 (AArch64 has the NEON copy and the baseline one).
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+LOWER_PATHS = ["baseline", "avx2"] if X86 else ["baseline"]
 
 # ---- Philox ---------------------------------------------------------------------------------
 
@@ -106,6 +110,7 @@ def _rrc_features(boxes: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.nda
     return bh * bw / (h * w), bw / bh
 
 
+@needs_torch
 @pytest.mark.parametrize(("h", "w"), [(32, 32), (375, 500)])
 def test_rrc_distribution_matches_torch_reference(h, w):
     """Against torchvision's get_params run with torch's RNG (self-contained)."""
@@ -272,7 +277,7 @@ def test_apply_matches_torchvision_golden_full(shared_data):
     _check_golden(np.load(shared_data / "torchvision-golden" / "aug_golden.npz"))
 
 
-@pytest.mark.parametrize("path", [None, "baseline", "avx2"])
+@pytest.mark.parametrize("path", [None, *LOWER_PATHS])
 def test_sampled_views_match_torchvision_replay(monkeypatch, path):
     """SimCLR and BYOL views (32 and 96 px of CIFAR-10 photos) sampled by pyxfer and replayed
     through torchvision with the same float32 factors (bench/torchvision_replay.py writes the
@@ -303,6 +308,7 @@ def _random_images(rng, n, h, w, c=3):
     return np.clip(base[:, :h, :w] + noise, 0, 255).astype(np.uint8)
 
 
+@needs_torch
 @pytest.mark.parametrize("preset", ["simclr", "byol", "fixmatch_strong"])
 def test_apply_matches_reference_chain(preset):
     rng = np.random.default_rng(1)
@@ -319,6 +325,7 @@ def test_apply_matches_reference_chain(preset):
         assert (err <= 1.001).mean() >= 0.999 and err.max() <= 2.001, (r, err.max())
 
 
+@needs_torch
 def test_apply_grayscale_single_channel_reference():
     rng = np.random.default_rng(2)
     x = _random_images(rng, 2, 30, 40, c=1)
@@ -369,7 +376,7 @@ def _colour_params(h: int, w: int, factors, order, gray=0.0) -> np.ndarray:
     return row
 
 
-@pytest.mark.parametrize("path", ["baseline", "avx2"])
+@pytest.mark.parametrize("path", LOWER_PATHS)
 def test_colour_ops_match_lower_simd_paths_on_all_levels(monkeypatch, path):
     """Colour jitter on every grey level, saturated colours and random colours (an odd pixel
     count, so the vector loops have a tail): the best path equals the lower ones bit for bit."""
@@ -415,7 +422,7 @@ def test_large_views_into_unaligned_outputs(monkeypatch, shift):
     np.testing.assert_array_equal(out, A.apply(x, params, size=161, mean=MEAN, std=STD))
 
 
-@pytest.mark.parametrize("path", ["baseline", "avx2"])
+@pytest.mark.parametrize("path", LOWER_PATHS)
 @pytest.mark.parametrize("hw", [(12, 13), (16, 16), (31, 130), (40, 145), (130, 33)])
 def test_blur_agrees_with_lower_simd_paths(monkeypatch, path, hw):
     """Blur kernels of 3 to 23 taps and sigmas from 0.1 to 2 on widths that are and are not
@@ -436,7 +443,7 @@ def test_blur_agrees_with_lower_simd_paths(monkeypatch, path, hw):
     np.testing.assert_array_equal(A.apply(x, params, **args), best)
 
 
-@pytest.mark.parametrize("path", ["baseline", "avx2"])
+@pytest.mark.parametrize("path", LOWER_PATHS)
 @pytest.mark.parametrize("out_hw", [(20, 16), (9, 47), (33, 64), (64, 15), (17, 53)])
 def test_resample_agrees_with_lower_simd_paths_on_many_crops(monkeypatch, path, out_hw):
     """Random crops from 0.3x to 3x the output size, both flips, crops touching the image's
@@ -462,7 +469,18 @@ def test_resample_agrees_with_lower_simd_paths_on_many_crops(monkeypatch, path, 
     np.testing.assert_array_equal(A.apply(x, params, **args), best)
 
 
-@pytest.mark.parametrize("path", ["baseline", "avx2"])
+def test_simd_path_names_and_the_scalar_override(monkeypatch):
+    """build_info() names the path in use; PYXFER_SIMD=scalar (or baseline) selects the plain
+    C++ copy on every machine, and AArch64 runs the NEON copy otherwise."""
+    best = _C.build_info()["augment_simd"]
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        assert best == "neon"
+    for forced in ("scalar", "baseline"):
+        monkeypatch.setenv("PYXFER_SIMD", forced)
+        assert _C.build_info()["augment_simd"].startswith("baseline")
+
+
+@pytest.mark.parametrize("path", LOWER_PATHS)
 def test_simd_paths_give_identical_output(monkeypatch, path):
     """The run-time chosen instruction-set copy (build_info()["augment_simd"]) and the lower
     ones forced through PYXFER_SIMD write bit-identical views."""
@@ -493,6 +511,8 @@ def test_simd_paths_give_identical_output(monkeypatch, path):
     np.testing.assert_array_equal(best16p, best.astype(np.float16))
     f32t = A.apply(x, params, size=(40, 36), mean=MEAN, std=tiny["std"])
     np.testing.assert_array_equal(best16t, f32t.astype(np.float16))
+    if ref is None:  # the aarch64 emulation run: no torch oracle (tests/_optional_torch.py)
+        return
     for r in (0, 1):
         want = ref.apply_row(torch.from_numpy(x[0]), params[r], (40, 36), MEAN, STD).numpy()
         err = np.abs(best[r] - want) * 255 * np.asarray(STD)[:, None, None]
@@ -513,6 +533,7 @@ def test_ragged_equals_dense_and_channels_last_and_fp16():
     np.testing.assert_array_equal(half, dense.astype(np.float16))
 
 
+@needs_torch
 def test_ragged_sizes_and_torch_tensors():
     rng = np.random.default_rng(6)
     ims = [_random_images(rng, 1, h, w)[0] for h, w in ((20, 30), (64, 17), (5, 5))]
@@ -534,6 +555,7 @@ def test_augment_groups_multicrop_views():
         assert A.augment(x, name, size=24)[0].shape[1:] == (3, 24, 24)
 
 
+@needs_torch
 def test_resized_crops_of_repeated_and_colliding_sizes_match_torch():
     """A thread reuses the resample weights it built for an earlier view of the same crop size,
     output size and channel count (sizes 64 apart share a slot). Crop sizes that repeat, collide,
@@ -559,6 +581,7 @@ def test_resized_crops_of_repeated_and_colliding_sizes_match_torch():
                 np.testing.assert_array_equal(np.rint(got[r]).astype(np.uint8), want)
 
 
+@needs_torch
 def test_eval_preset_is_a_plain_resize():
     rng = np.random.default_rng(7)
     x = _random_images(rng, 1, 37, 29)
@@ -715,6 +738,7 @@ def test_float16_store_rounds_like_numpy():
     assert nan & 0x7C00 == 0x7C00 and nan & 0x3FF
 
 
+@needs_torch
 @settings(max_examples=40, deadline=None)
 @given(
     h=st.integers(1, 24),

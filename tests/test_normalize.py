@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from _optional_torch import needs_torch, torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +42,45 @@ def test_channels_last_and_float16() -> None:
     np.testing.assert_allclose(half, ref, rtol=1e-3, atol=1e-3)
 
 
+def test_each_operation_rounds_in_float32() -> None:
+    """out = x * (inv_std / 255) + (-mean * inv_std) with the product and the sum each rounded
+    to float32, as numpy computes it (and CUDA, built with --fmad=false), on every level. Fails
+    where the compiler contracts the two into a fused multiply-add, as GCC does for C++ on
+    AArch64 unless told not to (-ffp-contract=off, cpp/CMakeLists.txt)."""
+    x = np.arange(256, dtype=np.uint8).repeat(3).reshape(1, 16, 16, 3)
+    for mean, std in [((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), ((0.5,) * 3, (0.3,) * 3)]:
+        inv = np.float32(1) / np.float32(std)
+        scale, shift = inv / np.float32(255), -np.float32(mean) * inv
+        want = x.astype(np.float32) * scale + shift
+        np.testing.assert_array_equal(normalize(x, mean, std, channels_last=True), want)
+        np.testing.assert_array_equal(normalize(x, mean, std), want.transpose(0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_vector_and_scalar_paths_agree(monkeypatch, c: int) -> None:
+    """Widths around the 16-pixel vector steps, both layouts, float16 with subnormal and
+    overflowing halves: the vector rows (NEON on AArch64) equal PYXFER_SIMD=scalar's loops."""
+    rng = np.random.default_rng(c)
+    norms = [
+        ((0.485, 0.456, 0.406)[:c], (0.229, 0.224, 0.225)[:c]),
+        ((0.5,) * c, (1e-6,) * c),
+        ((0.0,) * c, (3e4,) * c),
+    ]
+    for w in (1, 15, 16, 17, 33, 64):
+        x = rng.integers(0, 256, (2, 3, w, c), dtype=np.uint8)
+        for mean, std in norms:
+            for kw in (
+                {},
+                {"channels_last": True},
+                {"dtype": "float16"},
+                {"dtype": "float16", "channels_last": True},
+            ):
+                monkeypatch.delenv("PYXFER_SIMD", raising=False)
+                best = normalize(x, mean, std, **kw)
+                monkeypatch.setenv("PYXFER_SIMD", "scalar")
+                np.testing.assert_array_equal(normalize(x, mean, std, **kw), best)
+
+
 def test_float16_conversion_edge_cases() -> None:
     # mean/std chosen so outputs hit subnormals, overflow to inf and exact halfway points
     x = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
@@ -59,6 +98,7 @@ def test_thread_count_does_not_change_results() -> None:
         np.testing.assert_array_equal(o, outs[0])
 
 
+@needs_torch
 def test_torch_in_torch_out_zero_copy() -> None:
     x = torch.randint(0, 256, (2, 4, 4, 3), dtype=torch.uint8)
     out = torch.empty(2, 3, 4, 4)

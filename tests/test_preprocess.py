@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import numpy as np
 import pytest
-import reference_augment as ref
-import torch
+from _optional_torch import needs_torch, ref, torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,6 +48,7 @@ def test_matches_torchvision_golden_full(shared_data):
     _check_golden(np.load(shared_data / "torchvision-golden" / "aug_golden.npz"))
 
 
+@needs_torch
 @pytest.mark.parametrize(
     ("h", "w", "resize", "crop"),
     [
@@ -71,6 +72,7 @@ def test_matches_reference(h, w, resize, crop):
         np.testing.assert_allclose(got[i], want.numpy(), atol=1e-5)
 
 
+@needs_torch
 def test_ragged_dense_threads_fp16_channels_last():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(5, 40, 52, 3), dtype=np.uint8)
@@ -90,6 +92,35 @@ def test_ragged_dense_threads_fp16_channels_last():
         want = ref.preprocess(torch.from_numpy(im), 24, 20, (0.5,), (0.5,))
         torch.testing.assert_close(out[i], want, atol=1e-5, rtol=0)
     assert preprocess(x[0], 36, 32).shape == (3, 32, 32)
+
+
+def test_simd_path_name_and_the_scalar_override(monkeypatch):
+    """build_info()["preprocess_simd"] names the preprocess and normalize path: NEON on AArch64,
+    the plain loops elsewhere and wherever PYXFER_SIMD=scalar (or baseline) asks for them."""
+    arm = platform.machine().lower() in ("aarch64", "arm64")
+    assert _C.build_info()["preprocess_simd"] == ("neon" if arm else "baseline")
+    for forced in ("scalar", "baseline"):
+        monkeypatch.setenv("PYXFER_SIMD", forced)
+        assert _C.build_info()["preprocess_simd"] == "baseline"
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_vector_and_scalar_paths_agree(monkeypatch, c):
+    """Crops inside and past the resized image (padding), widths around the 16-value vector
+    steps, both layouts, float16 with subnormal and overflowing halves, quantized and float
+    resampling: the vector paths (NEON on AArch64) equal PYXFER_SIMD=scalar's loops exactly."""
+    rng = np.random.default_rng(10 + c)
+    ims = [
+        rng.integers(0, 256, (h, w, c), dtype=np.uint8) for h, w in ((37, 53), (64, 48), (9, 90))
+    ]
+    norms = [(MEAN[:c], STD[:c]), ((0.5,) * c, (1e-6,) * c), ((0.0,) * c, (3e4,) * c)]
+    for resize, crop in ((32, 24), (40, (50, 45)), (20, 17), (64, 33), (90, (9, 61))):
+        for mean, std in norms:
+            for kw in ({}, {"channels_last": True}, {"dtype": "float16"}, {"quantize": False}):
+                monkeypatch.delenv("PYXFER_SIMD", raising=False)
+                best = preprocess(ims, resize, crop, mean, std, **kw)
+                monkeypatch.setenv("PYXFER_SIMD", "scalar")
+                np.testing.assert_array_equal(preprocess(ims, resize, crop, mean, std, **kw), best)
 
 
 def test_bad_input():
@@ -121,6 +152,7 @@ def test_bad_input():
     assert empty is None
 
 
+@needs_torch
 @settings(max_examples=40, deadline=None)
 @given(
     h=st.integers(1, 40),

@@ -41,6 +41,7 @@ PYBIND11_MODULE(_C, m) {
         }
         d["simd_paths"] = paths;
         d["augment_simd"] = info.augment_simd;  // fused augmentation path in use
+        d["preprocess_simd"] = info.preprocess_simd;  // preprocess and normalize path in use
         d["threading"] = "persistent std::thread pool parallel-for";
         d["hardware_threads"] = info.hardware_threads;
         d["cuda_compiled"] = info.cuda_compiled;

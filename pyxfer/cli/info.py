@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         (
             "SIMD",
             f"compiled {b['simd']}; run-time: feature kernels {b['simd_runtime']} "
-            f"(available: {', '.join(b['simd_paths'])}), augmentation {b['augment_simd']}",
+            f"(available: {', '.join(b['simd_paths'])}), augmentation {b['augment_simd']}, "
+            f"preprocessing {b['preprocess_simd']}",
         ),
         ("threading", f"{b['threading']}, {b['hardware_threads']} hardware threads"),
         ("CUDA", cuda),

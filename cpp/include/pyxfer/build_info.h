@@ -9,6 +9,7 @@ struct BuildInfo {
   std::string version;
   std::string simd;          // best SIMD instruction set the kernels were compiled for
   std::string augment_simd;  // path the augmentation kernel runs on this CPU (run-time choice)
+  std::string preprocess_simd;  // path of the preprocess and normalize kernels ("neon", ...)
   bool cuda_compiled = false;
   std::string cuda_version;  // toolkit version the CUDA kernels were built with ("" if none)
   int cuda_devices = 0;      // devices visible at run time (0 without CUDA)

@@ -51,6 +51,11 @@ PYXFER_HD PreprocessGeometry preprocess_geometry(int64_t h, int64_t w, const Pre
 void preprocess_cpu(const ImageRef* images, int64_t n, void* out, const PreprocessParams& p,
                     int threads);
 
+// Path of the CPU preprocess and normalize kernels: "neon" on AArch64 (unless the environment
+// variable PYXFER_SIMD=baseline|scalar asks for the plain loops, read at each call), otherwise
+// "baseline" (plain loops the compiler vectorises). Every path gives the same output.
+const char* preprocess_simd_path();
+
 #if defined(PYXFER_WITH_CUDA)
 // CUDA: image_ptrs / hs / ws on the host (device pointers to HWC uint8 images), out on device.
 void preprocess_cuda(const uint8_t* const* image_ptrs, const int64_t* hs, const int64_t* ws,

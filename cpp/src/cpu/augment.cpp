@@ -10,6 +10,7 @@
 #include "pyxfer/half.h"
 #include "pyxfer/parallel.h"
 #include "resample_cpu.h"
+#include "simd_env.h"
 
 // The quantized kernel for the baseline instruction set of this build.
 #define PYXFER_AUG_NS baseline
@@ -157,7 +158,7 @@ void apply_view(const ImageRef& im, const float* prm, const ApplyParams& p, int6
   b.img.resize(static_cast<size_t>(c * n));
   float* img = b.img.data();
   cpu::resample_crop(im.data, im.w, c, top, left, ch, cw, b.ax, b.ay, 0, oh, 0, ow,
-                     prm[kFlip] != 0.f, q, img, b.tmp, b.acc);
+                     prm[kFlip] != 0.f, q, false, img, b.tmp, b.acc);
   if (prm[kJitter] != 0.f) {
     for (int pos = 0; pos < 4; ++pos) {
       switch (static_cast<int>(prm[kOrder0 + pos])) {
@@ -355,8 +356,6 @@ struct SimdPath {
   QuantFn fn;
 };
 
-bool equals(const char* a, const char* b) { return std::strcmp(a, b) == 0; }
-
 const char* baseline_name() {
 #if defined(__AVX512F__)
   return "avx512";
@@ -364,8 +363,8 @@ const char* baseline_name() {
   return "avx2";
 #elif defined(__SSE2__) || defined(_M_X64)
   return "baseline-sse2";
-#elif defined(__ARM_NEON) || defined(__aarch64__)
-  return "baseline-neon";
+#elif defined(__aarch64__)
+  return "baseline-armv8";  // plain C++ for the base instruction set (the compiler may vectorise)
 #else
   return "baseline-scalar";
 #endif
@@ -373,17 +372,20 @@ const char* baseline_name() {
 
 // The best path this CPU runs, lowered by PYXFER_SIMD=baseline|scalar|avx2 if set.
 SimdPath select_path() {
-  const char* want = std::getenv("PYXFER_SIMD");
-  const bool force_base = want != nullptr && (equals(want, "baseline") || equals(want, "scalar"));
+  const bool force_base = cpu::simd_forced_baseline();
 #if defined(PYXFER_X86_DISPATCH)
+  const char* want = std::getenv("PYXFER_SIMD");
   __builtin_cpu_init();
   const bool has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   const bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                     __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
-  const bool only2 = want != nullptr && equals(want, "avx2");
+  const bool only2 = want != nullptr && std::strcmp(want, "avx2") == 0;
   if (has512 && !force_base && !only2) return {"avx512", &cpu::avx512::apply_view_quantized};
   if (has2 && !force_base) return {"avx2", &cpu::avx2::apply_view_quantized};
+#endif
+#if defined(PYXFER_ARM_NEON)
+  if (!force_base) return {"neon", &cpu::neon::apply_view_quantized};
 #endif
   (void)force_base;
   return {baseline_name(), &cpu::baseline::apply_view_quantized};

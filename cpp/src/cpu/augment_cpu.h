@@ -1,5 +1,6 @@
 // CPU-only pieces of the augmentation kernel shared by its per-instruction-set copies
-// (augment_kernel.h compiled in augment.cpp, augment_avx2.cpp, augment_avx512.cpp).
+// (augment_kernel.h compiled in augment.cpp, augment_avx2.cpp, augment_avx512.cpp,
+// augment_neon.cpp).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +14,13 @@
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)
 #define PYXFER_X86_DISPATCH 1
 #include <immintrin.h>
+#endif
+
+// AArch64 builds compile a NEON copy of the kernel too (NEON is part of the base instruction set,
+// so it is always chosen unless PYXFER_SIMD asks for the baseline copy).
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define PYXFER_ARM_NEON 1
+#include <arm_neon.h>
 #endif
 
 namespace pyxfer::cpu {
@@ -59,6 +67,9 @@ PYXFER_DECLARE_AUG(baseline)
 #if defined(PYXFER_X86_DISPATCH)
 PYXFER_DECLARE_AUG(avx2)
 PYXFER_DECLARE_AUG(avx512)
+#endif
+#if defined(PYXFER_ARM_NEON)
+PYXFER_DECLARE_AUG(neon)
 #endif
 #undef PYXFER_DECLARE_AUG
 

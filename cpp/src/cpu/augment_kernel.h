@@ -1,9 +1,11 @@
 // Quantized (uint8-level) per-view augmentation kernel, compiled once per instruction set.
 //
-// Included by augment.cpp (baseline target) and by augment_avx2.cpp / augment_avx512.cpp, which
-// set `#pragma GCC target` first; each includer defines PYXFER_AUG_NS, so every copy lives in its
-// own namespace and nothing with external linkage is shared between differently compiled copies.
-// Only raw pointers are used here (no std templates), for the same reason.
+// Included by augment.cpp (baseline target), by augment_avx2.cpp / augment_avx512.cpp, which
+// set `#pragma GCC target` first, and by augment_neon.cpp (AArch64); each includer defines
+// PYXFER_AUG_NS, so every copy lives in its own namespace and nothing with external linkage is
+// shared between differently compiled copies (neon_ops.h's inline helpers are shared only by
+// code compiled for AArch64's base target). Only raw pointers are used here (no std
+// templates), for the same reason.
 //
 // With quantize=True every intermediate image holds uint8 levels, so the view is kept as planar
 // uint8 (c, h, w) between ops (a quarter of the float traffic) and each op computes exactly the
@@ -11,7 +13,8 @@
 // buffer pipeline (and to the CUDA kernel), whatever the instruction set.
 //
 // The stages live in one header each, in pipeline order, each holding its baseline, AVX2
-// (PYXFER_AUG_AVX2) and AVX-512 (PYXFER_AUG_AVX512, which comes with PYXFER_AUG_AVX2) code:
+// (PYXFER_AUG_AVX2), AVX-512 (PYXFER_AUG_AVX512, which comes with PYXFER_AUG_AVX2) and NEON
+// (PYXFER_AUG_NEON) code:
 //   augment_kernel_resample.h  crop, antialiased resize, flip
 //   augment_kernel_colour.h    brightness, contrast, saturation, hue, grayscale, solarize
 //   augment_kernel_blur.h      gaussian blur
@@ -30,6 +33,10 @@
 #endif
 #endif
 
+#if defined(PYXFER_AUG_NEON)
+#include "neon_ops.h"
+#endif
+
 namespace pyxfer::cpu::PYXFER_AUG_NS {
 
 namespace {
@@ -38,6 +45,13 @@ inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
 inline uint8_t to_u8(float v) { return static_cast<uint8_t>(static_cast<int32_t>(v)); }
+
+#if defined(PYXFER_AUG_NEON)
+using neon_ops::bytes16;
+using neon_ops::half8;
+using neon_ops::levels16;
+using neon_ops::reverse16;
+#endif
 
 #if defined(PYXFER_AUG_AVX512)
 // Masked 16-lane loads of the colour, blur and output stages.
@@ -79,12 +93,25 @@ void apply_view_quantized(const ImageRef& im, const float* prm, const ApplyParam
   } else {
     resample_rows(im.data, im.w, c, top, left, s.ax, s.r0, s.r1, ow, flip, s.tmp8);
   }
+#elif defined(PYXFER_AUG_NEON)
+  if (c == 3 && !s.ax.identity) {
+    resample_rows_rgb_neon(im.data, im.data + im.h * im.w * 3, im.w, top, left, s.ax, s.r0, s.r1,
+                           ow, flip, s.tmp8, s.packed);
+  } else {
+    resample_rows(im.data, im.w, c, top, left, s.ax, s.r0, s.r1, ow, flip, s.tmp8);
+  }
 #else
   resample_rows(im.data, im.w, c, top, left, s.ax, s.r0, s.r1, ow, flip, s.tmp8);
 #endif
 #if defined(PYXFER_AUG_AVX2)
   if (!s.ay.identity) {
     resample_cols_avx2(s.tmp8, c, s.r1 - s.r0, s.r0, s.ay, oh, ow, s.iacc, img);
+  } else {
+    resample_cols(s.tmp8, c, s.r1 - s.r0, s.r0, s.ay, oh, ow, s.iacc, img);
+  }
+#elif defined(PYXFER_AUG_NEON)
+  if (!s.ay.identity) {
+    resample_cols_neon(s.tmp8, c, s.r1 - s.r0, s.r0, s.ay, oh, ow, img);
   } else {
     resample_cols(s.tmp8, c, s.r1 - s.r0, s.r0, s.ay, oh, ow, s.iacc, img);
   }

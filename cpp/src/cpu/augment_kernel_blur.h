@@ -3,8 +3,9 @@
 // (AVX2) / 16 (AVX-512) accumulator registers per row.
 //
 // Included only by augment_kernel.h (see there), once per instruction-set copy of the kernel:
-// augment.cpp (baseline), augment_avx2.cpp (PYXFER_AUG_AVX2) and augment_avx512.cpp
-// (PYXFER_AUG_AVX2 and PYXFER_AUG_AVX512); every function lives in that copy's namespace.
+// augment.cpp (baseline), augment_avx2.cpp (PYXFER_AUG_AVX2), augment_avx512.cpp
+// (PYXFER_AUG_AVX2 and PYXFER_AUG_AVX512) and augment_neon.cpp (PYXFER_AUG_NEON); every function
+// lives in that copy's namespace.
 #ifndef PYXFER_AUG_NS
 #error "include augment_kernel.h, not augment_kernel_blur.h"
 #endif

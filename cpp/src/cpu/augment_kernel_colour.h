@@ -1,11 +1,12 @@
 // Colour stage of the quantized augmentation kernel: the jitter ops (brightness, contrast,
-// saturation, hue), grayscale and solarize on planar uint8 levels. Scalar loops, AVX2 and
-// AVX-512 intrinsics, and 256-level tables applied with VBMI byte permutes where the CPU has them
-// (AVX-512 copy).
+// saturation, hue), grayscale and solarize on planar uint8 levels. Scalar loops, AVX2, AVX-512
+// and NEON intrinsics, and 256-level tables applied with VBMI byte permutes where the CPU has
+// them (AVX-512 copy) or with NEON TBL lookups (NEON copy).
 //
 // Included only by augment_kernel.h (see there), once per instruction-set copy of the kernel:
-// augment.cpp (baseline), augment_avx2.cpp (PYXFER_AUG_AVX2) and augment_avx512.cpp
-// (PYXFER_AUG_AVX2 and PYXFER_AUG_AVX512); every function lives in that copy's namespace.
+// augment.cpp (baseline), augment_avx2.cpp (PYXFER_AUG_AVX2), augment_avx512.cpp
+// (PYXFER_AUG_AVX2 and PYXFER_AUG_AVX512) and augment_neon.cpp (PYXFER_AUG_NEON); every function
+// lives in that copy's namespace.
 #ifndef PYXFER_AUG_NS
 #error "include augment_kernel.h, not augment_kernel_colour.h"
 #endif
@@ -91,6 +92,37 @@ void affine_levels_avx2(uint8_t* img, int64_t total, float f, float mean, float 
 }
 #endif
 
+#if defined(PYXFER_AUG_NEON)
+// Per-level ops (brightness, contrast, solarize) map each of the 256 levels through the op's own
+// scalar expression once, then the image through that table, 16 bytes per four TBL lookups of
+// 64 table bytes each (an index past a lookup's 64 bytes gives 0 there, so the four OR together).
+PYXFER_AUG_STAGE
+void lut_apply_neon(uint8_t* img, int64_t total, const uint8_t* lut) {
+  uint8x16x4_t t[4];
+  for (int k = 0; k < 4; ++k) {
+    for (int j = 0; j < 4; ++j) t[k].val[j] = vld1q_u8(lut + 64 * k + 16 * j);
+  }
+  const uint8x16_t step = vdupq_n_u8(64);
+  int64_t i = 0;
+  for (; i + 16 <= total; i += 16) {
+    uint8x16_t idx = vld1q_u8(img + i);
+    uint8x16_t v = vqtbl4q_u8(t[0], idx);
+    for (int k = 1; k < 4; ++k) {
+      idx = vsubq_u8(idx, step);
+      v = vorrq_u8(v, vqtbl4q_u8(t[k], idx));
+    }
+    vst1q_u8(img + i, v);
+  }
+  for (; i < total; ++i) img[i] = lut[img[i]];
+}
+
+// floor_pos(gray_of(r, g, b)) as int32 lanes (the fused multiply-adds of gray_of).
+inline int32x4_t gray4(float32x4_t r, float32x4_t g, float32x4_t b) {
+  const float32x4_t rg = vfmaq_n_f32(vmulq_n_f32(r, 0.2989f), g, 0.587f);
+  return vcvtq_s32_f32(vfmaq_n_f32(rg, b, 0.114f));
+}
+#endif
+
 PYXFER_AUG_STAGE
 void brightness_u8(uint8_t* img, int64_t total, float f) {
 #if defined(PYXFER_AUG_AVX512)
@@ -101,7 +133,11 @@ void brightness_u8(uint8_t* img, int64_t total, float f) {
     return;
   }
 #endif
-#if defined(PYXFER_AUG_AVX2)
+#if defined(PYXFER_AUG_NEON)
+  uint8_t lut[256];
+  for (int v = 0; v < 256; ++v) lut[v] = to_u8(floor_pos(clamp255(static_cast<float>(v) * f)));
+  lut_apply_neon(img, total, lut);
+#elif defined(PYXFER_AUG_AVX2)
   affine_levels_avx2<false>(img, total, f, 0.f, 0.f);
 #else
   for (int64_t i = 0; i < total; ++i) {
@@ -155,6 +191,15 @@ int64_t gray_sum(const uint8_t* img, int64_t c, int64_t n) {
       for (const int32_t v : lanes) sum += v;
     }
 #endif
+#if defined(PYXFER_AUG_NEON)
+    int64x2_t acc = vdupq_n_s64(0);  // pairwise widening adds: no int32 overflow
+    for (; i + 16 <= n; i += 16) {
+      float32x4_t rf[4], gf[4], bf[4];
+      levels16(r + i, rf), levels16(g + i, gf), levels16(b + i, bf);
+      for (int k = 0; k < 4; ++k) acc = vpadalq_s32(acc, gray4(rf[k], gf[k], bf[k]));
+    }
+    sum += vaddvq_s64(acc);
+#endif
     for (; i < n; ++i) {
       sum += static_cast<int32_t>(
           floor_pos(gray_of(static_cast<float>(r[i]), static_cast<float>(g[i]),
@@ -179,7 +224,11 @@ void contrast_u8(uint8_t* img, int64_t c, int64_t n, float f) {
     return;
   }
 #endif
-#if defined(PYXFER_AUG_AVX2)
+#if defined(PYXFER_AUG_NEON)
+  uint8_t lut[256];
+  for (int v = 0; v < 256; ++v) lut[v] = to_u8(blend(static_cast<float>(v), mean, f, omf, true));
+  lut_apply_neon(img, c * n, lut);
+#elif defined(PYXFER_AUG_AVX2)
   affine_levels_avx2<true>(img, c * n, f, mean, omf);
 #else
   for (int64_t i = 0; i < c * n; ++i) img[i] = to_u8(blend(img[i], mean, f, omf, true));
@@ -228,6 +277,25 @@ void saturation_u8(uint8_t* img, int64_t n, float f) {
       store32(r + i, ro[0], ro[1], ro[2], ro[3]);
       store32(g + i, go[0], go[1], go[2], go[3]);
       store32(b + i, bo[0], bo[1], bo[2], bo[3]);
+    }
+  }
+#endif
+#if defined(PYXFER_AUG_NEON)
+  {  // blend(x, gray, f, 1 - f) = floor(clamp255(fma(gray, 1 - f, x * f))), 16 pixels per step
+    const float32x4_t zero = vdupq_n_f32(0.f), top = vdupq_n_f32(255.f);
+    auto out = [&](float32x4_t x, float32x4_t gray) {
+      const float32x4_t v = vfmaq_n_f32(vmulq_n_f32(x, f), gray, omf);
+      return vcvtq_s32_f32(vminq_f32(vmaxq_f32(v, zero), top));
+    };
+    for (; i + 16 <= n; i += 16) {
+      float32x4_t rf[4], gf[4], bf[4];
+      levels16(r + i, rf), levels16(g + i, gf), levels16(b + i, bf);
+      int32x4_t ro[4], go[4], bo[4];
+      for (int k = 0; k < 4; ++k) {
+        const float32x4_t gray = vcvtq_f32_s32(gray4(rf[k], gf[k], bf[k]));
+        ro[k] = out(rf[k], gray), go[k] = out(gf[k], gray), bo[k] = out(bf[k], gray);
+      }
+      vst1q_u8(r + i, bytes16(ro)), vst1q_u8(g + i, bytes16(go)), vst1q_u8(b + i, bytes16(bo));
     }
   }
 #endif
@@ -394,15 +462,83 @@ inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, __m256 hue) {
   store32(g8, out[4], out[5], out[6], out[7]);
   store32(b8, out[8], out[9], out[10], out[11]);
 }
+#elif defined(PYXFER_AUG_NEON)
+constexpr int64_t kHueStep = 16;
+inline float32x4_t hue_trunc(float32x4_t v) { return vcvtq_f32_s32(vcvtq_s32_f32(v)); }
+inline float32x4_t hue_clamp01(float32x4_t v) {
+  return vminq_f32(vmaxq_f32(v, vdupq_n_f32(0.f)), vdupq_n_f32(1.f));
+}
+
+// Four pixels (levels as float) into int32 lanes out[0], out[4], out[8] (R, G, B); the
+// operations of the AVX-512 hue_block, selects as bit selects.
+inline void hue4(float32x4_t r8, float32x4_t g8, float32x4_t b8, float32x4_t hue,
+                 int32x4_t* out) {
+  const float32x4_t one = vdupq_n_f32(1.f), zero = vdupq_n_f32(0.f);
+  const float32x4_t r = vmulq_n_f32(r8, 1.f / 255.f), g = vmulq_n_f32(g8, 1.f / 255.f);
+  const float32x4_t b = vmulq_n_f32(b8, 1.f / 255.f);
+  const float32x4_t maxc = vmaxq_f32(r, vmaxq_f32(g, b));
+  const float32x4_t minc = vminq_f32(r, vminq_f32(g, b));
+  const uint32x4_t eqc = vceqq_f32(maxc, minc);
+  const float32x4_t cr = vsubq_f32(maxc, minc);
+  const float32x4_t s = vdivq_f32(cr, vbslq_f32(eqc, one, maxc));
+  const float32x4_t div = vbslq_f32(eqc, one, cr);
+  const uint32x4_t mr = vceqq_f32(maxc, r);
+  const uint32x4_t mg = vbicq_u32(vceqq_f32(maxc, g), mr);
+  // mr: bc - gc; mg: (rc + 2) - bc; otherwise (gc + 4) - rc
+  const float32x4_t n1 = vbslq_f32(mr, b, vbslq_f32(mg, r, g));
+  const float32x4_t n2 = vbslq_f32(mr, g, vbslq_f32(mg, b, r));
+  const float32x4_t add = vbslq_f32(mr, zero, vbslq_f32(mg, vdupq_n_f32(2.f), vdupq_n_f32(4.f)));
+  const float32x4_t d1 = vdivq_f32(vsubq_f32(maxc, n1), div);
+  const float32x4_t d2 = vdivq_f32(vsubq_f32(maxc, n2), div);
+  float32x4_t h = vsubq_f32(vaddq_f32(d1, add), d2);
+  h = vaddq_f32(vmulq_n_f32(h, 1.f / 6.f), one);
+  h = vsubq_f32(h, hue_trunc(h));
+  h = vaddq_f32(h, hue);
+  float32x4_t t = hue_trunc(h);
+  t = vbslq_f32(vcgtq_f32(t, h), vsubq_f32(t, one), t);
+  h = vsubq_f32(h, t);
+  const float32x4_t v = maxc;
+  const float32x4_t h6 = vmulq_n_f32(h, 6.f);
+  int32x4_t i = vcvtq_s32_f32(h6);
+  const float32x4_t f = vsubq_f32(h6, vcvtq_f32_s32(i));
+  const int32x4_t six = vdupq_n_s32(6);
+  i = vbslq_s32(vcgeq_s32(i, six), vsubq_s32(i, six), i);
+  const float32x4_t sxf = vmulq_f32(s, f);
+  const float32x4_t oms = vsubq_f32(one, s);
+  const float32x4_t pq = hue_clamp01(vmulq_f32(vsubq_f32(one, sxf), v));
+  const float32x4_t pt = hue_clamp01(vmulq_f32(vaddq_f32(sxf, oms), v));
+  const float32x4_t pp = hue_clamp01(vmulq_f32(oms, v));
+  const uint32x4_t i1 = vceqq_s32(i, vdupq_n_s32(1)), i2 = vceqq_s32(i, vdupq_n_s32(2));
+  const uint32x4_t i3 = vceqq_s32(i, vdupq_n_s32(3)), i4 = vceqq_s32(i, vdupq_n_s32(4));
+  const uint32x4_t i5 = vceqq_s32(i, vdupq_n_s32(5));
+  const uint32x4_t i0 = vmvnq_u32(vorrq_u32(vorrq_u32(i1, i2), vorrq_u32(vorrq_u32(i3, i4), i5)));
+  // i: 0 (v,t,p) 1 (q,v,p) 2 (p,v,t) 3 (p,q,v) 4 (t,p,v) 5 (v,p,q)
+  const float32x4_t ro = vbslq_f32(i4, pt, vbslq_f32(vorrq_u32(i2, i3), pp, vbslq_f32(i1, pq, v)));
+  const float32x4_t go = vbslq_f32(vorrq_u32(i4, i5), pp, vbslq_f32(i3, pq, vbslq_f32(i0, pt, v)));
+  const float32x4_t bo = vbslq_f32(i5, pq, vbslq_f32(i2, pt, vbslq_f32(vorrq_u32(i0, i1), pp, v)));
+  out[0] = vcvtq_s32_f32(vmulq_n_f32(ro, 255.999f));
+  out[4] = vcvtq_s32_f32(vmulq_n_f32(go, 255.999f));
+  out[8] = vcvtq_s32_f32(vmulq_n_f32(bo, 255.999f));
+}
+
+inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, float32x4_t hue) {
+  float32x4_t rf[4], gf[4], bf[4];
+  levels16(r8, rf), levels16(g8, gf), levels16(b8, bf);
+  int32x4_t out[12];
+  for (int k = 0; k < 4; ++k) hue4(rf[k], gf[k], bf[k], hue, out + k);
+  vst1q_u8(r8, bytes16(out)), vst1q_u8(g8, bytes16(out + 4)), vst1q_u8(b8, bytes16(out + 8));
+}
 #endif
 
 PYXFER_AUG_STAGE
 void hue_u8(uint8_t* __restrict r, uint8_t* __restrict g, uint8_t* __restrict b, int64_t n,
             float h) {
-#if defined(PYXFER_AUG_AVX2)
+#if defined(PYXFER_AUG_AVX2) || defined(PYXFER_AUG_NEON)
   int64_t i = 0;
 #if defined(PYXFER_AUG_AVX512)
   const __m512 hue = _mm512_set1_ps(h);
+#elif defined(PYXFER_AUG_NEON)
+  const float32x4_t hue = vdupq_n_f32(h);
 #else
   const __m256 hue = _mm256_set1_ps(h);
 #endif
@@ -449,6 +585,16 @@ void gray_u8(uint8_t* img, int64_t n) {
     store32(b + i, v[0], v[1], v[2], v[3]);
   }
 #endif
+#if defined(PYXFER_AUG_NEON)
+  for (; i + 16 <= n; i += 16) {
+    float32x4_t rf[4], gf[4], bf[4];
+    levels16(r + i, rf), levels16(g + i, gf), levels16(b + i, bf);
+    int32x4_t v[4];
+    for (int k = 0; k < 4; ++k) v[k] = gray4(rf[k], gf[k], bf[k]);
+    const uint8x16_t bytes = bytes16(v);
+    vst1q_u8(r + i, bytes), vst1q_u8(g + i, bytes), vst1q_u8(b + i, bytes);
+  }
+#endif
   for (; i < n; ++i) {
     const uint8_t v = to_u8(floor_pos(gray_of(static_cast<float>(r[i]), static_cast<float>(g[i]),
                                               static_cast<float>(b[i]))));
@@ -468,6 +614,14 @@ void solarize_u8(uint8_t* img, int64_t total, float thr) {
     lut_apply_vbmi(img, total, lut);
     return;
   }
+#endif
+#if defined(PYXFER_AUG_NEON)
+  uint8_t lut[256];
+  for (int v = 0; v < 256; ++v) {
+    lut[v] = static_cast<float>(v) >= thr ? static_cast<uint8_t>(255 - v) : static_cast<uint8_t>(v);
+  }
+  lut_apply_neon(img, total, lut);
+  return;
 #endif
   for (int64_t i = 0; i < total; ++i) {
     const uint8_t v = img[i];

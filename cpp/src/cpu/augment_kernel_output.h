@@ -1,10 +1,11 @@
 // Output stage of the quantized augmentation kernel: levels -> (level / 255 - mean) / std into
 // the float32 or float16 output row, NCHW or NHWC; the AVX2 and AVX-512 copies stream large
-// float32 views past the cache.
+// float32 views past the cache, and they and the NEON copy convert float16 planes in vectors.
 //
 // Included only by augment_kernel.h (see there), once per instruction-set copy of the kernel:
-// augment.cpp (baseline), augment_avx2.cpp (PYXFER_AUG_AVX2) and augment_avx512.cpp
-// (PYXFER_AUG_AVX2 and PYXFER_AUG_AVX512); every function lives in that copy's namespace.
+// augment.cpp (baseline), augment_avx2.cpp (PYXFER_AUG_AVX2), augment_avx512.cpp
+// (PYXFER_AUG_AVX2 and PYXFER_AUG_AVX512) and augment_neon.cpp (PYXFER_AUG_NEON); every function
+// lives in that copy's namespace.
 #ifndef PYXFER_AUG_NS
 #error "include augment_kernel.h, not augment_kernel_output.h"
 #endif
@@ -110,6 +111,28 @@ inline bool f16c_matches(const uint16_t* lut, float scale, float shift) {
 }
 #endif
 
+#if defined(PYXFER_AUG_NEON)
+// level * scale + shift for 16 levels (product and sum rounded separately).
+inline void affine16(const uint8_t* src, float scale, float shift, float32x4_t out[4]) {
+  levels16(src, out);
+  for (int k = 0; k < 4; ++k) out[k] = neon_ops::affine4(out[k], scale, shift);
+}
+// Whether the conversion gives the table's half bits for all 256 levels: then the levels are
+// converted 16 per step, otherwise they go through the table.
+inline bool fcvt_matches(const uint16_t* lut, float scale, float shift) {
+  uint16x8_t diff = vdupq_n_u16(0);
+  for (int v = 0; v < 256; v += 16) {
+    uint8_t levels[16];
+    for (int k = 0; k < 16; ++k) levels[k] = static_cast<uint8_t>(v + k);
+    float32x4_t x[4];
+    affine16(levels, scale, shift, x);
+    diff = vorrq_u16(diff, veorq_u16(half8(x[0], x[1]), vld1q_u16(lut + v)));
+    diff = vorrq_u16(diff, veorq_u16(half8(x[2], x[3]), vld1q_u16(lut + v + 8)));
+  }
+  return vmaxvq_u16(diff) == 0;
+}
+#endif
+
 PYXFER_AUG_STAGE
 void store_f16(const uint8_t* img, const ApplyParams& p, int64_t row, uint16_t* out) {
   const int64_t n = p.out_h * p.out_w, c = p.c;
@@ -135,6 +158,14 @@ void store_f16(const uint8_t* img, const ApplyParams& p, int64_t row, uint16_t* 
           const __m128i hlo = _mm256_cvtps_ph(_mm256_add_ps(_mm256_mul_ps(lo, vs), vh), kNearest);
           const __m128i hhi = _mm256_cvtps_ph(_mm256_add_ps(_mm256_mul_ps(hi, vs), vh), kNearest);
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_set_m128i(hhi, hlo));
+        }
+      }
+#elif defined(PYXFER_AUG_NEON)
+      if (fcvt_matches(lut, scale, shift)) {
+        for (; i + 16 <= n; i += 16) {
+          float32x4_t x[4];
+          affine16(src + i, scale, shift, x);
+          vst1q_u16(dst + i, half8(x[0], x[1])), vst1q_u16(dst + i + 8, half8(x[2], x[3]));
         }
       }
 #endif

@@ -1,11 +1,13 @@
 // Resample stage of the quantized augmentation kernel: crop, antialiased resize (torch's uint8
 // fixed point) and horizontal flip, as a horizontal pass into planar rows, then a vertical pass.
-// Scalar loops, their AVX2 forms (two crop rows at once, 32 columns per vertical step) and
-// AVX-512 forms (four crop rows at once, 32 columns per vertical step in 512-bit registers).
+// Scalar loops, their AVX2 forms (two crop rows at once, 32 columns per vertical step),
+// AVX-512 forms (four crop rows at once, 32 columns per vertical step in 512-bit registers) and
+// NEON forms (per-pixel tap vectors split by vld3q_u8, 16 columns per vertical step).
 //
 // Included only by augment_kernel.h (see there), once per instruction-set copy of the kernel:
-// augment.cpp (baseline), augment_avx2.cpp (PYXFER_AUG_AVX2) and augment_avx512.cpp
-// (PYXFER_AUG_AVX2 and PYXFER_AUG_AVX512); every function lives in that copy's namespace.
+// augment.cpp (baseline), augment_avx2.cpp (PYXFER_AUG_AVX2), augment_avx512.cpp
+// (PYXFER_AUG_AVX2 and PYXFER_AUG_AVX512) and augment_neon.cpp (PYXFER_AUG_NEON); every function
+// lives in that copy's namespace.
 #ifndef PYXFER_AUG_NS
 #error "include augment_kernel.h, not augment_kernel_resample.h"
 #endif
@@ -363,6 +365,75 @@ void resample_rows_rgb_2rows(const uint8_t* src, const uint8_t* src_end, int64_t
 }
 #endif
 
+#if defined(PYXFER_AUG_NEON)
+// The horizontal pass for RGB with NEON: per output pixel, each tap one widening multiply-
+// accumulate of its (R, G, B, next) levels by the tap's weight into int32 lanes, then the shift
+// and saturating narrows (aa_finish's clamp); the pixels go packed (3 bytes each) to a row
+// buffer that vld3q_u8 splits into the planes, 16 per step (reversed when `flip`). Integer
+// sums: the same result as resample_rows. Rows whose 8-byte loads could pass the end of the
+// image compute their pixels with resample_rows' scalar sums.
+PYXFER_AUG_STAGE
+void resample_rows_rgb_neon(const uint8_t* src, const uint8_t* src_end, int64_t src_w,
+                            int64_t top, int64_t left, const ResampleAxis& ax, int64_t r0,
+                            int64_t r1, int64_t ow, bool flip, uint8_t* tmp, uint32_t* packed) {
+  const int64_t nrows = r1 - r0, plane = nrows * ow;
+  const int taps = ax.taps;
+  const int32x4_t bias = vdupq_n_s32(ax.bias);
+  const int32x4_t shift = vdupq_n_s32(-static_cast<int32_t>(ax.precision));
+  // xmin grows with x: the last pixel's last tap is the furthest load (8 bytes from its R)
+  const int64_t reach = 3 * (static_cast<int64_t>(ax.xmin[ow - 1]) + taps - 1) + 8;
+  uint8_t* rgb = reinterpret_cast<uint8_t*>(packed);  // 3 ow + 1 of its 4 ow bytes
+  for (int64_t r = 0; r < nrows; ++r) {
+    const uint8_t* in = src + ((top + r0 + r) * src_w + left) * 3;
+    if (src_end - in >= reach) {
+      for (int64_t x = 0; x < ow; ++x) {
+        const uint8_t* p = in + static_cast<int64_t>(ax.xmin[x]) * 3;
+        const int16_t* w = ax.w + x * taps;
+        int32x4_t acc = bias;
+        for (int j = 0; j < taps; ++j) {
+          const uint16x8_t v = vmovl_u8(vld1_u8(p + 3 * j));
+          acc = vmlal_n_s16(acc, vreinterpret_s16_u16(vget_low_u16(v)), w[j]);
+        }
+        const int16x4_t n16 = vqmovn_s32(vshlq_s32(acc, shift));  // arithmetic shift right
+        const uint8x8_t u8 = vqmovun_s16(vcombine_s16(n16, n16));
+        const uint32_t px = vget_lane_u32(vreinterpret_u32_u8(u8), 0);
+        __builtin_memcpy(rgb + 3 * x, &px, 4);  // R G B, and a byte the next pixel overwrites
+      }
+    } else {
+      for (int64_t x = 0; x < ow; ++x) {
+        const uint8_t* p = in + static_cast<int64_t>(ax.xmin[x]) * 3;
+        const int16_t* w = ax.w + x * taps;
+        int32_t s0 = ax.bias, s1 = ax.bias, s2 = ax.bias;
+        for (int j = 0; j < taps; ++j) {
+          const int32_t wj = w[j];
+          s0 += wj * p[j * 3], s1 += wj * p[j * 3 + 1], s2 += wj * p[j * 3 + 2];
+        }
+        rgb[3 * x] = static_cast<uint8_t>(aa_finish(s0, ax.precision));
+        rgb[3 * x + 1] = static_cast<uint8_t>(aa_finish(s1, ax.precision));
+        rgb[3 * x + 2] = static_cast<uint8_t>(aa_finish(s2, ax.precision));
+      }
+    }
+    uint8_t* t = tmp + r * ow;
+    int64_t x = 0;
+    for (; x + 16 <= ow; x += 16) {
+      uint8x16x3_t v = vld3q_u8(rgb + 3 * x);
+      int64_t xo = x;
+      if (flip) {
+        v.val[0] = reverse16(v.val[0]), v.val[1] = reverse16(v.val[1]);
+        v.val[2] = reverse16(v.val[2]);
+        xo = ow - 16 - x;
+      }
+      vst1q_u8(t + xo, v.val[0]), vst1q_u8(t + plane + xo, v.val[1]);
+      vst1q_u8(t + 2 * plane + xo, v.val[2]);
+    }
+    for (; x < ow; ++x) {
+      const int64_t xo = flip ? ow - 1 - x : x;
+      t[xo] = rgb[3 * x], t[plane + xo] = rgb[3 * x + 1], t[2 * plane + xo] = rgb[3 * x + 2];
+    }
+  }
+}
+#endif
+
 // Vertical pass: planar tmp (c, nrows, ow) whose row 0 is crop row r0 -> planar img (c, oh, ow).
 PYXFER_AUG_STAGE
 void resample_cols(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0,
@@ -511,6 +582,53 @@ void resample_cols_avx2(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0
     }
   }
   (void)acc, (void)zero;
+}
+#endif
+
+#if defined(PYXFER_AUG_NEON)
+// Vertical pass with NEON: 16 columns per step, each tap a widening multiply-accumulate of the
+// row's levels (as int16) by the tap's weight into four int32x4 accumulators, then the shift and
+// saturating narrows (the clamp of resample_cols). Integer sums: same result as resample_cols.
+PYXFER_AUG_STAGE
+void resample_cols_neon(const uint8_t* tmp, int64_t c, int64_t nrows, int64_t r0,
+                        const ResampleAxis& ay, int64_t oh, int64_t ow, uint8_t* img) {
+  const int taps = ay.taps;
+  const int64_t tplane = nrows * ow, plane = oh * ow, xb = ow - ow % 16;
+  const int32x4_t bias = vdupq_n_s32(ay.bias);
+  const int32x4_t shift = vdupq_n_s32(-static_cast<int32_t>(ay.precision));
+  for (int64_t k = 0; k < c; ++k) {
+    const uint8_t* t = tmp + k * tplane;
+    uint8_t* o = img + k * plane;
+    for (int64_t y = 0; y < oh; ++y) {
+      const int16_t* w = ay.w + y * taps;
+      const uint8_t* base = t + (ay.xmin[y] - r0) * ow;
+      for (int64_t x = 0; x < xb; x += 16) {
+        int32x4_t a0 = bias, a1 = bias, a2 = bias, a3 = bias;
+        for (int j = 0; j < taps; ++j) {
+          const uint8x16_t v = vld1q_u8(base + j * ow + x);
+          const int16x8_t lo = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(v)));
+          const int16x8_t hi = vreinterpretq_s16_u16(vmovl_high_u8(v));
+          const int16_t wj = w[j];
+          a0 = vmlal_n_s16(a0, vget_low_s16(lo), wj);
+          a1 = vmlal_high_n_s16(a1, lo, wj);
+          a2 = vmlal_n_s16(a2, vget_low_s16(hi), wj);
+          a3 = vmlal_high_n_s16(a3, hi, wj);
+        }
+        const int16x8_t p0 = vcombine_s16(vqmovn_s32(vshlq_s32(a0, shift)),
+                                          vqmovn_s32(vshlq_s32(a1, shift)));
+        const int16x8_t p1 = vcombine_s16(vqmovn_s32(vshlq_s32(a2, shift)),
+                                          vqmovn_s32(vshlq_s32(a3, shift)));
+        vst1q_u8(o + y * ow + x, vcombine_u8(vqmovun_s16(p0), vqmovun_s16(p1)));
+      }
+      for (int64_t x = xb; x < ow; ++x) {
+        int32_t v = ay.bias;
+        for (int j = 0; j < taps; ++j) v += static_cast<int32_t>(w[j]) * base[j * ow + x];
+        v >>= ay.precision;
+        v = v < 0 ? 0 : v;
+        o[y * ow + x] = static_cast<uint8_t>(v > 255 ? 255 : v);
+      }
+    }
+  }
 }
 #endif
 

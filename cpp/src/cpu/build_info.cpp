@@ -2,6 +2,7 @@
 
 #include "pyxfer/augment.h"
 #include "pyxfer/parallel.h"
+#include "pyxfer/preprocess.h"
 
 namespace pyxfer {
 
@@ -31,6 +32,7 @@ BuildInfo build_info() {
   info.version = PYXFER_VERSION;
   info.simd = compiled_simd();
   info.augment_simd = augment_simd_path();
+  info.preprocess_simd = preprocess_simd_path();
   info.hardware_threads = hardware_threads();
 #if defined(PYXFER_WITH_CUDA)
   info.cuda_compiled = true;

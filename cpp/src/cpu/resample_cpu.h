@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "neon_ops.h"
 #include "pyxfer/resample.h"
 
 namespace pyxfer::cpu {
@@ -50,9 +51,11 @@ inline void build_axis(int64_t in, int64_t out, Axis& a) {
 // channels) to size (oh, ow) and write rows [y0, y0 + ny) x cols [x0, x0 + nx) of the result
 // into planar dst (c, ny, nx); `flip` mirrors the written columns. Horizontal pass first, then
 // vertical, each rounded to uint8 when `quantize` (torch's uint8 path), float otherwise.
+// `vec`: on AArch64, the quantized RGB horizontal pass runs its taps in NEON (same sums) and the
+// RGB planes are split by vld3q_f32 (the same values moved).
 inline void resample_crop(const uint8_t* src, int64_t src_w, int64_t c, int64_t top, int64_t left,
                           int64_t ch, int64_t cw, const Axis& ax, const Axis& ay, int64_t y0,
-                          int64_t ny, int64_t x0, int64_t nx, bool flip, bool quantize,
+                          int64_t ny, int64_t x0, int64_t nx, bool flip, bool quantize, bool vec,
                           float* dst, std::vector<float>& tmp,
                           std::vector<float>& acc) {
   (void)ch, (void)cw;  // the axes already encode the crop size
@@ -68,11 +71,20 @@ inline void resample_crop(const uint8_t* src, int64_t src_w, int64_t c, int64_t 
     }
   }
   const int64_t nrows = rmax - rmin;
+#if defined(__aarch64__) && defined(__ARM_NEON)
+  // + 1: the NEON pixel stores write 4 floats, the last one into the next pixel's R (or here)
+  tmp.resize(static_cast<size_t>(nrows * nx * c + 1));
+#else
   tmp.resize(static_cast<size_t>(nrows * nx * c));
+  (void)vec;
+#endif
   // Horizontal pass: tmp (nrows, nx, c) interleaved.
   for (int64_t r = 0; r < nrows; ++r) {
     const uint8_t* in = src + ((top + rmin + r) * src_w + left) * c;
     float* t = tmp.data() + r * nx * c;
+#if defined(__aarch64__) && defined(__ARM_NEON)
+    const uint8_t* row_end = in + (src_w - left) * c;  // the image row's end: loads stay before
+#endif
     for (int64_t xo = 0; xo < nx; ++xo) {
       const int64_t x = x0 + (flip ? nx - 1 - xo : xo);
       if (ax.identity) {
@@ -85,6 +97,20 @@ inline void resample_crop(const uint8_t* src, int64_t src_w, int64_t c, int64_t 
       const uint8_t* p = in + xmin * c;
       if (quantize && c == 3) {  // the common case: three independent accumulators
         const int16_t* w = ax.wi.data() + wo;
+#if defined(__aarch64__) && defined(__ARM_NEON)
+        if (vec && p + 3 * (n - 1) + 8 <= row_end) {
+          // each tap one widening multiply-accumulate of its (R, G, B, next) levels
+          int32x4_t sum = vdupq_n_s32(1 << (ax.precision - 1));
+          for (int j = 0; j < n; ++j) {
+            const uint16x8_t v = vmovl_u8(vld1_u8(p + 3 * j));
+            sum = vmlal_n_s16(sum, vreinterpret_s16_u16(vget_low_u16(v)), w[j]);
+          }
+          sum = vshlq_s32(sum, vdupq_n_s32(-static_cast<int32_t>(ax.precision)));
+          sum = vminq_s32(vmaxq_s32(sum, vdupq_n_s32(0)), vdupq_n_s32(255));  // aa_finish
+          vst1q_f32(t + xo * 3, vcvtq_f32_s32(sum));
+          continue;
+        }
+#endif
         int32_t s0 = 1 << (ax.precision - 1), s1 = s0, s2 = s0;
         for (int j = 0; j < n; ++j) {
           const int32_t wj = w[j];
@@ -149,7 +175,18 @@ inline void resample_crop(const uint8_t* src, int64_t src_w, int64_t c, int64_t 
         for (int64_t i = 0; i < len; ++i) a[i] += wj * t[i];
       }
     }
-    for (int64_t x = 0; x < nx; ++x) {
+    int64_t x = 0;
+#if defined(__aarch64__) && defined(__ARM_NEON)
+    if (vec && c == 3) {  // the planes split four pixels per vld3q_f32
+      float* d = dst + yo * nx;
+      for (; x + 4 <= nx; x += 4) {
+        const float32x4x3_t v = vld3q_f32(a + 3 * x);
+        vst1q_f32(d + x, v.val[0]), vst1q_f32(d + plane + x, v.val[1]);
+        vst1q_f32(d + 2 * plane + x, v.val[2]);
+      }
+    }
+#endif
+    for (; x < nx; ++x) {
       for (int64_t k = 0; k < c; ++k) dst[k * plane + yo * nx + x] = a[x * c + k];
     }
   }
