@@ -467,6 +467,10 @@ def read_packed(path: str | os.PathLike[str], *, mmap: bool = True) -> ImageStor
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"packed store: no directory at {str(root)!r}")
+    from pyxfer.data.jpegstore import is_jpeg_store, read_jpeg_store
+
+    if is_jpeg_store(root):  # a compressed store (pyxfer pack --format jpeg)
+        return read_jpeg_store(root, mmap=mmap)
     missing = [f for f in ("images.npy", "labels.npy", "meta.json") if not (root / f).is_file()]
     if missing:
         raise ValueError(
