@@ -79,9 +79,13 @@ def _cifar_tiles(limit: int = 10000) -> tuple[list[np.ndarray], list[int]] | Non
 def _synthetic(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     img = np.stack(
-        [128 + 90 * np.sin(x / rng.uniform(20, 90) + rng.uniform(0, 6)),
-         128 + 90 * np.cos(y / rng.uniform(20, 90) + rng.uniform(0, 6)),
-         128 + 60 * np.sin((x + y) / rng.uniform(20, 90))], axis=2)
+        [
+            128 + 90 * np.sin(x / rng.uniform(20, 90) + rng.uniform(0, 6)),
+            128 + 90 * np.cos(y / rng.uniform(20, 90) + rng.uniform(0, 6)),
+            128 + 60 * np.sin((x + y) / rng.uniform(20, 90)),
+        ],
+        axis=2,
+    )
     for _ in range(12):
         cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(10, 120)
         img[(y - cy) ** 2 + (x - cx) ** 2 < r * r] = rng.uniform(0, 255, 3)
@@ -126,8 +130,9 @@ def dir_bytes(path: Path) -> int:
 def fused_rate(store, batch_size: int, batches: int, threads: int) -> float:
     from pyxfer.engine.loader import FusedLoader
 
-    with FusedLoader(store, batch_size=batch_size, views="simclr", size=224, seed=0,
-                     threads=threads, prefetch=2) as loader:
+    with FusedLoader(
+        store, batch_size=batch_size, views="simclr", size=224, seed=0, threads=threads, prefetch=2
+    ) as loader:
         it = iter(loader)
         next(it)  # warm-up (thread pools, first pages of the store)
         t0 = time.perf_counter()
@@ -143,24 +148,31 @@ def torchvision_child(folder: str, batch_size: int, batches: int, workers: int) 
     from torchvision.transforms import v2
 
     torch.set_num_threads(1)
-    view = v2.Compose([
-        v2.PILToTensor(),
-        v2.RandomResizedCrop(224, antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.RandomApply([v2.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8),
-        v2.RandomGrayscale(p=0.2),
-        v2.RandomApply([v2.GaussianBlur(23, sigma=(0.1, 2.0))], p=0.5),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(MEAN, STD),
-    ])
+    view = v2.Compose(
+        [
+            v2.PILToTensor(),
+            v2.RandomResizedCrop(224, antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomApply([v2.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8),
+            v2.RandomGrayscale(p=0.2),
+            v2.RandomApply([v2.GaussianBlur(23, sigma=(0.1, 2.0))], p=0.5),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(MEAN, STD),
+        ]
+    )
 
     def two(img):
         return view(img), view(img)
 
     data = datasets.ImageFolder(folder, transform=two)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True,
-                                         num_workers=workers, drop_last=True,
-                                         persistent_workers=workers > 0)
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
     it = iter(loader)
     next(it)
     t0 = time.perf_counter()
@@ -171,12 +183,24 @@ def torchvision_child(folder: str, batch_size: int, batches: int, workers: int) 
 
 def torchvision_rate(args, folder: Path) -> float | None:
     if not args.tv_python or not Path(args.tv_python).exists():
-        print("(b) skipped: no torchvision interpreter (--tv-python or PYXFER_TV_PYTHON)",
-              file=sys.stderr)
+        print(
+            "(b) skipped: no torchvision interpreter (--tv-python or PYXFER_TV_PYTHON)",
+            file=sys.stderr,
+        )
         return None
     res = subprocess.run(
-        [args.tv_python, __file__, "--torchvision-child", str(folder), str(args.batch_size),
-         str(args.batches), str(args.workers)], capture_output=True, text=True)
+        [
+            args.tv_python,
+            __file__,
+            "--torchvision-child",
+            str(folder),
+            str(args.batch_size),
+            str(args.batches),
+            str(args.workers),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         print(f"(b) failed:\n{res.stderr[-2000:]}", file=sys.stderr)
         return None
@@ -194,8 +218,9 @@ def model_share(store, batch_size: int, steps: int, threads: int) -> tuple[float
 
     model = create_backbone("resnet18")
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with FusedLoader(store, batch_size=batch_size, views="simclr", size=224, seed=0,
-                     threads=threads, prefetch=2) as loader:
+    with FusedLoader(
+        store, batch_size=batch_size, views="simclr", size=224, seed=0, threads=threads, prefetch=2
+    ) as loader:
         it = iter(loader)
         batch = next(it)  # warm-up
         loader.wait_time, loader.starved = 0.0, 0
@@ -251,30 +276,38 @@ def main() -> None:
     jpeg_store, raw_store = load_dataset(f"packed:{jpeg_dir}"), load_dataset(f"packed:{raw_dir}")
     sizes = jpeg_store.image_sizes()
     src_bytes = sum(f.stat().st_size for f in photos.rglob("*.jpg"))
-    print(f"pyxfer photo loader bench: {len(jpeg_store)} photos, short side "
-          f"{sizes.min(axis=1).min()}-{sizes.min(axis=1).max()} px, SimCLR 2 views at 224, "
-          f"batch {args.batch_size}, {args.threads} loader threads, {os.cpu_count()} CPUs, "
-          f"SIMD {pyxfer.build_info().get('augment_simd')}, load averages {load_averages()}")
-    print(f"store sizes: JPEG files {src_bytes / 2**20:,.1f} MiB; compressed store "
-          f"{dir_bytes(jpeg_dir) / 2**20:,.1f} MiB ({dir_bytes(jpeg_dir) / src_bytes:.3f}x); "
-          f"raw {args.raw_size} px store {dir_bytes(raw_dir) / 2**20:,.1f} MiB")
+    print(
+        f"pyxfer photo loader bench: {len(jpeg_store)} photos, short side "
+        f"{sizes.min(axis=1).min()}-{sizes.min(axis=1).max()} px, SimCLR 2 views at 224, "
+        f"batch {args.batch_size}, {args.threads} loader threads, {os.cpu_count()} CPUs, "
+        f"SIMD {pyxfer.build_info().get('augment_simd')}, load averages {load_averages()}"
+    )
+    print(
+        f"store sizes: JPEG files {src_bytes / 2**20:,.1f} MiB; compressed store "
+        f"{dir_bytes(jpeg_dir) / 2**20:,.1f} MiB ({dir_bytes(jpeg_dir) / src_bytes:.3f}x); "
+        f"raw {args.raw_size} px store {dir_bytes(raw_dir) / 2**20:,.1f} MiB"
+    )
     a = fused_rate(jpeg_store, args.batch_size, args.batches, args.threads)
     b = torchvision_rate(args, photos)
     c = fused_rate(raw_store, args.batch_size, args.batches, args.threads)
     print(f"{'row':58s} {'images/s':>9s}")
     print(f"{'(a) fused loader, compressed (JPEG) store':58s} {a:9.1f}")
     if b is not None:
-        print(f"{f'(b) torchvision ImageFolder + v2, DataLoader {args.workers} workers':58s} "
-              f"{b:9.1f}")
+        print(
+            f"{f'(b) torchvision ImageFolder + v2, DataLoader {args.workers} workers':58s} {b:9.1f}"
+        )
     print(f"{f'(c) fused loader, raw {args.raw_size} px store':58s} {c:9.1f}")
     print(f"(a)/(b) {a / b:.2f}x (target >= 3)" if b else "(a)/(b) n/a", end="; ")
     print(f"(c)/(a) {c / a:.2f}x (target <= 2); load averages {load_averages()} (end)")
     if args.model_steps:
-        step, share, starved = model_share(jpeg_store, args.model_batch, args.model_steps,
-                                           args.threads)
-        print(f"ResNet-18 SimCLR step at 224, batch {args.model_batch} (2 views), CPU: "
-              f"{step:.2f} s/step, {args.model_batch / step:.1f} images/s; loader wait "
-              f"{share:.1%} of step time, {starved} of {args.model_steps} batches not ready")
+        step, share, starved = model_share(
+            jpeg_store, args.model_batch, args.model_steps, args.threads
+        )
+        print(
+            f"ResNet-18 SimCLR step at 224, batch {args.model_batch} (2 views), CPU: "
+            f"{step:.2f} s/step, {args.model_batch / step:.1f} images/s; loader wait "
+            f"{share:.1%} of step time, {starved} of {args.model_steps} batches not ready"
+        )
     if tmp is not None:
         tmp.cleanup()
 

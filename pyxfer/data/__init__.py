@@ -73,7 +73,8 @@ def guess_kind(path: str | os.PathLike[str]) -> str | None:
             return "idx"
         return None
     if p.is_dir():
-        if (p / "meta.json").is_file() and any((p / f).is_file() for f in ("images.npy", "data.bin")):
+        stored = any((p / f).is_file() for f in ("images.npy", "data.bin"))  # raw or JPEG
+        if (p / "meta.json").is_file() and stored:
             return "packed"
         if any("idx3" in c.name for c in p.iterdir() if c.is_file()):
             return "idx"

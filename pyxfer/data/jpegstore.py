@@ -139,6 +139,10 @@ def ends_in_fill(rows: np.ndarray) -> bool:
     return bool(rows.size) and bool((rows[-1] == 128).all())
 
 
+def _last_row(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.crop((0, img.height - 1, img.width, img.height)))
+
+
 #: index column 5, bit 0: pack re-encoded the image; bit 1: the image really ends in mid-grey
 REENCODED, GREY_END = 1, 2
 
@@ -171,13 +175,12 @@ def _prepare(
                 and (max_side is None or max(img.size) <= max_side)
             )
             img.load()  # the whole file: truncation and bad data fail now
-            if img.format == "JPEG" and img.mode in ("L", "RGB"):
-                if ends_in_fill(np.asarray(img.crop((0, img.height - 1, img.width, img.height)))):
-                    raise ValueError(
-                        "its last row is the uniform grey libjpeg fills in where the data ends "
-                        "before the rows its header claims (a truncated or lying file); if the "
-                        "picture really ends in mid-grey, save it as PNG to have it re-encoded"
-                    )
+            if img.format == "JPEG" and img.mode in ("L", "RGB") and ends_in_fill(_last_row(img)):
+                raise ValueError(
+                    "its last row is the uniform grey libjpeg fills in where the data ends "
+                    "before the rows its header claims (a truncated or lying file); if the "
+                    "picture really ends in mid-grey, save it as PNG to have it re-encoded"
+                )
             if keep:
                 return raw, img.height, img.width, len(raw), 0
             img = _to_8bit(img)
@@ -194,7 +197,7 @@ def _prepare(
             flags = REENCODED
             with Image.open(io.BytesIO(data)) as back:
                 back.load()
-                if ends_in_fill(np.asarray(back.crop((0, back.height - 1, back.width, back.height)))):
+                if ends_in_fill(_last_row(back)):
                     flags |= GREY_END  # a picture that really ends in grey: not a fill
             return data, img.height, img.width, len(raw) or len(data), flags
 
@@ -364,9 +367,11 @@ def read_jpeg_store(
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error: expected 'raise' or 'skip', received {on_error!r}")
     meta = json.loads((root / "meta.json").read_text())
-    if meta.get("format") != PACKED_FORMAT or meta.get("storage") != STORAGE or int(
-        meta.get("version", 0)
-    ) > JPEG_VERSION:
+    if (
+        meta.get("format") != PACKED_FORMAT
+        or meta.get("storage") != STORAGE
+        or int(meta.get("version", 0)) > JPEG_VERSION
+    ):
         raise _fail(
             root,
             f"expected format {PACKED_FORMAT!r} storage {STORAGE!r} version <= {JPEG_VERSION}, "
@@ -397,7 +402,11 @@ def read_jpeg_store(
             f"{int(ends[-1])}",
         )
     bad = np.flatnonzero(
-        (h < 1) | (w < 1) | (h > _MAX_SIDE_LIMIT) | (w > _MAX_SIDE_LIMIT) | (crc < 0)
+        (h < 1)
+        | (w < 1)
+        | (h > _MAX_SIDE_LIMIT)
+        | (w > _MAX_SIDE_LIMIT)
+        | (crc < 0)
         | (crc > 0xFFFFFFFF)
     )
     if bad.size:
@@ -410,8 +419,10 @@ def read_jpeg_store(
     if meta.get("channels") not in (1, 3):
         raise _fail(root, f"meta.json: expected channels 1 or 3, received {meta.get('channels')!r}")
     if size:
-        data = np.memmap(root / "data.bin", np.uint8, "r") if mmap else np.fromfile(
-            root / "data.bin", np.uint8
+        data = (
+            np.memmap(root / "data.bin", np.uint8, "r")
+            if mmap
+            else np.fromfile(root / "data.bin", np.uint8)
         )
     else:
         data = np.zeros(0, np.uint8)
@@ -672,11 +683,15 @@ class JpegStore(ImageStore):
 def storage_text(d: dict[str, Any]) -> str:
     """One line on a compressed store from :meth:`JpegStore.storage_info` (or describe())."""
     mib = d["disk_bytes"] / 2**20
-    ratio = f", {d['disk_bytes'] / d['source_bytes']:.2f}x the source files" if d.get(
-        "source_bytes"
-    ) else ""
-    kept = f"re-encoded {d['reencoded']} at quality {d['quality']}" if d.get("reencoded") else (
-        "every JPEG kept as it was"
+    ratio = (
+        f", {d['disk_bytes'] / d['source_bytes']:.2f}x the source files"
+        if d.get("source_bytes")
+        else ""
+    )
+    kept = (
+        f"re-encoded {d['reencoded']} at quality {d['quality']}"
+        if d.get("reencoded")
+        else ("every JPEG kept as it was")
     )
     side = f", max side {d['max_side']}" if d.get("max_side") else ""
     return f"JPEG, {mib:,.1f} MiB on disk{ratio}; {kept}{side}; decoded with {d['decode']}"
