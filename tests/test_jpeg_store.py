@@ -198,6 +198,23 @@ def test_loader_scales_each_image_to_its_crops(photos, tmp_path) -> None:
         assert (box[:, COL["top"]] + box[:, COL["crop_h"]] <= im.shape[0]).all()
 
 
+def test_eval_preprocessing_decodes_at_the_scale_of_the_resize(photos, tmp_path) -> None:
+    from pyxfer.ops.preprocess import preprocess
+
+    store = load_dataset(f"packed:{pack_jpeg(f'folder:{photos}', tmp_path / 'p', progress=False)}")
+    small = store.batch([0, 7], min_side=64)  # 400x480 at 1/4, 512x640 at 1/8: short side >= 64
+    assert [im.shape[:2] for im in small] == [(100, 120), (64, 80)]
+    with FusedLoader(store, batch_size=12, views=None, size=64, shuffle=False) as loader:
+        got = next(iter(loader)).views[0].numpy()
+    full = np.asarray(
+        preprocess([store[i][0] for i in range(12)], 64, 64, mean=(0, 0, 0), std=(1, 1, 1))
+    )
+    std = np.asarray((0.229, 0.224, 0.225))[None, :, None, None]
+    mean = np.asarray((0.485, 0.456, 0.406))[None, :, None, None]
+    err = np.abs((got * std + mean) - full) * 255  # the same picture, a few grey levels apart
+    assert err.mean() < 3 and got.shape == (12, 3, 64, 64)
+
+
 def test_pickled_store_reopens_its_bytes(photos, tmp_path) -> None:
     store = load_dataset(f"packed:{pack_jpeg(f'folder:{photos}', tmp_path / 'p', progress=False)}")
     sub = store.subset([3, 1])

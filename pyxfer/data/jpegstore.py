@@ -547,10 +547,19 @@ class JpegStore(ImageStore):
         """Image ``i`` decoded in full, (H, W, C) uint8."""
         return self._decode_row(self._row(int(i)))
 
-    def batch(self, indices: Sequence[int] | np.ndarray) -> list[np.ndarray]:
-        """The images at ``indices`` decoded in full (in the decode threads), as a list."""
+    def batch(
+        self, indices: Sequence[int] | np.ndarray, min_side: int | None = None, threads: int = 0
+    ) -> list[np.ndarray]:
+        """The images at ``indices`` decoded in the decode threads, as a list: in full, or with
+        ``min_side`` at the smallest DCT scale whose shorter side is still at least it (what
+        resizing the shorter side to ``min_side`` needs, as eval preprocessing does)."""
         rows = self._rows[self._check_indices(indices)]
-        return list(_pool(0).map(self._decode_row, rows))
+        scales = np.ones(len(rows), np.int64)
+        if min_side is not None:
+            short = self._table[rows][:, 2:4].min(axis=1)
+            for s in SCALES[:-1]:
+                scales[(short >= s * min_side) & (scales == 1)] = s
+        return list(_pool(threads).map(self._decode_row, rows, scales))
 
     def _row(self, i: int) -> int:
         n = len(self)

@@ -333,7 +333,11 @@ class FusedLoader:
     def make_batch(self, idx: np.ndarray, epoch: int) -> Batch:
         """Gather and augment the images at dataset indices ``idx`` (what the thread runs)."""
         decode_views = getattr(self.dataset, "decode_views", None) if self.specs else None
-        if decode_views is not None:
+        if self.specs is None and hasattr(self.dataset, "decode_views"):
+            # eval preprocessing of a compressed store: decode just large enough for the resize
+            images = self.dataset.batch(idx, min_side=self.size, threads=self.threads)
+            labels = np.asarray(self.dataset.labels[idx], np.int64)
+        elif decode_views is not None:
             # A compressed store: the views are drawn on the original sizes (from its index, so
             # the same as from decoded pixels), then each image is decoded only as large as its
             # crops need and the boxes are mapped onto it; images it skips leave the batch.
