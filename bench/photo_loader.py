@@ -14,7 +14,8 @@ quality 90; without the shared data, synthetic photo-like images), then measures
     cropped at pack time, so its random crops never see the sides).
 
 Each row is images/s over ``--batches`` batches after one warm-up batch (two views per image),
-with the loader's own threads at ``--threads``. Store sizes are printed, and, with
+with the loader's own threads at ``--threads``, and for (a) and (c) the process CPU time per
+image (all threads; meaningful when the machine is shared). Store sizes are printed, and, with
 ``--model-steps N``, the loader's share of N ResNet-18 SimCLR steps at 224 on this CPU
 (time the training loop waited for a batch / step time; batches are prefetched while the
 model runs). The load averages are printed: on a shared machine the numbers are pessimistic.
@@ -127,7 +128,8 @@ def dir_bytes(path: Path) -> int:
 
 
 # ---- (a) and (c): the fused loader -------------------------------------------------------------
-def fused_rate(store, batch_size: int, batches: int, threads: int) -> float:
+def fused_rate(store, batch_size: int, batches: int, threads: int) -> tuple[float, float]:
+    """(images/s wall clock, CPU ms per image of this process, all threads)."""
     from pyxfer.engine.loader import FusedLoader
 
     with FusedLoader(
@@ -135,10 +137,11 @@ def fused_rate(store, batch_size: int, batches: int, threads: int) -> float:
     ) as loader:
         it = iter(loader)
         next(it)  # warm-up (thread pools, first pages of the store)
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         for _ in range(batches):
             next(it)
-        return batches * batch_size / (time.perf_counter() - t0)
+        n = batches * batch_size
+        return n / (time.perf_counter() - t0), (time.process_time() - c0) * 1e3 / n
 
 
 # ---- (b): torchvision, run in the torchvision interpreter --------------------------------------
@@ -287,16 +290,15 @@ def main() -> None:
         f"{dir_bytes(jpeg_dir) / 2**20:,.1f} MiB ({dir_bytes(jpeg_dir) / src_bytes:.3f}x); "
         f"raw {args.raw_size} px store {dir_bytes(raw_dir) / 2**20:,.1f} MiB"
     )
-    a = fused_rate(jpeg_store, args.batch_size, args.batches, args.threads)
+    a, a_cpu = fused_rate(jpeg_store, args.batch_size, args.batches, args.threads)
     b = torchvision_rate(args, photos)
-    c = fused_rate(raw_store, args.batch_size, args.batches, args.threads)
-    print(f"{'row':58s} {'images/s':>9s}")
-    print(f"{'(a) fused loader, compressed (JPEG) store':58s} {a:9.1f}")
+    c, c_cpu = fused_rate(raw_store, args.batch_size, args.batches, args.threads)
+    tv_row = f"(b) torchvision ImageFolder + v2, DataLoader {args.workers} workers"
+    print(f"{'row':58s} {'images/s':>9s} {'cpu ms/img':>10s}")
+    print(f"{'(a) fused loader, compressed (JPEG) store':58s} {a:9.1f} {a_cpu:10.2f}")
     if b is not None:
-        print(
-            f"{f'(b) torchvision ImageFolder + v2, DataLoader {args.workers} workers':58s} {b:9.1f}"
-        )
-    print(f"{f'(c) fused loader, raw {args.raw_size} px store':58s} {c:9.1f}")
+        print(f"{tv_row:58s} {b:9.1f} {'(workers)':>10s}")
+    print(f"{f'(c) fused loader, raw {args.raw_size} px store':58s} {c:9.1f} {c_cpu:10.2f}")
     print(f"(a)/(b) {a / b:.2f}x (target >= 3)" if b else "(a)/(b) n/a", end="; ")
     print(f"(c)/(a) {c / a:.2f}x (target <= 2); load averages {load_averages()} (end)")
     if args.model_steps:

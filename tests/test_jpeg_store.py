@@ -234,6 +234,13 @@ def test_cli_pack_and_data_show_the_store(photos, tmp_path, capsys) -> None:
     assert "storage" in text and "MiB on disk" in text and "DCT scaling" in text
 
 
+def test_report_names_the_store_format(packed) -> None:
+    from pyxfer.report.build import _views
+
+    html = _views({"data": f"packed:{packed}", "views": "simclr", "size": 32, "seed": 0})
+    assert "Store: JPEG" in html and "MiB on disk" in html and "DCT scaling" in html
+
+
 # -- bad input ----------------------------------------------------------------------------------
 def test_bad_members_fail_the_pack_naming_the_file_or_are_skipped(tmp_path) -> None:
     src = tmp_path / "src"
