@@ -125,6 +125,24 @@ def test_pack_from_pixels_and_grey_channels(tmp_path) -> None:
     assert store[3][0].shape == (8, 8, 1) and store.labels.tolist() == digits.labels.tolist()
 
 
+def test_a_grey_store_decodes_libjpeg_luma(photos, tmp_path) -> None:
+    out = pack_jpeg(f"folder:{photos}", tmp_path / "g", channels=1, progress=False)
+    store = load_dataset(f"packed:{out}")
+    folder = load_dataset(f"folder:{photos}", channels=1)
+    assert store.channels == 1 and (out / "data.bin").stat().st_size == sum(
+        p.stat().st_size for p in photos.rglob("*.jpg")
+    )  # the colour files are kept; only decoding is grey
+    for i in (0, 7):
+        im = store[i][0]
+        assert im.shape == folder[i][0].shape  # (H, W, 1)
+        # JPEG's own Y vs Pillow's luma of the decoded RGB, which clips out-of-gamut colours
+        assert np.abs(im.astype(int) - folder[i][0]).mean() < 1
+    idx = np.arange(len(store))
+    params = sample_params("simclr", store.image_sizes(), idx, size=32)
+    images, _, _ = store.decode_views(idx, params, [(32, 32), (32, 32)])
+    assert all(im.ndim == 3 and im.shape[2] == 1 for im in images)
+
+
 def loader_views(store, **kw) -> list[np.ndarray]:
     with FusedLoader(store, shuffle=False, drop_last=False, threads=2, **kw) as loader:
         batches = list(loader)

@@ -8,7 +8,8 @@ digits    (none) or ``mnist``    scikit-learn's 1,797 8×8 digits (embedded, no 
 folder    a directory            ``DIR/<class>/<file>`` image files, or a flat folder
 tar       an archive             a ``.tar[.gz]`` of a class-per-folder tree, read in place
 idx       a directory or file    MNIST-style IDX files (raw or gzip)
-packed    a directory            a store written by ``pyxfer pack`` (memory-mapped)
+packed    a directory            a store written by ``pyxfer pack`` (memory-mapped; raw pixels
+                                 or JPEG bytes)
 ========  =====================  ==========================================================
 
 Sources marked ``resizes=True`` accept ``size``/``channels``/``fit``/``threads``/``on_error``

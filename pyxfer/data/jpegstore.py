@@ -521,8 +521,8 @@ class JpegStore(ImageStore):
                 if img.mode not in ("L", "RGB"):
                     raise corrupt(f"mode {img.mode}, expected L or RGB")
                 mode = "L" if self._channels == 1 else "RGB"
-                if scale > 1:
-                    img.draft(mode, (max(1, w // scale), max(1, h // scale)))
+                # the scale, and for a grey store libjpeg's own luma output (no colour pass)
+                img.draft(mode, (max(1, w // scale), max(1, h // scale)))
                 want = (-(-w // scale), -(-h // scale))
                 if img.size != want:
                     raise corrupt(f"decodes to {img.size} at 1/{scale}, expected {want}")

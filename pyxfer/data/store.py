@@ -13,6 +13,10 @@ The packed on-disk format is a directory::
     meta.json    {"format": "pyxfer.packed", "version": 1, "name", "source", "shape",
                   "class_names", "created", "info"}
 
+A compressed store of JPEG bytes (``pyxfer pack --format jpeg``) is a directory of the same
+format with ``"storage": "jpeg"`` in ``meta.json``; :func:`read_packed` opens it as a
+:class:`pyxfer.data.jpegstore.JpegStore`.
+
 Writing is atomic: everything is written into a hidden temporary sibling directory which is
 renamed into place at the end; an exception or Ctrl-C on the way leaves nothing at the
 destination and no temporary directory behind.

@@ -113,7 +113,9 @@ class FusedLoader:
     Args:
         dataset: an ``ImageStore`` (dense, possibly memory-mapped, or ragged), or a
             ``torch.utils.data.Dataset`` whose items are a uint8 (H, W, C) image (array or
-            tensor) or an ``(image, label)`` pair.
+            tensor) or an ``(image, label)`` pair. A compressed store
+            (:class:`~pyxfer.data.JpegStore`) has its views drawn on the original sizes and each
+            image decoded only as large as its crops need.
         batch_size: images per batch on this rank (each image gives ``len(views)`` views).
         views: a preset name (``"simclr"``...), a ``ViewSpec`` list, or ``None`` for plain eval
             preprocessing (resize the shorter side to ``size``, centre crop, normalise).
