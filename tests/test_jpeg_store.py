@@ -181,6 +181,10 @@ def test_dct_scaled_views_match_the_fully_decoded_image(photos, tmp_path) -> Non
     params = sample_params([spec, spec], store.image_sizes(), idx, seed=1)
     images, mapped, kept = store.decode_views(idx, params, [(48, 48), (48, 48)])
     assert kept.tolist() == idx.tolist()
+    none = store.decode_views([], np.zeros((0, params.shape[1]), np.float32), [(48, 48)] * 2)
+    assert none[0] == [] and none[1].shape == (0, params.shape[1]) and none[2].size == 0
+    with pytest.raises(ValueError, match=r"params: expected 24 rows \(12 images x 2 views\)"):
+        store.decode_views(idx, params[:-1], [(48, 48)] * 2)
     scales = [store.image_sizes()[i][0] / im.shape[0] for i, im in enumerate(images)]
     assert max(scales) >= 4  # the DCT scaling is used
     one = dict(size=(48, 48), views=2, mean=(0, 0, 0), std=(1, 1, 1))

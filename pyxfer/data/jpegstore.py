@@ -380,6 +380,8 @@ def read_jpeg_store(
     index = np.load(root / "index.npy", allow_pickle=False)
     labels = np.load(root / "labels.npy", allow_pickle=False)
     names = json.loads((root / "names.json").read_text())
+    if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+        raise _fail(root, "names.json: expected a list of file names")
     n = int(meta.get("count", -1))
     if index.dtype != np.int64 or index.ndim != 2 or index.shape[1] != 6:
         raise _fail(root, f"index.npy: expected int64 (N, 6), received {index.dtype} {index.shape}")
@@ -593,7 +595,13 @@ class JpegStore(ImageStore):
         idx = self._check_indices(indices)
         rows = self._rows[idx]
         v = len(sizes)
-        prm = np.array(params, np.float32, copy=True).reshape(len(idx), v, -1)
+        prm = np.array(params, np.float32, copy=True)
+        if prm.ndim != 2 or prm.shape[0] != len(idx) * v:
+            raise ValueError(
+                f"params: expected {len(idx) * v} rows ({len(idx)} images x {v} views), received "
+                f"shape {prm.shape}"
+            )
+        prm = prm.reshape(len(idx), v, prm.shape[1])
         out_h = np.asarray([s[0] for s in sizes], np.float64)
         out_w = np.asarray([s[1] for s in sizes], np.float64)
         top, left = prm[..., COL["top"]], prm[..., COL["left"]]
