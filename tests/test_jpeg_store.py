@@ -254,6 +254,14 @@ def test_cli_pack_and_data_show_the_store(photos, tmp_path, capsys) -> None:
     assert main(["data", f"packed:{tmp_path / 'p'}"]) == 0
     text = capsys.readouterr().out
     assert "storage" in text and "MiB on disk" in text and "DCT scaling" in text
+    assert (
+        main(["pack", f"folder:{photos}", str(tmp_path / "q"), "--format", "jpeg", "--size", "64"])
+        == 2
+    )
+    assert "--size and --fit apply to the raw format only" in capsys.readouterr().err
+    assert main(["pack", f"folder:{photos}", str(tmp_path / "q")]) == 2
+    assert "--size S is required for the raw format" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()
 
 
 def test_report_names_the_store_format(packed) -> None:

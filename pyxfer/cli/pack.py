@@ -101,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "jpeg":
         return _run_jpeg(args)
     if args.size is None:
-        raise SystemExit("pyxfer pack: --size S is required for the raw format")
+        from pyxfer.cli import CLIError
+
+        raise CLIError("--size S is required for the raw format (or give --format jpeg)")
     out = pack(
         args.src,
         args.dst,
@@ -125,11 +127,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_jpeg(args: argparse.Namespace) -> int:
+    from pyxfer.cli import CLIError
     from pyxfer.data import load_dataset, pack_jpeg
     from pyxfer.data.jpegstore import storage_text
 
     if args.size is not None or args.fit != "crop":
-        raise SystemExit("pyxfer pack: --size and --fit apply to the raw format only")
+        raise CLIError("--size and --fit apply to the raw format only, not --format jpeg")
     out = pack_jpeg(
         args.src,
         args.dst,
