@@ -8,7 +8,8 @@ digits    (none) or ``mnist``    scikit-learn's 1,797 8×8 digits (embedded, no 
 folder    a directory            ``DIR/<class>/<file>`` image files, or a flat folder
 tar       an archive             a ``.tar[.gz]`` of a class-per-folder tree, read in place
 idx       a directory or file    MNIST-style IDX files (raw or gzip)
-packed    a directory            a store written by ``pyxfer pack`` (memory-mapped)
+packed    a directory            a store written by ``pyxfer pack`` (memory-mapped; raw pixels
+                                 or JPEG bytes)
 ========  =====================  ==========================================================
 
 Sources marked ``resizes=True`` accept ``size``/``channels``/``fit``/``threads``/``on_error``
@@ -59,11 +60,18 @@ def idx(argument: str | None = None, **options: Any) -> Any:
     return read_idx(_need("idx", argument, "DIR"), **options)
 
 
-def packed(argument: str | None = None, *, mmap: bool = True) -> Any:
-    """``packed:DIR``, a store written by ``pyxfer pack``."""
+def packed(argument: str | None = None, *, mmap: bool = True, on_error: str = "raise") -> Any:
+    """``packed:DIR``, a store written by ``pyxfer pack``; ``on_error="skip"`` lets the loader
+    drop corrupt images of a compressed (JPEG) store instead of stopping."""
+    from pyxfer.data.jpegstore import is_jpeg_store, read_jpeg_store
     from pyxfer.data.store import read_packed
 
-    return read_packed(_need("packed", argument, "DIR"), mmap=mmap)
+    root = _need("packed", argument, "DIR")
+    if is_jpeg_store(root):
+        return read_jpeg_store(root, mmap=mmap, on_error=on_error)
+    if on_error != "raise":
+        raise ValueError(f"on_error: a raw packed store decodes nothing; received {on_error!r}")
+    return read_packed(root, mmap=mmap)
 
 
 @hookimpl

@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     ]
     if "packed_path" in store.info:
         rows.append(("packed", f"{store.info['packed_path']} (memory-mapped)"))
+    if d.get("storage") == "jpeg":
+        from pyxfer.data.jpegstore import storage_text
+
+        rows.append(("storage", storage_text(d)))
     if args.grid:
         rows.append(("grid", args.grid))
     width = max(len(k) for k, _ in rows)

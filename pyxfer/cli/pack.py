@@ -10,8 +10,15 @@ labels.npy (int64, -1 = unlabelled) and meta.json (class names, shape, source). 
 into a temporary sibling directory and renamed into place at the end, so an interrupted pack
 leaves nothing behind. Read it back with the spec packed:DST.
 
+With --format jpeg the store keeps each image's JPEG bytes instead (data.bin, index.npy with
+offsets, sizes, original dimensions and checksums, labels.npy, names.json, meta.json): about
+the size of the JPEG files, decoded by the fused loader at the scale each batch's crops need.
+Other formats, rotated or CMYK JPEGs and images larger than --max-side are re-encoded at
+--quality.
+
 examples:
   pyxfer pack folder:photos/ photos64 --size 64 --skip-corrupt
+  pyxfer pack folder:photos/ photos.px --format jpeg
   pyxfer pack tar:cifar10-test.tar.gz cifar32 --size 32
   pyxfer pack idx:../shared/data/mnist-test mnist32 --size 32 --channels 3
 """
@@ -29,7 +36,31 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("src", metavar="SRC", help="data-set spec, e.g. folder:photos/ or idx:DIR")
     p.add_argument("dst", metavar="DST", help="store directory to create (must not exist)")
-    p.add_argument("--size", type=int, required=True, metavar="S", help="output size S x S")
+    p.add_argument(
+        "--size", type=int, metavar="S", help="output size S x S (the raw format needs it)"
+    )
+    p.add_argument(
+        "--format",
+        choices=("raw", "jpeg"),
+        default="raw",
+        help="raw: decoded pixels at S x S (default); jpeg: the images' JPEG bytes at their "
+        "own size, decoded when loaded",
+    )
+    p.add_argument(
+        "--quality",
+        type=int,
+        default=90,
+        metavar="Q",
+        help="jpeg: quality of the images that are re-encoded (default 90)",
+    )
+    p.add_argument(
+        "--max-side",
+        type=int,
+        default=2048,
+        metavar="PX",
+        help="jpeg: resize and re-encode images whose longer side is above PX (default 2048; "
+        "0 keeps every size)",
+    )
     p.add_argument(
         "--channels",
         type=int,
@@ -67,6 +98,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pyxfer.data import load_dataset, pack
 
+    if args.format == "jpeg":
+        return _run_jpeg(args)
+    if args.size is None:
+        from pyxfer.cli import CLIError
+
+        raise CLIError("--size S is required for the raw format (or give --format jpeg)")
     out = pack(
         args.src,
         args.dst,
@@ -85,5 +122,33 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"packed {n:,} images ({h}x{w}x{c}, {store.num_classes} classes) from {args.src} "
         f"into {out} ({mib:.1f} MiB)" + (f"; skipped {skipped} unreadable" if skipped else "")
+    )
+    return 0
+
+
+def _run_jpeg(args: argparse.Namespace) -> int:
+    from pyxfer.cli import CLIError
+    from pyxfer.data import load_dataset, pack_jpeg
+    from pyxfer.data.jpegstore import storage_text
+
+    if args.size is not None or args.fit != "crop":
+        raise CLIError("--size and --fit apply to the raw format only, not --format jpeg")
+    out = pack_jpeg(
+        args.src,
+        args.dst,
+        channels=args.channels or 3,
+        quality=args.quality,
+        max_side=args.max_side or None,
+        on_error="skip" if args.skip_corrupt else "raise",
+        threads=args.threads,
+        overwrite=args.overwrite,
+        progress=False if args.no_progress else None,
+    )
+    store = load_dataset(f"packed:{out}")
+    skipped = int(store.info.get("skipped", 0) or 0)
+    print(
+        f"packed {len(store):,} images ({store.num_classes} classes) from {args.src} into {out}: "
+        + storage_text(store.storage_info())
+        + (f"; skipped {skipped} unreadable" if skipped else "")
     )
     return 0

@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from pyxfer.data.decode import max_image_pixels, set_max_image_pixels
+from pyxfer.data.jpegstore import JpegStore, pack_jpeg
 from pyxfer.data.pack import pack
 from pyxfer.data.splits import class_split, few_shot, indices_of_classes, stratified_split
 from pyxfer.data.store import ImageStore, read_packed, write_packed
 
 __all__ = [
     "ImageStore",
+    "JpegStore",
     "class_split",
     "few_shot",
     "guess_kind",
@@ -39,6 +41,7 @@ __all__ = [
     "load_dataset",
     "max_image_pixels",
     "pack",
+    "pack_jpeg",
     "parse_spec",
     "read_packed",
     "set_max_image_pixels",
@@ -70,7 +73,8 @@ def guess_kind(path: str | os.PathLike[str]) -> str | None:
             return "idx"
         return None
     if p.is_dir():
-        if (p / "meta.json").is_file() and (p / "images.npy").is_file():
+        stored = any((p / f).is_file() for f in ("images.npy", "data.bin"))  # raw or JPEG
+        if (p / "meta.json").is_file() and stored:
             return "packed"
         if any("idx3" in c.name for c in p.iterdir() if c.is_file()):
             return "idx"

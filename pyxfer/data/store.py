@@ -13,6 +13,10 @@ The packed on-disk format is a directory::
     meta.json    {"format": "pyxfer.packed", "version": 1, "name", "source", "shape",
                   "class_names", "created", "info"}
 
+A compressed store of JPEG bytes (``pyxfer pack --format jpeg``) is a directory of the same
+format with ``"storage": "jpeg"`` in ``meta.json``; :func:`read_packed` opens it as a
+:class:`pyxfer.data.jpegstore.JpegStore`.
+
 Writing is atomic: everything is written into a hidden temporary sibling directory which is
 renamed into place at the end; an exception or Ctrl-C on the way leaves nothing at the
 destination and no temporary directory behind.
@@ -467,6 +471,10 @@ def read_packed(path: str | os.PathLike[str], *, mmap: bool = True) -> ImageStor
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"packed store: no directory at {str(root)!r}")
+    from pyxfer.data.jpegstore import is_jpeg_store, read_jpeg_store
+
+    if is_jpeg_store(root):  # a compressed store (pyxfer pack --format jpeg)
+        return read_jpeg_store(root, mmap=mmap)
     missing = [f for f in ("images.npy", "labels.npy", "meta.json") if not (root / f).is_file()]
     if missing:
         raise ValueError(

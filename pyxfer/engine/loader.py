@@ -113,7 +113,9 @@ class FusedLoader:
     Args:
         dataset: an ``ImageStore`` (dense, possibly memory-mapped, or ragged), or a
             ``torch.utils.data.Dataset`` whose items are a uint8 (H, W, C) image (array or
-            tensor) or an ``(image, label)`` pair.
+            tensor) or an ``(image, label)`` pair. A compressed store
+            (:class:`~pyxfer.data.JpegStore`) has its views drawn on the original sizes and each
+            image decoded only as large as its crops need.
         batch_size: images per batch on this rank (each image gives ``len(views)`` views).
         views: a preset name (``"simclr"``...), a ``ViewSpec`` list, or ``None`` for plain eval
             preprocessing (resize the shorter side to ``size``, centre crop, normalise).
@@ -337,7 +339,30 @@ class FusedLoader:
 
     def make_batch(self, idx: np.ndarray, epoch: int) -> Batch:
         """Gather and augment the images at dataset indices ``idx`` (what the thread runs)."""
-        images, labels = self._gather(idx)
+        decode_views = getattr(self.dataset, "decode_views", None) if self.specs else None
+        if self.specs is None and hasattr(self.dataset, "decode_views"):
+            # eval preprocessing of a compressed store: decode just large enough for the resize
+            images = self.dataset.batch(idx, min_side=self.size, threads=self.threads)
+            labels = np.asarray(self.dataset.labels[idx], np.int64)
+        elif decode_views is not None:
+            # A compressed store: the views are drawn on the original sizes (from its index, so
+            # the same as from decoded pixels), then each image is decoded only as large as its
+            # crops need and the boxes are mapped onto it; images it skips leave the batch.
+            params = sample_params(
+                self.specs,
+                self.dataset.original_sizes(idx),
+                idx,
+                seed=self.seed,
+                epoch=epoch,
+                threads=self.threads,
+            )
+            images, params, kept = decode_views(
+                idx, params, [spec.size for spec in self.specs], threads=self.threads
+            )
+            idx = idx[kept]
+            labels = np.asarray(self.dataset.labels[idx], np.int64)
+        else:
+            images, labels = self._gather(idx)
         if self.specs is None:
             from pyxfer.ops.preprocess import preprocess
 
@@ -354,10 +379,11 @@ class FusedLoader:
         else:
             # The views of `augment`, each written straight into its own contiguous (N, C, h, w)
             # output (no per-view copy out of an image-major array).
-            hw = [im.shape[:2] for im in images]
-            params = sample_params(
-                self.specs, hw, idx, seed=self.seed, epoch=epoch, threads=self.threads
-            )
+            if decode_views is None:
+                hw = [im.shape[:2] for im in images]
+                params = sample_params(
+                    self.specs, hw, idx, seed=self.seed, epoch=epoch, threads=self.threads
+                )
             nv = len(self.specs)
             views = [
                 torch.from_numpy(

@@ -152,11 +152,16 @@ def _views(config: dict | None) -> str:
         images, indices, config["views"], size=size, seed=seed, preset_options=options
     )
     name = config["views"] if isinstance(config["views"], str) else "custom"
+    stored = ""
+    if hasattr(store, "storage_info"):  # a compressed store: format, size, decode settings
+        from pyxfer.data.jpegstore import storage_text
+
+        stored = f" Store: {storage_text(store.storage_info())}."
     return page.img(
         png,
         f"augmented views ({name})",
         f"Each row: an image of {config['data']} (left), then the {n_views} views that the "
-        f"{name!s} preset draws from it at size {size} (seed {seed}, epoch 0).",
+        f"{name!s} preset draws from it at size {size} (seed {seed}, epoch 0).{stored}",
         pixels=True,
     )
 
