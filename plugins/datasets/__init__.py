@@ -8,7 +8,8 @@ digits    (none) or ``mnist``    scikit-learn's 1,797 8×8 digits (embedded, no 
 folder    a directory            ``DIR/<class>/<file>`` image files, or a flat folder
 tar       an archive             a ``.tar[.gz]`` of a class-per-folder tree, read in place
 idx       a directory or file    MNIST-style IDX files (raw or gzip)
-packed    a directory            a store written by ``pyxfer pack`` (memory-mapped)
+packed    a directory            a store written by ``pyxfer pack`` (memory-mapped), or a
+                                 directory of such stores (``--shard-size``)
 ========  =====================  ==========================================================
 
 Sources marked ``resizes=True`` accept ``size``/``channels``/``fit``/``threads``/``on_error``
@@ -59,11 +60,16 @@ def idx(argument: str | None = None, **options: Any) -> Any:
     return read_idx(_need("idx", argument, "DIR"), **options)
 
 
-def packed(argument: str | None = None, *, mmap: bool = True) -> Any:
-    """``packed:DIR``, a store written by ``pyxfer pack``."""
+def packed(argument: str | None = None, *, mmap: bool = True, verify: bool = False) -> Any:
+    """``packed:DIR``, a store written by ``pyxfer pack`` (sharded or not); ``verify``
+    hashes every file of a sharded store against its index."""
+    from pyxfer.data.shards import is_sharded, read_sharded
     from pyxfer.data.store import read_packed
 
-    return read_packed(_need("packed", argument, "DIR"), mmap=mmap)
+    path = _need("packed", argument, "DIR")
+    if is_sharded(path):
+        return read_sharded(path, verify=verify)
+    return read_packed(path, mmap=mmap)
 
 
 @hookimpl

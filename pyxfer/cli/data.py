@@ -11,7 +11,7 @@ specs:
   folder:DIR                   DIR/<class>/<image files>, or a flat folder (unlabelled)
   tar:ARCHIVE.tar.gz           a class-per-folder tree inside an archive
   idx:DIR                      MNIST-style IDX files (raw or .gz)
-  packed:DIR                   a store written by `pyxfer pack`
+  packed:DIR                   a store written by `pyxfer pack` (also --shard-size)
   a bare existing path         its kind is guessed
 
 examples:
@@ -83,6 +83,14 @@ def run(args: argparse.Namespace) -> int:
     ]
     if "packed_path" in store.info:
         rows.append(("packed", f"{store.info['packed_path']} (memory-mapped)"))
+    if "sharded_path" in store.info:
+        rows.append(
+            (
+                "sharded",
+                f"{store.info['sharded_path']}: {store.info['shards']} shards, "
+                f"{store.info['disk_bytes'] / 2**20:.1f} MiB on disk",
+            )
+        )
     if args.grid:
         rows.append(("grid", args.grid))
     width = max(len(k) for k, _ in rows)

@@ -8,6 +8,7 @@ A data set is addressed by a spec ``"name"`` or ``"name:ARGUMENT"`` resolved thr
     load_dataset("tar:cifar10-test.tar.gz")             # read inside the archive
     load_dataset("idx:mnist-test/")                     # MNIST IDX files
     load_dataset("packed:cifar32/")                     # written by pyxfer pack
+    load_dataset("packed:imagenet-shards/")             # pyxfer pack --shard-size N
 
 A bare path that exists is also accepted and its kind guessed (a packed store, an IDX
 directory, an archive, or a folder).
@@ -26,11 +27,13 @@ from typing import Any
 
 from pyxfer.data.decode import max_image_pixels, set_max_image_pixels
 from pyxfer.data.pack import pack
+from pyxfer.data.shards import ShardedStore, read_sharded
 from pyxfer.data.splits import class_split, few_shot, indices_of_classes, stratified_split
 from pyxfer.data.store import ImageStore, read_packed, write_packed
 
 __all__ = [
     "ImageStore",
+    "ShardedStore",
     "class_split",
     "few_shot",
     "guess_kind",
@@ -41,6 +44,7 @@ __all__ = [
     "pack",
     "parse_spec",
     "read_packed",
+    "read_sharded",
     "set_max_image_pixels",
     "stratified_split",
     "write_packed",
@@ -71,6 +75,8 @@ def guess_kind(path: str | os.PathLike[str]) -> str | None:
         return None
     if p.is_dir():
         if (p / "meta.json").is_file() and (p / "images.npy").is_file():
+            return "packed"
+        if (p / "shards.json").is_file():
             return "packed"
         if any("idx3" in c.name for c in p.iterdir() if c.is_file()):
             return "idx"
