@@ -60,9 +60,13 @@ def _size_text(d: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from pyxfer.data import load_dataset
+    from pyxfer.data.shards import storage, storage_text
 
     store = load_dataset(args.spec)
     d = store.describe()
+    where = storage(store)
+    if where is not None:
+        d["storage"] = where
     if args.grid:
         from pyxfer.data.grid import sample_grid
 
@@ -84,13 +88,9 @@ def run(args: argparse.Namespace) -> int:
     if "packed_path" in store.info:
         rows.append(("packed", f"{store.info['packed_path']} (memory-mapped)"))
     if "sharded_path" in store.info:
-        rows.append(
-            (
-                "sharded",
-                f"{store.info['sharded_path']}: {store.info['shards']} shards, "
-                f"{store.info['disk_bytes'] / 2**20:.1f} MiB on disk",
-            )
-        )
+        rows.append(("sharded", store.info["sharded_path"]))
+    if where is not None:
+        rows.append(("storage", storage_text(where)))
     if args.grid:
         rows.append(("grid", args.grid))
     width = max(len(k) for k, _ in rows)

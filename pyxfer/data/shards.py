@@ -423,11 +423,7 @@ class ShardedStore(ImageStore):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update(
-            format=SHARDED_FORMAT,
-            shards=self.num_shards,
-            disk_bytes=int(self.info.get("disk_bytes", 0)),
-        )
+        d.update(storage(self) or {})
         return d
 
     def __repr__(self) -> str:
@@ -436,3 +432,27 @@ class ShardedStore(ImageStore):
             f"ShardedStore(name={self.name!r}, n={len(self)}, {self.num_shards} shards, {kind}, "
             f"classes={self.num_classes}, source={self.source!r})"
         )
+
+
+def storage(store: ImageStore) -> dict[str, Any] | None:
+    """Where a store's pixels live on disk: ``{"format", "disk_bytes"}`` (and ``"shards"`` for
+    a sharded store), or ``None`` for a store held in memory."""
+    if "sharded_path" in store.info:
+        return {
+            "format": SHARDED_FORMAT,
+            "shards": int(store.info.get("shards", 0)),
+            "disk_bytes": int(store.info.get("disk_bytes", 0)),
+        }
+    root = store.info.get("packed_path")
+    if not root or not Path(root).is_dir():
+        return None
+    from pyxfer.data.store import PACKED_FORMAT
+
+    size = sum(p.stat().st_size for p in Path(root).iterdir() if p.is_file())
+    return {"format": PACKED_FORMAT, "disk_bytes": int(size)}
+
+
+def storage_text(info: dict[str, Any]) -> str:
+    """``storage()`` in words: ``"pyxfer.sharded, 4 shards, 375.0 MiB on disk"``."""
+    shards = f", {info['shards']} shards" if "shards" in info else ""
+    return f"{info['format']}{shards}, {int(info.get('disk_bytes', 0)) / 2**20:.1f} MiB on disk"

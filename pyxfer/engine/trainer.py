@@ -315,6 +315,7 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
             "images": len(self.data),
+            "storage": _storage(self.data),
             "parameters": sum(p.numel() for p in self.objective.parameters()),
             "objective_class": type(self.objective).__name__,
             "torch": torch.__version__,
@@ -836,3 +837,11 @@ class Trainer:
             backbone_kwargs=dict(self.config.backbone_opts),
             extra=extra,
         )
+
+
+def _storage(data: Any) -> dict[str, Any] | None:
+    """Where the training images live on disk (format, shards, size), for the report."""
+    from pyxfer.data import ImageStore
+    from pyxfer.data.shards import storage
+
+    return storage(data) if isinstance(data, ImageStore) else None

@@ -55,6 +55,11 @@ def _summary(run: Path, config: dict | None, metrics: rundir.Metrics | None) -> 
     items: list[tuple[str, str]] = []
     if config:
         items += [(k.replace("_", " "), fmt(config[k])) for k in _WHAT_KEYS if k in config]
+        where = (config.get("run") or {}).get("storage")
+        if isinstance(where, dict) and "format" in where:
+            from pyxfer.data.shards import storage_text
+
+            items.append(("store", storage_text(where)))
     end = metrics.end if metrics else None
     if end:
         items.append(("stop reason", fmt(end.get("stop_reason"))))
