@@ -135,7 +135,7 @@ def test_sharded_pack_reads_as_the_unsharded_store(tmp_path, photos) -> None:
     assert store.subset([9, 3]).shard_bounds is None  # not in store order
     np.testing.assert_array_equal(store.image(-1), plain.image(17))
     d = store.describe()
-    assert d["format"] == "pyxfer.sharded" and d["shards"] == 5 and d["count"] == 18
+    assert d["storage"] == "sharded" and d["member"] == "raw" and d["shards"] == 5
     assert d["disk_bytes"] == sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     import pickle
 
@@ -149,7 +149,9 @@ def test_cli_pack_shards_and_data_shows_them(tmp_path, photos, capsys) -> None:
     assert main([*args, "--no-progress"]) == 0
     assert "packed 18 images (6x6x3, 3 classes)" in capsys.readouterr().out
     assert main(["data", f"packed:{dst}"]) == 0
-    assert "2 shards" in capsys.readouterr().out
+    assert "sharded (raw shards): 2 shards" in capsys.readouterr().out
+    assert main(["data", f"packed:{dst}/shard-00001"]) == 0  # one shard is a store
+    assert "raw, 0.0 MiB on disk" in capsys.readouterr().out
     assert main(["data", str(dst), "--json"]) == 0  # a bare path is guessed
     d = json.loads(capsys.readouterr().out)
     assert d["shards"] == 2 and d["count"] == 18
@@ -331,3 +333,47 @@ def test_a_plain_packed_store_with_a_bad_images_file_is_a_clear_error(tmp_path) 
     np.save(out / "labels.npy", np.zeros(2, np.int64))
     with pytest.raises(ValueError, match=r"labels\.npy holds \(2,\) labels, images\.npy 3"):
         load_dataset(f"packed:{out}")
+
+
+def test_shards_that_decode_at_load_time_are_split_by_shard_too(tmp_path, photos) -> None:
+    """A sharded store of compressed shards hands the loader's decode-aware calls to each
+    shard with its own rows, and puts the answers back in batch order (kept positions)."""
+    from pyxfer.data.shards import DecodingShardedStore
+
+    path = _sharded(tmp_path, photos)
+    raw = load_dataset(f"packed:{path}")  # 5 shards: 4 4 4 4 2
+    plain = load_dataset(f"packed:{path}")  # shards of its own, left raw
+
+    class Compressed:  # what a compressed shard answers: sizes from its index, decoded views
+        def __init__(self, k: int) -> None:
+            self.k, self.store = k, raw._shards.get(k)
+
+        def original_sizes(self, local):
+            return np.stack([np.asarray(local) + 100 * self.k, np.full(len(local), 7)], axis=1)
+
+        def decode_views(self, local, params, sizes, threads=0):
+            keep = np.asarray([i for i, r in enumerate(local) if (r + self.k) % 3], np.int64)
+            prm = params.reshape(len(local), len(sizes), -1)[keep] + 1000 * (self.k + 1)
+            imgs = [self.store.image(int(local[i])) for i in keep]
+            return imgs, prm.reshape(len(keep) * len(sizes), params.shape[1]), keep
+
+    shards = raw._shards
+    shards.opened = {k: Compressed(k) for k in range(5)}
+    store = DecodingShardedStore(shards, raw.class_names)
+    idx = np.array([17, 0, 5, 9, 4, 16])
+    bounds = shards.bounds
+    k_of = np.searchsorted(bounds, idx, side="right") - 1
+    local = idx - bounds[k_of]
+    assert store.original_sizes(idx).tolist() == [
+        [int(r + 100 * k), 7] for r, k in zip(local, k_of, strict=True)
+    ]
+    params = np.arange(len(idx) * 2 * 3, dtype=np.float32).reshape(len(idx) * 2, 3)
+    images, prm, kept = store.decode_views(idx, params, [(4, 4), (2, 2)])
+    expect = [i for i in range(len(idx)) if (local[i] + k_of[i]) % 3]
+    assert kept.tolist() == expect
+    for j, i in enumerate(expect):
+        np.testing.assert_array_equal(images[j], plain.image(int(idx[i])))
+        np.testing.assert_array_equal(
+            prm[2 * j : 2 * j + 2], params[2 * i : 2 * i + 2] + 1000 * (k_of[i] + 1)
+        )
+    assert isinstance(store.subset([1, 2]), DecodingShardedStore)

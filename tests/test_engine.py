@@ -422,10 +422,10 @@ def test_resume_is_bit_for_bit(
     assert steps == list(range(1, 17))  # the records after the checkpoint were redone once
     if shards is not None:  # the run records where its images live; the report shows it
         run = json.loads((tmp_path / "b" / "config.json").read_text())["run"]
-        assert run["storage"]["format"] == "pyxfer.sharded" and run["storage"]["shards"] == 4
+        assert run["storage"]["storage"] == "sharded" and run["storage"]["shards"] == 4
         from pyxfer.report import write_report
 
-        assert "pyxfer.sharded, 4 shards" in write_report(tmp_path / "b").read_text()
+        assert "sharded (raw shards): 4 shards" in write_report(tmp_path / "b").read_text()
 
 
 class SourceTarget(Objective):

@@ -60,13 +60,12 @@ def _size_text(d: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from pyxfer.data import load_dataset
-    from pyxfer.data.shards import storage, storage_text
+    from pyxfer.data.shards import storage_info, storage_text
 
     store = load_dataset(args.spec)
     d = store.describe()
-    where = storage(store)
-    if where is not None:
-        d["storage"] = where
+    if "storage" not in d and (where := storage_info(store)) is not None:
+        d.update(where)  # a raw packed store: its size on disk
     if args.grid:
         from pyxfer.data.grid import sample_grid
 
@@ -89,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
         rows.append(("packed", f"{store.info['packed_path']} (memory-mapped)"))
     if "sharded_path" in store.info:
         rows.append(("sharded", store.info["sharded_path"]))
-    if where is not None:
-        rows.append(("storage", storage_text(where)))
+    if d.get("storage") in ("raw", "sharded"):
+        rows.append(("storage", storage_text(d)))
     if args.grid:
         rows.append(("grid", args.grid))
     width = max(len(k) for k, _ in rows)

@@ -41,6 +41,8 @@ import numpy as np
 from pyxfer.data.store import ImageStore
 
 SHARDED_FORMAT = "pyxfer.sharded"
+#: the ``storage`` of a sharded store in ``describe()`` and ``storage_info()``
+STORAGE = "sharded"
 SHARDED_VERSION = 1
 SHARDS_FILE = "shards.json"
 #: an existing directory is replaced (overwrite) only if it is a sharded store pyxfer wrote
@@ -93,7 +95,10 @@ def write_index(
     channels = set()
     for path in shards:
         store = load_dataset(f"packed:{path}")
-        entries.append({"path": path.name, "count": len(store), "files": _files(path)})
+        kind = (storage_info(store) or {}).get("storage", "raw")
+        entries.append(
+            {"path": path.name, "count": len(store), "storage": kind, "files": _files(path)}
+        )
         labels.append(np.asarray(store.labels, np.int64))
         shapes.add(store.image_shape)
         channels.add(store.channels)
@@ -132,6 +137,9 @@ class _Shards:
         self.labels = labels
         self.image_shape = image_shape
         self.channels = channels
+        kinds = {str(e.get("storage", "raw")) for e in entries}
+        #: the storage kind of the shards ("raw", or a compressed store's)
+        self.member = kinds.pop() if len(kinds) == 1 else "mixed"
         counts = np.asarray([int(e["count"]) for e in entries], np.int64)
         self.bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.opened: dict[int, ImageStore] = {}
@@ -213,6 +221,11 @@ def _check_files(root: Path, entry: dict[str, Any], k: int, verify: bool) -> Non
         raise ValueError(f"sharded store {str(root)!r}: shard {k} lists no files")
     for fname, rec in files.items():
         f = path / str(fname)
+        if not isinstance(rec, dict):
+            raise ValueError(
+                f"sharded store {str(root)!r}: shard {k} lists {fname!r} as {rec!r}; expected "
+                '{"bytes": ..., "sha256": ...}'
+            )
         if not _NAME.match(str(fname)) or f.is_symlink() or not f.is_file():
             raise ValueError(
                 f"sharded store {str(root)!r}: shard {k} ({entry['path']}) has no file "
@@ -293,7 +306,8 @@ def read_sharded(path: str | os.PathLike[str], *, verify: bool = False) -> Shard
         disk_bytes=sum(int(r["bytes"]) for e in entries for r in e["files"].values())
         + sum(p.stat().st_size for p in root.iterdir() if p.is_file()),
     )
-    return ShardedStore(
+    cls = ShardedStore if shards.member == "raw" else DecodingShardedStore
+    return cls(
         shards,
         doc.get("class_names") or [],
         name=doc.get("name", ""),
@@ -392,7 +406,11 @@ class ShardedStore(ImageStore):
         k = int(np.searchsorted(self._shards.bounds, row, side="right") - 1)
         return self._shards.get(k).image(row - int(self._shards.bounds[k]))
 
-    def batch(self, indices: Sequence[int] | np.ndarray) -> np.ndarray | list[np.ndarray]:
+    def batch(
+        self, indices: Sequence[int] | np.ndarray, **options: Any
+    ) -> np.ndarray | list[np.ndarray]:
+        """Images at ``indices`` gathered from their shards; ``options`` go to each shard's
+        ``batch`` (a compressed store's decode options)."""
         rows = self._global(self._check_indices(indices))
         bounds = self._shards.bounds
         shard = np.searchsorted(bounds, rows, side="right") - 1
@@ -402,7 +420,7 @@ class ShardedStore(ImageStore):
             dense = np.empty((len(rows), *self._shards.image_shape), np.uint8)  # type: ignore[misc]
         for k in np.unique(shard):
             mine = np.flatnonzero(shard == k)
-            got = self._shards.get(int(k)).batch(rows[mine] - bounds[k])
+            got = self._shards.get(int(k)).batch(rows[mine] - bounds[k], **options)
             if dense is not None:
                 dense[mine] = got
             else:
@@ -412,7 +430,7 @@ class ShardedStore(ImageStore):
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> ShardedStore:
         idx = self._check_indices(indices)
-        return ShardedStore(
+        return type(self)(
             self._shards,
             self.class_names,
             rows=self._global(idx),
@@ -423,8 +441,17 @@ class ShardedStore(ImageStore):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update(storage(self) or {})
+        d.update(self.storage_info())
         return d
+
+    def storage_info(self) -> dict[str, Any]:
+        """Storage kind, shard count, the kind of the shards and the bytes on disk."""
+        return {
+            "storage": STORAGE,
+            "shards": self.num_shards,
+            "member": self._shards.member,
+            "disk_bytes": int(self.info.get("disk_bytes", 0)),
+        }
 
     def __repr__(self) -> str:
         kind = f"dense {self.image_shape}" if self.is_dense else f"ragged, C={self.channels}"
@@ -434,25 +461,75 @@ class ShardedStore(ImageStore):
         )
 
 
-def storage(store: ImageStore) -> dict[str, Any] | None:
-    """Where a store's pixels live on disk: ``{"format", "disk_bytes"}`` (and ``"shards"`` for
-    a sharded store), or ``None`` for a store held in memory."""
-    if "sharded_path" in store.info:
-        return {
-            "format": SHARDED_FORMAT,
-            "shards": int(store.info.get("shards", 0)),
-            "disk_bytes": int(store.info.get("disk_bytes", 0)),
-        }
-    root = store.info.get("packed_path")
+class DecodingShardedStore(ShardedStore):
+    """A sharded store whose shards decode at load time (compressed stores): the loader's
+    decode-aware calls (``original_sizes``, ``decode_views``) are split by shard too."""
+
+    def _split(self, indices: Sequence[int] | np.ndarray) -> list[tuple[int, np.ndarray, Any]]:
+        """(shard, positions in ``indices``, rows in the shard) for each shard touched."""
+        rows = self._global(self._check_indices(indices))
+        bounds = self._shards.bounds
+        shard = np.searchsorted(bounds, rows, side="right") - 1
+        out = []
+        for k in np.unique(shard):
+            mine = np.flatnonzero(shard == k)
+            out.append((int(k), mine, rows[mine] - bounds[k]))
+        return out
+
+    def original_sizes(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """(len(indices), 2) int64 (H, W) of the stored images, from each shard's index."""
+        out = np.zeros((len(np.asarray(indices).reshape(-1)), 2), np.int64)
+        for k, mine, local in self._split(indices):
+            out[mine] = self._shards.get(k).original_sizes(local)  # type: ignore[attr-defined]
+        return out
+
+    def decode_views(
+        self,
+        indices: Sequence[int] | np.ndarray,
+        params: np.ndarray,
+        sizes: Sequence[tuple[int, int]],
+        threads: int = 0,
+    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """Each shard's ``decode_views`` on its images (row ``n * V + v`` of ``params`` is view
+        v of image n); returns (images, params, kept positions) in the order of ``indices``."""
+        v = len(sizes)
+        prm = np.asarray(params)
+        cols = prm.shape[-1]
+        prm = prm.reshape(len(prm) // max(v, 1), v, cols)
+        images: list[Any] = [None] * len(prm)
+        out = prm.copy()
+        keep = np.zeros(len(prm), bool)
+        for k, mine, local in self._split(indices):
+            got, p, kept = self._shards.get(k).decode_views(  # type: ignore[attr-defined]
+                local, prm[mine].reshape(len(mine) * v, cols), sizes, threads=threads
+            )
+            pos = mine[np.asarray(kept, np.int64)]
+            out[pos] = np.asarray(p).reshape(len(pos), v, cols)
+            keep[pos] = True
+            for j, im in zip(pos, got, strict=True):
+                images[j] = im
+        kept_all = np.flatnonzero(keep)
+        return [images[j] for j in kept_all], out[kept_all].reshape(-1, cols), kept_all
+
+
+def storage_info(store: Any) -> dict[str, Any] | None:
+    """Where a store's pixels live: its own ``storage_info()`` when it has one (a sharded or
+    compressed store), ``{"storage": "raw", "disk_bytes"}`` for a raw packed store, ``None``
+    for a store held in memory."""
+    own = getattr(store, "storage_info", None)
+    if own is not None:
+        return dict(own())
+    root = (getattr(store, "info", None) or {}).get("packed_path")
     if not root or not Path(root).is_dir():
         return None
-    from pyxfer.data.store import PACKED_FORMAT
-
     size = sum(p.stat().st_size for p in Path(root).iterdir() if p.is_file())
-    return {"format": PACKED_FORMAT, "disk_bytes": int(size)}
+    return {"storage": "raw", "disk_bytes": int(size)}
 
 
-def storage_text(info: dict[str, Any]) -> str:
-    """``storage()`` in words: ``"pyxfer.sharded, 4 shards, 375.0 MiB on disk"``."""
-    shards = f", {info['shards']} shards" if "shards" in info else ""
-    return f"{info['format']}{shards}, {int(info.get('disk_bytes', 0)) / 2**20:.1f} MiB on disk"
+def storage_text(d: dict[str, Any]) -> str:
+    """A raw or sharded store's :func:`storage_info` in words:
+    ``"sharded (raw shards): 4 shards, 375.0 MiB on disk"``."""
+    mib = f"{int(d.get('disk_bytes', 0)) / 2**20:,.1f} MiB on disk"
+    if d.get("storage") == STORAGE:
+        return f"sharded ({d.get('member', 'raw')} shards): {d.get('shards', 0)} shards, {mib}"
+    return f"{d.get('storage', 'raw')}, {mib}"

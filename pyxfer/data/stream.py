@@ -150,7 +150,9 @@ def _tar(
     if not parts:
         raise ValueError(f"tar: no image members found in {str(path)!r}")
     order, labels, class_names = label_members(parts, path, unlabelled)
-    row_of = {parts[i]: r for r, i in enumerate(order.tolist())}
+    row_of: dict[tuple[str, ...], list[int]] = {}  # a name twice: both, in archive order
+    for r, i in enumerate(order.tolist()):
+        row_of.setdefault(parts[i], []).append(r)
 
     def chunks() -> Chunks:
         pending: list[tuple[int, bytes, str]] = []
@@ -171,9 +173,12 @@ def _tar(
             return out
 
         for p, data in walk_tar(path, read=True, **walk):
-            r = row_of.pop(p, None)  # a duplicate member name counts once, as when loading
-            if r is None or data is None:
+            rows = row_of.get(p)
+            if not rows or data is None:
                 continue
+            r = rows.pop(0)
+            if not rows:
+                del row_of[p]
             pending.append((r, data, f"{path}/{'/'.join(p)}"))
             if len(pending) == chunk:
                 yield flush()

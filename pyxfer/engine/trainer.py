@@ -841,7 +841,6 @@ class Trainer:
 
 def _storage(data: Any) -> dict[str, Any] | None:
     """Where the training images live on disk (format, shards, size), for the report."""
-    from pyxfer.data import ImageStore
-    from pyxfer.data.shards import storage
+    from pyxfer.data.shards import storage_info
 
-    return storage(data) if isinstance(data, ImageStore) else None
+    return storage_info(data)

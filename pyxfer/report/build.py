@@ -56,7 +56,7 @@ def _summary(run: Path, config: dict | None, metrics: rundir.Metrics | None) -> 
     if config:
         items += [(k.replace("_", " "), fmt(config[k])) for k in _WHAT_KEYS if k in config]
         where = (config.get("run") or {}).get("storage")
-        if isinstance(where, dict) and "format" in where:
+        if isinstance(where, dict) and where.get("storage") in ("raw", "sharded"):
             from pyxfer.data.shards import storage_text
 
             items.append(("store", storage_text(where)))
