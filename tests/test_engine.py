@@ -363,11 +363,19 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize(("every", "crash_at"), [(5, 7), (8, 10)])
-def test_resume_is_bit_for_bit(tmp_path: Path, every: int, crash_at: int) -> None:
+@pytest.mark.parametrize(("every", "crash_at", "shards"), [(5, 7, None), (8, 10, None), (5, 7, 64)])
+def test_resume_is_bit_for_bit(
+    tmp_path: Path, every: int, crash_at: int, shards: int | None
+) -> None:
     """Crash mid-epoch 0 (checkpoint at step 5) or in epoch 1 with the checkpoint exactly at
-    the end of epoch 0 (step 8); the resumed run ends with the uninterrupted run's weights."""
+    the end of epoch 0 (step 8); the resumed run ends with the uninterrupted run's weights.
+    The same from a sharded store (4 shards of 64 images)."""
     data = _digits(256)  # 8 steps per epoch at batch 32
+    if shards is not None:
+        from pyxfer.data import pack
+
+        data = load_dataset(f"packed:{pack(data, tmp_path / 'sh', size=8, shard_size=shards)}")
+        assert data.num_shards == 4
     kw = dict(
         epochs=2,
         checkpoint_every=every,
@@ -412,6 +420,12 @@ def test_resume_is_bit_for_bit(tmp_path: Path, every: int, crash_at: int) -> Non
         if "loss" in json.loads(x)
     ]
     assert steps == list(range(1, 17))  # the records after the checkpoint were redone once
+    if shards is not None:  # the run records where its images live; the report shows it
+        run = json.loads((tmp_path / "b" / "config.json").read_text())["run"]
+        assert run["storage"]["storage"] == "sharded" and run["storage"]["shards"] == 4
+        from pyxfer.report import write_report
+
+        assert "sharded (raw shards): 4 shards" in write_report(tmp_path / "b").read_text()
 
 
 class SourceTarget(Objective):

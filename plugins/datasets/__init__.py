@@ -9,7 +9,7 @@ folder    a directory            ``DIR/<class>/<file>`` image files, or a flat f
 tar       an archive             a ``.tar[.gz]`` of a class-per-folder tree, read in place
 idx       a directory or file    MNIST-style IDX files (raw or gzip)
 packed    a directory            a store written by ``pyxfer pack`` (memory-mapped; raw pixels
-                                 or JPEG bytes)
+                                 or JPEG bytes), or a directory of such stores (``--shard-size``)
 ========  =====================  ==========================================================
 
 Sources marked ``resizes=True`` accept ``size``/``channels``/``fit``/``threads``/``on_error``
@@ -60,13 +60,25 @@ def idx(argument: str | None = None, **options: Any) -> Any:
     return read_idx(_need("idx", argument, "DIR"), **options)
 
 
-def packed(argument: str | None = None, *, mmap: bool = True, on_error: str = "raise") -> Any:
-    """``packed:DIR``, a store written by ``pyxfer pack``; ``on_error="skip"`` lets the loader
-    drop corrupt images of a compressed (JPEG) store instead of stopping."""
+def packed(
+    argument: str | None = None, *, mmap: bool = True, on_error: str = "raise", verify: bool = False
+) -> Any:
+    """``packed:DIR``, a store written by ``pyxfer pack``: raw pixels or JPEG bytes, sharded or
+    not. ``on_error="skip"`` lets the loader drop corrupt images of a compressed (JPEG) store
+    instead of stopping; ``verify`` hashes every file of a sharded store against its index."""
     from pyxfer.data.jpegstore import is_jpeg_store, read_jpeg_store
+    from pyxfer.data.shards import is_sharded, read_sharded
     from pyxfer.data.store import read_packed
 
     root = _need("packed", argument, "DIR")
+    if is_sharded(root):
+        if on_error != "raise":
+            raise ValueError(
+                f"on_error: a sharded store checks its shards' files instead; received {on_error!r}"
+            )
+        return read_sharded(root, verify=verify)
+    if verify:
+        raise ValueError("verify: only a sharded store has an index of hashes; received True")
     if is_jpeg_store(root):
         return read_jpeg_store(root, mmap=mmap, on_error=on_error)
     if on_error != "raise":

@@ -11,7 +11,7 @@ specs:
   folder:DIR                   DIR/<class>/<image files>, or a flat folder (unlabelled)
   tar:ARCHIVE.tar.gz           a class-per-folder tree inside an archive
   idx:DIR                      MNIST-style IDX files (raw or .gz)
-  packed:DIR                   a store written by `pyxfer pack`
+  packed:DIR                   a store written by `pyxfer pack` (also --shard-size)
   a bare existing path         its kind is guessed
 
 examples:
@@ -60,9 +60,12 @@ def _size_text(d: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from pyxfer.data import load_dataset
+    from pyxfer.data.shards import storage_info, storage_text
 
     store = load_dataset(args.spec)
     d = store.describe()
+    if "storage" not in d and (where := storage_info(store)) is not None:
+        d.update(where)  # a raw packed store: its size on disk
     if args.grid:
         from pyxfer.data.grid import sample_grid
 
@@ -83,8 +86,10 @@ def run(args: argparse.Namespace) -> int:
     ]
     if "packed_path" in store.info:
         rows.append(("packed", f"{store.info['packed_path']} (memory-mapped)"))
-    if d.get("storage") == "jpeg":
-        from pyxfer.data.jpegstore import storage_text
+    if "sharded_path" in store.info:
+        rows.append(("sharded", store.info["sharded_path"]))
+    if d.get("storage") is not None:
+        from pyxfer.data.shards import storage_text
 
         rows.append(("storage", storage_text(d)))
     if args.grid:

@@ -8,7 +8,12 @@ EPILOG = """\
 The store is a directory with images.npy (uint8 N x S x S x C, memory-mapped when read),
 labels.npy (int64, -1 = unlabelled) and meta.json (class names, shape, source). It is written
 into a temporary sibling directory and renamed into place at the end, so an interrupted pack
-leaves nothing behind. Read it back with the spec packed:DST.
+leaves nothing behind. Read it back with the spec packed:DST. Images are decoded, written and
+dropped a chunk at a time: memory stays bounded whatever the number of images.
+
+With --shard-size N, DST is a directory of stores of N images each (shard-00000/, ...) with an
+index (shards.json: counts, file sizes and SHA-256) and labels.npy; packed:DST reads it as one
+store, and under torchrun each process reads only its shards (docs/distributed.md).
 
 With --format jpeg the store keeps each image's JPEG bytes instead (data.bin, index.npy with
 offsets, sizes, original dimensions and checksums, labels.npy, names.json, meta.json): about
@@ -21,6 +26,7 @@ examples:
   pyxfer pack folder:photos/ photos.px --format jpeg
   pyxfer pack tar:cifar10-test.tar.gz cifar32 --size 32
   pyxfer pack idx:../shared/data/mnist-test mnist32 --size 32 --channels 3
+  pyxfer pack folder:imagenet/train in256 --size 256 --shard-size 10000
 """
 
 
@@ -91,6 +97,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_true",
         help="replace DST if it is a packed store (any other directory is refused)",
     )
+    p.add_argument(
+        "--shard-size",
+        type=int,
+        metavar="N",
+        help="write a sharded store: a directory of stores of at most N images each",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -114,14 +126,17 @@ def run(args: argparse.Namespace) -> int:
         fit=args.fit,
         overwrite=args.overwrite,
         progress=False if args.no_progress else None,
+        shard_size=args.shard_size,
     )
     store = load_dataset(f"packed:{out}")
     n, h, w, c = (len(store), *(store.image_shape or (0, 0, 0)))
-    mib = sum(f.stat().st_size for f in out.iterdir()) / 2**20
+    mib = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
     skipped = int(store.info.get("skipped", 0) or 0)
+    shards = f" as {store.info['shards']} shards" if "shards" in store.info else ""
     print(
         f"packed {n:,} images ({h}x{w}x{c}, {store.num_classes} classes) from {args.src} "
-        f"into {out} ({mib:.1f} MiB)" + (f"; skipped {skipped} unreadable" if skipped else "")
+        f"into {out}{shards} ({mib:.1f} MiB)"
+        + (f"; skipped {skipped} unreadable" if skipped else "")
     )
     return 0
 

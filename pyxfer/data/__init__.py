@@ -8,6 +8,7 @@ A data set is addressed by a spec ``"name"`` or ``"name:ARGUMENT"`` resolved thr
     load_dataset("tar:cifar10-test.tar.gz")             # read inside the archive
     load_dataset("idx:mnist-test/")                     # MNIST IDX files
     load_dataset("packed:cifar32/")                     # written by pyxfer pack
+    load_dataset("packed:imagenet-shards/")             # pyxfer pack --shard-size N
 
 A bare path that exists is also accepted and its kind guessed (a packed store, an IDX
 directory, an archive, or a folder).
@@ -27,12 +28,14 @@ from typing import Any
 from pyxfer.data.decode import max_image_pixels, set_max_image_pixels
 from pyxfer.data.jpegstore import JpegStore, pack_jpeg
 from pyxfer.data.pack import pack
+from pyxfer.data.shards import ShardedStore, read_sharded
 from pyxfer.data.splits import class_split, few_shot, indices_of_classes, stratified_split
 from pyxfer.data.store import ImageStore, read_packed, write_packed
 
 __all__ = [
     "ImageStore",
     "JpegStore",
+    "ShardedStore",
     "class_split",
     "few_shot",
     "guess_kind",
@@ -44,6 +47,7 @@ __all__ = [
     "pack_jpeg",
     "parse_spec",
     "read_packed",
+    "read_sharded",
     "set_max_image_pixels",
     "stratified_split",
     "write_packed",
@@ -75,6 +79,8 @@ def guess_kind(path: str | os.PathLike[str]) -> str | None:
     if p.is_dir():
         stored = any((p / f).is_file() for f in ("images.npy", "data.bin"))  # raw or JPEG
         if (p / "meta.json").is_file() and stored:
+            return "packed"
+        if (p / "shards.json").is_file():
             return "packed"
         if any("idx3" in c.name for c in p.iterdir() if c.is_file()):
             return "idx"

@@ -3,56 +3,26 @@
 ``pack("folder:photos/", "photos64", size=64)`` decodes, resizes to 64×64 (antialiased; the
 ``fit`` rules of :mod:`pyxfer.data.decode`) and writes ``photos64/{images.npy, labels.npy,
 meta.json}`` atomically: nothing appears at the destination unless the whole pack succeeds.
-Sources registered with ``resizes=True`` (``folder``, ``tar``) decode straight to the target
-size; any other store (dense of another size, or ragged) is resized image by image.
+The source is read as a :mod:`stream <pyxfer.data.stream>`: one chunk of images is decoded,
+written at its rows and dropped, so memory stays bounded by the chunk in flight whatever the
+size of the data set. ``shard_size=N`` writes a directory of stores of N images each instead
+(:mod:`pyxfer.data.shards`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from pyxfer.data.decode import check_options, progress_bar, resize_array, resolve_threads
-from pyxfer.data.store import PACKED_MARKER, ImageStore, write_packed
-from pyxfer.fileio import check_replaceable
-
-_CHUNK = 256
-
-
-def _load_source(
-    src: str | os.PathLike[str] | ImageStore,
-    hw: tuple[int, int],
-    channels: int | None,
-    fit: str,
-    on_error: str,
-    threads: int,
-    progress: bool | None,
-) -> ImageStore:
-    if isinstance(src, ImageStore):
-        return src
-    from pyxfer.data import load_dataset, parse_spec
-    from pyxfer.pluginmanager import registry
-
-    name, _ = parse_spec(os.fspath(src))
-    options: dict[str, Any] = {}
-    if registry("datasets").get(name).metadata.get("resizes"):
-        options = {
-            "size": hw,
-            "fit": fit,
-            "on_error": on_error,
-            "threads": threads,
-            "progress": progress,
-        }
-        if channels is not None:
-            options["channels"] = channels
-    elif on_error != "raise":
-        raise ValueError(f"on_error: source {name!r} decodes nothing; only 'raise' applies")
-    return load_dataset(src, **options)
+from pyxfer._checks import check_int
+from pyxfer.data.decode import check_options, progress_bar
+from pyxfer.data.shards import SHARDED_MARKER, shard_name, write_index
+from pyxfer.data.store import PACKED_MARKER, ImageStore, ImagesWriter, write_packed_meta
+from pyxfer.data.stream import Stream, open_stream
+from pyxfer.fileio import atomic_directory, check_replaceable, is_owned
 
 
 def pack(
@@ -66,6 +36,7 @@ def pack(
     fit: str = "crop",
     overwrite: bool = False,
     progress: bool | None = None,
+    shard_size: int | None = None,
 ) -> Path:
     """Write ``src`` as a packed store of S×S images at ``dst`` (atomically).
 
@@ -78,9 +49,12 @@ def pack(
         on_error: ``"skip"`` leaves out unreadable files with a warning; ``"raise"`` stops.
         threads: decode/resize threads (0: one per core).
         fit: ``"crop"`` (centre crop to the target aspect, then resize) or ``"stretch"``.
-        overwrite: replace an existing ``dst`` once the new store is complete; only a packed
-            store (a directory whose ``meta.json`` pyxfer wrote) is ever replaced.
+        overwrite: replace an existing ``dst`` once the new store is complete; only a store
+            pyxfer wrote (packed or sharded) is ever replaced.
         progress: show a progress bar (``None``: only when stderr is a terminal).
+        shard_size: write a sharded store: ``dst/shard-00000/``, ... of at most this many
+            images each (a shard loses the images ``on_error="skip"`` leaves out), with
+            ``dst/shards.json`` and ``dst/labels.npy``; read it as ``packed:DST`` too.
 
     Returns:
         the path of the packed store.
@@ -88,48 +62,79 @@ def pack(
     hw = check_options(size, channels, fit, on_error)
     if hw is None:
         raise ValueError("size: expected a positive int S (S×S) or (H, W), received None")
+    if shard_size is not None:
+        check_int("shard_size", shard_size, 1)
     dst = Path(dst)
     if dst.exists() and not overwrite:
         raise ValueError(f"dst: {str(dst)!r} already exists; choose a new path or overwrite it")
-    check_replaceable(dst, PACKED_MARKER, "a packed store")  # never the source photos
-    store = _load_source(src, hw, channels, fit, on_error, threads, progress)
-    out_c = store.channels if channels is None else channels
-    n = len(store)
+    marker = SHARDED_MARKER if is_owned(dst, SHARDED_MARKER) else PACKED_MARKER
+    check_replaceable(dst, marker, "a packed store")  # never the source photos
+    stream = open_stream(src, hw, channels, fit, on_error, threads)
+    n = stream.count
     if n == 0:
-        raise ValueError(f"src: {store.source or src!s} holds no images to pack")
-    pool = ThreadPoolExecutor(max_workers=resolve_threads(threads))
-    bar = progress_bar(n, f"packing {store.name or dst.name}", progress)
-
-    def resize_one(i: int) -> np.ndarray:
-        return resize_array(store.image(i), hw, out_c, fit)
-
-    def chunks() -> Iterator[np.ndarray]:
-        for start in range(0, n, _CHUNK):
-            rows = range(start, min(start + _CHUNK, n))
-            if store.is_dense and store.image_shape == (hw[0], hw[1], out_c):
-                yield np.asarray(store.batch(np.asarray(rows)))
-            else:
-                yield np.stack(list(pool.map(resize_one, rows)))
-
-    info = dict(store.info)
+        raise ValueError(f"src: {stream.source or src!s} holds no images to pack")
+    info = dict(stream.info)
     info.update(
-        packed_from=str(src) if not isinstance(src, ImageStore) else store.source,
+        packed_from=str(src) if not isinstance(src, ImageStore) else stream.source,
         size=list(hw),
         fit=fit,
     )
+    bounds = [0, n] if shard_size is None else [*range(0, n, shard_size), n]
+    bar = progress_bar(n, f"packing {stream.name or dst.name}", progress)
     try:
-        return write_packed(
-            dst,
-            (n, hw[0], hw[1], out_c),
-            chunks(),
-            store.labels,
-            store.class_names,
-            name=store.name,
-            source=store.source,
-            info=info,
-            overwrite=overwrite,
-            on_chunk=bar.update,
-        )
+        with atomic_directory(
+            dst, overwrite=overwrite, marker=marker, what="a packed store"
+        ) as tmp:
+            dirs = (
+                [tmp]
+                if shard_size is None
+                else [tmp / shard_name(k) for k in range(len(bounds) - 1)]
+            )
+            kept = _write_stream(stream, dirs, bounds, (*hw, stream.channels), bar.update)
+            skipped = n - sum(len(k) for k in kept)
+            for k, (root, rows) in enumerate(zip(dirs, kept, strict=True)):
+                part = dict(info, skipped=skipped) if shard_size is None else dict(info, shard=k)
+                labels = stream.labels[bounds[k] + rows]
+                write_packed_meta(
+                    root,
+                    labels,
+                    stream.class_names,
+                    name=stream.name,
+                    source=stream.source,
+                    info=part,
+                )
+            if shard_size is not None:
+                write_index(
+                    tmp,
+                    dirs,
+                    stream.class_names,
+                    name=stream.name,
+                    source=stream.source,
+                    info=dict(info, skipped=skipped, shard_size=shard_size),
+                )
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
+    return dst
+
+
+def _write_stream(
+    stream: Stream,
+    dirs: list[Path],
+    bounds: list[int],
+    image_shape: tuple[int, int, int],
+    on_rows: Callable[[int], object],
+) -> list[np.ndarray]:
+    """Write the stream's chunks into one ``images.npy`` per directory (rows ``bounds[k]`` to
+    ``bounds[k+1]`` into ``dirs[k]``); returns the rows kept in each, relative to its start."""
+    edges = np.asarray(bounds, np.int64)
+    writers = []
+    for root, a, b in zip(dirs, bounds[:-1], bounds[1:], strict=True):
+        root.mkdir(parents=True, exist_ok=True)
+        writers.append(ImagesWriter(root / "images.npy", b - a, image_shape))
+    for rows, images in stream.chunks():
+        shard = np.searchsorted(edges, rows, side="right") - 1
+        for k in np.unique(shard):
+            mine = shard == k
+            writers[k].put(rows[mine] - edges[k], images[mine])
+        on_rows(len(rows))
+    return [w.finish() for w in writers]

@@ -28,6 +28,7 @@ import datetime
 import errno
 import json
 import os
+import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -409,61 +410,195 @@ def write_packed(
     with atomic_directory(
         path, overwrite=overwrite, marker=PACKED_MARKER, what="a packed store"
     ) as tmp:
-        _write_images(tmp / "images.npy", tuple(int(s) for s in shape), chunks, on_chunk)
-        np.save(tmp / "labels.npy", lab)
-        meta = {
-            "format": PACKED_FORMAT,
-            "version": PACKED_VERSION,
-            "name": name,
-            "source": source,
-            "shape": [int(s) for s in shape],
-            "class_names": [str(c) for c in class_names],
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "info": info or {},
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    return Path(path)
-
-
-def _write_images(
-    path: Path,
-    shape: tuple[int, ...],
-    chunks: Iterable[np.ndarray],
-    on_chunk: Callable[[int], None] | None,
-) -> None:
-    """``images.npy`` from ``chunks``, written with plain writes (no shared memory map: a full
-    disk is an ``OSError``, not a SIGBUS), its whole size reserved first where the file
-    system can, so a disk too small fails before the first image is written."""
-    header: dict[str, Any] = {
-        "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
-        "fortran_order": False,
-        "shape": shape,
-    }
-    with open(path, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, header)
-        start = f.tell()
-        total = start + int(np.prod(shape))
-        try:
-            os.posix_fallocate(f.fileno(), 0, total)
-        except (AttributeError, OSError) as exc:  # not on this system / file system
-            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-                raise
+        writer = ImagesWriter(tmp / "images.npy", int(shape[0]), tuple(int(s) for s in shape[1:]))
         pos = 0
         for chunk in chunks:
-            b = chunk.shape[0]
-            if chunk.dtype != np.uint8 or tuple(chunk.shape[1:]) != shape[1:]:
-                raise ValueError(
-                    f"chunks: expected uint8 (B, {', '.join(map(str, shape[1:]))}), received "
-                    f"{chunk.dtype} {chunk.shape}"
-                )
+            b = int(np.shape(chunk)[0])
             if pos + b > shape[0]:
                 raise ValueError(f"chunks: more than the {shape[0]} images declared in shape")
-            f.write(np.ascontiguousarray(chunk).data)
+            writer.put(np.arange(pos, pos + b), chunk)
             pos += b
             if on_chunk is not None:
                 on_chunk(b)
         if pos != shape[0]:
             raise ValueError(f"chunks: expected {shape[0]} images, received {pos}")
+        writer.finish()
+        write_packed_meta(tmp, lab, class_names, name=name, source=source, info=info)
+    return Path(path)
+
+
+def write_packed_meta(
+    root: Path,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    name: str = "",
+    source: str = "",
+    info: dict[str, Any] | None = None,
+) -> None:
+    """``labels.npy`` and ``meta.json`` beside a finished ``images.npy`` (its shape is read
+    back from its header)."""
+    with open(root / "images.npy", "rb") as f:
+        np.lib.format.read_magic(f)
+        shape, _, _ = np.lib.format.read_array_header_1_0(f)
+    lab = np.asarray(labels, np.int64)
+    if lab.shape != (shape[0],):
+        raise ValueError(f"labels: expected shape ({shape[0]},), received {lab.shape}")
+    np.save(root / "labels.npy", lab)
+    meta = {
+        "format": PACKED_FORMAT,
+        "version": PACKED_VERSION,
+        "name": name,
+        "source": source,
+        "shape": [int(s) for s in shape],
+        "class_names": [str(c) for c in class_names],
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "info": info or {},
+    }
+    (root / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+
+
+def _npy_header(shape: tuple[int, ...], length: int = 0) -> bytes:
+    """An ``.npy`` version 1.0 header of a C-order uint8 array, padded to ``length`` bytes (at
+    least the smallest multiple of 64 that holds it)."""
+    text = f"{{'descr': '|u1', 'fortran_order': False, 'shape': {tuple(int(s) for s in shape)}, }}"
+    total = max(int(length), -(-(10 + len(text) + 1) // 64) * 64)
+    if 10 + len(text) + 1 > total:
+        raise ValueError(f"shape: {shape} does not fit a header of {length} bytes")
+    return (
+        b"\x93NUMPY\x01\x00"
+        + struct.pack("<H", total - 10)
+        + (text.ljust(total - 11) + "\n").encode("latin1")
+    )
+
+
+class ImagesWriter:
+    """``images.npy`` of ``count`` uint8 images of one shape, written at any rows.
+
+    Rows are written with positioned plain writes (no shared memory map: a full disk is an
+    ``OSError``, not a SIGBUS), the file's whole size reserved first where the file system can,
+    so a disk too small fails before the first image is written. Memory is that of the rows
+    handed to :meth:`put`. :meth:`finish` closes the gaps of rows never written (images a
+    reader skipped), keeping the order of the others, and writes the final shape.
+
+    Args:
+        path: the file to create.
+        count: rows reserved (the most the store can hold).
+        image_shape: (H, W, C) of every row.
+    """
+
+    def __init__(self, path: Path, count: int, image_shape: tuple[int, ...]) -> None:
+        self.path = Path(path)
+        self.count = int(count)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.row_bytes = int(np.prod(self.image_shape))
+        self.header = _npy_header((self.count, *self.image_shape))
+        self.written = np.zeros(self.count, bool)
+        with open(self.path, "wb") as f:
+            f.write(self.header)
+            total = len(self.header) + self.count * self.row_bytes
+            try:
+                os.posix_fallocate(f.fileno(), 0, total)
+            except (AttributeError, OSError) as exc:  # not on this system / file system
+                if isinstance(exc, OSError) and exc.errno in (
+                    errno.ENOSPC,
+                    errno.EFBIG,
+                    errno.EDQUOT,
+                ):
+                    raise
+                f.truncate(total)
+
+    def _offset(self, row: int) -> int:
+        return len(self.header) + row * self.row_bytes
+
+    def put(self, rows: Sequence[int] | np.ndarray, images: Any) -> None:
+        """Write ``images`` (B, H, W, C) uint8 (an array or a list of arrays) at ``rows`` (B,)."""
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        if isinstance(images, np.ndarray):
+            arr = images
+        else:
+            arr = np.stack(list(images)) if len(images) else np.zeros((0, *self.image_shape))
+        if arr.dtype != np.uint8 or tuple(arr.shape) != (len(rows), *self.image_shape):
+            raise ValueError(
+                f"images: expected uint8 ({len(rows)}, {', '.join(map(str, self.image_shape))})"
+                f", received {arr.dtype} {arr.shape}"
+            )
+        if rows.size and (rows.min() < 0 or rows.max() >= self.count):
+            raise ValueError(
+                f"rows: expected values in [0, {self.count}), received range "
+                f"[{int(rows.min())}, {int(rows.max())}]"
+            )
+        if not rows.size:
+            return
+        arr = np.ascontiguousarray(arr)
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            # one write per run of consecutive rows
+            breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+            for a, b in zip(
+                np.concatenate([[0], breaks]), np.concatenate([breaks, [len(rows)]]), strict=True
+            ):
+                _pwrite_all(fd, memoryview(arr[a:b]).cast("B"), self._offset(int(rows[a])))
+        finally:
+            os.close(fd)
+        self.written[rows] = True
+
+    def finish(self) -> np.ndarray:
+        """Close the gaps of unwritten rows (moving the rows after each, in order), cut the
+        file and write the final shape; returns the int64 rows kept, in order."""
+        kept = np.flatnonzero(self.written).astype(np.int64)
+        n = len(kept)
+        block = max(1, (64 << 20) // max(self.row_bytes, 1))  # move at most 64 MiB at once
+        with open(self.path, "r+b") as f:
+            fd = f.fileno()
+            moved = kept != np.arange(n)  # kept[i] >= i: once a row moves, all after it do
+            i = int(np.argmax(moved)) if moved.any() else n
+            while i < n:  # rows kept[i:] move down to i..: runs of consecutive rows at a time
+                j = i + 1
+                while j < n and j - i < block and kept[j] == kept[j - 1] + 1:
+                    j += 1
+                data = os.pread(fd, (j - i) * self.row_bytes, self._offset(int(kept[i])))
+                _pwrite_all(fd, memoryview(data), self._offset(i))
+                i = j
+            f.truncate(self._offset(n))
+            f.seek(0)
+            f.write(_npy_header((n, *self.image_shape), len(self.header)))
+        return kept
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while len(data):
+        k = os.pwrite(fd, data, offset)
+        data, offset = data[k:], offset + k
+
+
+def check_images_file(path: Path, where: str) -> tuple[int, ...]:
+    """The shape in an ``images.npy`` header, checked against the file's size (a truncated
+    or padded file is an error naming ``where``)."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read(f)
+            offset = f.tell()
+    except (ValueError, OSError, SyntaxError) as exc:
+        raise ValueError(f"{where}: images.npy has no readable .npy header ({exc})") from None
+    if dtype != np.uint8 or fortran or len(shape) != 4:
+        raise ValueError(
+            f"{where}: images.npy holds {dtype} {shape}; expected a C-order uint8 (N, H, W, C)"
+        )
+    expected = offset + int(np.prod(shape))
+    size = path.stat().st_size
+    if size != expected:
+        raise ValueError(
+            f"{where}: images.npy is {size:,} bytes, its header says {tuple(shape)} uint8 = "
+            f"{expected:,} bytes (truncated or damaged; pack it again)"
+        )
+    return tuple(int(s) for s in shape)
 
 
 def read_packed(path: str | os.PathLike[str], *, mmap: bool = True) -> ImageStore:
@@ -487,12 +622,15 @@ def read_packed(path: str | os.PathLike[str], *, mmap: bool = True) -> ImageStor
             f"packed store {str(root)!r}: expected format {PACKED_FORMAT!r} version <= "
             f"{PACKED_VERSION}, received {meta.get('format')!r} version {meta.get('version')!r}"
         )
+    where = f"packed store {str(root)!r}"
+    shape = check_images_file(root / "images.npy", where)
+    if list(shape) != list(meta["shape"]):
+        raise ValueError(f"{where}: images.npy has shape {shape}, meta.json says {meta['shape']}")
     images = np.load(root / "images.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
     labels = np.load(root / "labels.npy", allow_pickle=False)
-    if list(images.shape) != list(meta["shape"]):
+    if labels.shape != (shape[0],):
         raise ValueError(
-            f"packed store {str(root)!r}: images.npy has shape {images.shape}, meta.json says "
-            f"{meta['shape']}"
+            f"{where}: labels.npy holds {labels.shape} labels, images.npy {shape[0]} images"
         )
     info = dict(meta.get("info") or {})
     info["packed_path"] = str(root)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -46,6 +47,79 @@ def _common_prefix(dirs: list[tuple[str, ...]]) -> int:
         while k and d[:k] != first[:k]:
             k -= 1
     return k
+
+
+def walk_tar(
+    path: Path,
+    *,
+    root: str | None = None,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    max_total_bytes: int | None = MAX_TOTAL_BYTES,
+    read: bool = True,
+) -> Iterator[tuple[tuple[str, ...], bytes | None]]:
+    """The image members of an archive in archive order: (path parts, bytes or ``None`` when
+    not ``read``), one pass, keeping no member list; the size limits are checked from the
+    member headers before any data is decompressed (``max_total_bytes=None``: no total, for a
+    reader that keeps nothing)."""
+    prefix = PurePosixPath(root.strip("/")).parts if root else ()
+    total = 0
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            while (m := tf.next()) is not None:
+                # read once, in order: keep no TarInfo per member (``members`` is the list
+                # TarFile fills as it reads; typeshed does not declare it)
+                tf.members = []  # type: ignore[attr-defined]
+                if m.isfile():  # regular and sparse members
+                    if m.size > max_member_bytes:
+                        raise ValueError(
+                            f"tar: member {m.name} is {m.size} bytes, over max_member_bytes="
+                            f"{max_member_bytes} in {str(path)!r} (raise max_member_bytes to "
+                            "read it)"
+                        )
+                    total += max(m.size, _MEMBER_OVERHEAD)
+                    if max_total_bytes is not None and total > max_total_bytes:
+                        raise ValueError(
+                            f"tar: the members up to {m.name} add up to more than "
+                            f"max_total_bytes={max_total_bytes} in {str(path)!r} (raise "
+                            "max_total_bytes to read it)"
+                        )
+                if not m.isfile() or not is_image_name(m.name):
+                    continue
+                parts = tuple(p for p in PurePosixPath(m.name).parts if p not in (".", "/"))
+                if any(p.startswith(".") for p in parts) or parts[: len(prefix)] != prefix:
+                    continue
+                if not read:
+                    yield parts, None
+                    continue
+                fh = tf.extractfile(m)
+                if fh is not None:
+                    yield parts, fh.read()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ValueError(f"tar: cannot read archive {str(path)!r}: {exc}") from exc
+
+
+def label_members(
+    parts: list[tuple[str, ...]], path: Path, unlabelled: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Order and label the image members of an archive (see the module docstring).
+
+    Returns:
+        (order, labels, class_names): int64 indices into ``parts`` of the images kept, sorted
+        by path; their int64 labels (-1 unlabelled); the sorted class names.
+    """
+    order = np.asarray(sorted(range(len(parts)), key=parts.__getitem__), np.int64)
+    ordered = [parts[i] for i in order]
+    k = _common_prefix([p[:-1] for p in ordered])
+    if unlabelled or all(len(p) - 1 == k for p in ordered):
+        return order, np.full(len(order), -1, np.int64), []
+    deep = np.asarray([len(p) - 1 > k for p in ordered], bool)
+    if not deep.all():
+        log.warning("tar %s: ignoring %d image(s) not in a class folder", path, int((~deep).sum()))
+    order = order[deep]
+    class_names = sorted({parts[i][k] for i in order})
+    ids = {c: i for i, c in enumerate(class_names)}
+    labels = np.asarray([ids[parts[i][k]] for i in order], np.int64)
+    return order, labels, class_names
 
 
 def read_tar(
@@ -76,61 +150,21 @@ def read_tar(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"tar: no file at {str(path)!r}")
-    prefix = PurePosixPath(root.strip("/")).parts if root else ()
-    members: list[tuple[tuple[str, ...], bytes]] = []
-    total = 0
-    try:
-        with tarfile.open(path, "r:*") as tf:
-            while (m := tf.next()) is not None:
-                # read once, in order: keep no TarInfo per member (``members`` is the list
-                # TarFile fills as it reads; typeshed does not declare it)
-                tf.members = []  # type: ignore[attr-defined]
-                if m.isfile():  # regular and sparse members
-                    if m.size > max_member_bytes:
-                        raise ValueError(
-                            f"tar: member {m.name} is {m.size} bytes, over max_member_bytes="
-                            f"{max_member_bytes} in {str(path)!r} (raise max_member_bytes to "
-                            "read it)"
-                        )
-                    total += max(m.size, _MEMBER_OVERHEAD)
-                    if total > max_total_bytes:
-                        raise ValueError(
-                            f"tar: the members up to {m.name} add up to more than "
-                            f"max_total_bytes={max_total_bytes} in {str(path)!r} (raise "
-                            "max_total_bytes to read it)"
-                        )
-                if not m.isfile() or not is_image_name(m.name):
-                    continue
-                parts = tuple(p for p in PurePosixPath(m.name).parts if p not in (".", "/"))
-                if any(p.startswith(".") for p in parts) or parts[: len(prefix)] != prefix:
-                    continue
-                fh = tf.extractfile(m)
-                if fh is not None:
-                    members.append((parts, fh.read()))
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ValueError(f"tar: cannot read archive {str(path)!r}: {exc}") from exc
+    members = list(
+        walk_tar(
+            path, root=root, max_member_bytes=max_member_bytes, max_total_bytes=max_total_bytes
+        )
+    )
     if not members:
         raise ValueError(
             f"tar: no image members found in {str(path)!r}" + (f" below {root!r}" if root else "")
         )
-    members.sort(key=lambda m: m[0])
-    k = _common_prefix([p[:-1] for p, _ in members])
-    if unlabelled or all(len(p) - 1 == k for p, _ in members):
-        labels = np.full(len(members), -1, np.int64)
-        class_names: list[str] = []
-    else:
-        loose = [p for p, _ in members if len(p) - 1 == k]
-        if loose:
-            log.warning("tar %s: ignoring %d image(s) not in a class folder", path, len(loose))
-            members = [m for m in members if len(m[0]) - 1 > k]
-        class_names = sorted({p[k] for p, _ in members})
-        ids = {c: i for i, c in enumerate(class_names)}
-        labels = np.asarray([ids[p[k]] for p, _ in members], np.int64)
-    names = [f"{path}/{'/'.join(p)}" for p, _ in members]
+    order, labels, class_names = label_members([p for p, _ in members], path, unlabelled)
+    names = [f"{path}/{'/'.join(members[i][0])}" for i in order]
     return decode_to_store(
         "tar",
         path,
-        [b for _, b in members],
+        [members[i][1] for i in order],
         names,
         labels,
         class_names,

@@ -8,11 +8,14 @@ augmentation of the next ``prefetch`` batches overlaps the training step.
 
 Order and randomness:
 
-- the epoch's permutation comes from ``numpy.random.Generator(Philox(key=seed + 2^64·epoch))``:
-  the same on every rank and machine;
-- rank ``r`` of ``w`` takes positions ``r, r + w, r + 2w, ...`` of the permutation after it is
-  cut (``drop_last``) or padded by wrapping (otherwise) to a multiple of ``w``, so every rank has
-  the same number of batches (as ``torch.utils.data.DistributedSampler``);
+- the epoch's global order (:func:`epoch_order`) comes from
+  ``numpy.random.Generator(Philox(key=seed + 2^64·epoch))``: the same on every rank and machine;
+- rank ``r`` of ``w`` takes positions ``r, r + w, r + 2w, ...`` of it, and every rank has the
+  same number of batches (as ``torch.utils.data.DistributedSampler``). For a store, the order
+  is a permutation cut (``drop_last``) or padded by wrapping (otherwise) to a multiple of ``w``;
+  for a sharded store (one with ``shard_bounds``) the shards are permuted, each rank is given a
+  contiguous run of the permuted shards (so it reads only those) and its images in its own
+  shuffled order;
 - the views of an image depend only on ``(seed, epoch, dataset index, view)`` (Philox in the
   kernel), not on the batch size, the thread count or the rank.
 
@@ -296,17 +299,15 @@ class FusedLoader:
     def epoch_indices(self, epoch: int | None = None) -> np.ndarray:
         """This rank's dataset indices for ``epoch`` in iteration order (int64)."""
         epoch = self.epoch if epoch is None else int(epoch)
-        n = len(self.dataset)
-        if self.shuffle:
-            rng = np.random.Generator(np.random.Philox(key=self.seed + (epoch << 64)))
-            order = rng.permutation(n).astype(np.int64)
-        else:
-            order = np.arange(n, dtype=np.int64)
-        total = self._samples_per_rank() * self.world_size
-        if total <= n:
-            order = order[:total]
-        elif n > 0:
-            order = np.resize(order, total)  # wrap around to pad
+        order = epoch_order(
+            len(self.dataset),
+            self.world_size,
+            self._samples_per_rank(),
+            seed=self.seed,
+            epoch=epoch,
+            shuffle=self.shuffle,
+            bounds=getattr(self.dataset, "shard_bounds", None) if self._store else None,
+        )
         return order[self.rank :: self.world_size]
 
     def set_epoch(self, epoch: int) -> None:
@@ -447,6 +448,63 @@ class FusedLoader:
             f"views={self.views!r}, size={self.size}, rank={self.rank}/{self.world_size}, "
             f"epoch={self.epoch}, position={self.position})"
         )
+
+
+def epoch_order(
+    n: int,
+    world_size: int,
+    per_rank: int,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+    bounds: np.ndarray | None = None,
+) -> np.ndarray:
+    """The global order of an epoch: position ``k·w + r`` is rank ``r``'s ``k``-th image.
+
+    Args:
+        n: images in the data set.
+        world_size: ranks ``w``; every rank gets ``per_rank`` images (the order has
+            ``per_rank·w`` positions).
+        per_rank: images per rank (``n // w`` cuts, ``ceil(n / w)`` pads by wrapping).
+        seed, epoch: the key of the Philox stream the order is drawn from.
+        shuffle: permute; otherwise dataset (and shard) order.
+        bounds: a sharded store's ``shard_bounds`` (images of shard ``k`` at
+            ``bounds[k]:bounds[k+1]``); ``None`` or one shard: a plain permutation.
+
+    With shards, the shards are permuted, the images of the permuted shards (in shard order)
+    are cut into ``w`` contiguous runs of ``n/w`` (up to one), and rank ``r`` takes run ``r``,
+    shuffled by its own stream and cut or padded (wrapping within the run) to ``per_rank``:
+    each image is in one rank's run, and a rank reads only the shards its run covers (whole
+    shards, but for at most two it shares with the ranks beside it).
+    """
+    key = int(seed) + (int(epoch) << 64)
+    total = per_rank * world_size
+    if bounds is None or len(bounds) <= 2:
+        if shuffle:
+            order = np.random.Generator(np.random.Philox(key=key)).permutation(n).astype(np.int64)
+        else:
+            order = np.arange(n, dtype=np.int64)
+        if total <= n:
+            return order[:total]
+        return np.resize(order, total) if n > 0 else order  # wrap around to pad
+    bounds = np.asarray(bounds, np.int64)
+    shards = np.arange(len(bounds) - 1)
+    if shuffle:
+        shards = np.random.Generator(np.random.Philox(key=key)).permutation(shards)
+    seq = np.concatenate([np.arange(bounds[k], bounds[k + 1], dtype=np.int64) for k in shards])
+    cuts = (np.arange(world_size + 1) * n) // world_size
+    runs = []
+    for r in range(world_size):
+        run = seq[cuts[r] : cuts[r + 1]]
+        if shuffle:  # rank r's own stream: jumped 2^128 draws per rank past the shard draw
+            run = np.random.Generator(np.random.Philox(key=key).jumped(r + 1)).permutation(run)
+        if len(run) == 0 and per_rank:  # fewer images than ranks: pad from the whole order
+            run = seq[r % n : r % n + 1] if n else run
+        runs.append(run[:per_rank] if len(run) >= per_rank else np.resize(run, per_rank))
+    if not total:
+        return np.zeros(0, np.int64)
+    return np.stack(runs, axis=1).reshape(-1)
 
 
 def _produce(

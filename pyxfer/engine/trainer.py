@@ -322,6 +322,7 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
             "images": len(self.data),
+            "storage": _storage(self.data),
             "parameters": sum(p.numel() for p in self.objective.parameters()),
             "objective_class": type(self.objective).__name__,
             "preset_options": self.loader.preset_options,
@@ -844,3 +845,10 @@ class Trainer:
             backbone_kwargs=dict(self.config.backbone_opts),
             extra=extra,
         )
+
+
+def _storage(data: Any) -> dict[str, Any] | None:
+    """Where the training images live on disk (format, shards, size), for the report."""
+    from pyxfer.data.shards import storage_info
+
+    return storage_info(data)

@@ -55,6 +55,11 @@ def _summary(run: Path, config: dict | None, metrics: rundir.Metrics | None) -> 
     items: list[tuple[str, str]] = []
     if config:
         items += [(k.replace("_", " "), fmt(config[k])) for k in _WHAT_KEYS if k in config]
+        where = (config.get("run") or {}).get("storage")
+        if isinstance(where, dict) and where.get("storage"):
+            from pyxfer.data.shards import storage_text
+
+            items.append(("store", storage_text(where)))
     end = metrics.end if metrics else None
     if end:
         items.append(("stop reason", fmt(end.get("stop_reason"))))
@@ -153,8 +158,8 @@ def _views(config: dict | None) -> str:
     )
     name = config["views"] if isinstance(config["views"], str) else "custom"
     stored = ""
-    if hasattr(store, "storage_info"):  # a compressed store: format, size, decode settings
-        from pyxfer.data.jpegstore import storage_text
+    if hasattr(store, "storage_info"):  # compressed or sharded: format, size, decode settings
+        from pyxfer.data.shards import storage_text
 
         stored = f" Store: {storage_text(store.storage_info())}."
     return page.img(
