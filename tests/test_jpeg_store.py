@@ -261,6 +261,11 @@ def test_cli_pack_and_data_show_the_store(photos, tmp_path, capsys) -> None:
     assert "--size and --fit apply to the raw format only" in capsys.readouterr().err
     assert main(["pack", f"folder:{photos}", str(tmp_path / "q")]) == 2
     assert "--size S is required for the raw format" in capsys.readouterr().err
+    argv = ["pack", f"folder:{photos}", str(tmp_path / "q"), "--format", "jpeg"]
+    assert main([*argv, "--shard-size", "4"]) == 2
+    assert "--shard-size: sharded stores are written in the raw format only" in (
+        capsys.readouterr().err
+    )
     assert not (tmp_path / "q").exists()
 
 

@@ -148,6 +148,12 @@ def _run_jpeg(args: argparse.Namespace) -> int:
 
     if args.size is not None or args.fit != "crop":
         raise CLIError("--size and --fit apply to the raw format only, not --format jpeg")
+    if args.shard_size is not None:
+        raise CLIError(
+            "--shard-size: sharded stores are written in the raw format only; received "
+            "--format jpeg (a directory of JPEG stores is read sharded, but pack does not "
+            "write one yet)"
+        )
     out = pack_jpeg(
         args.src,
         args.dst,
