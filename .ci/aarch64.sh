@@ -113,9 +113,9 @@ file "$stage"/pyxfer/_C*.so 2>/dev/null || true
 [ "$#" -gt 0 ] || set -- -q -p no:cacheprovider "${default_tests[@]}"
 cd "$root"
 PYTHONPATH="$stage:$site" run "$sys/usr/bin/python3" -P -c '
-import sys
 from pyxfer import _C
-info = _C.build_info()
-print("pyxfer._C on", info["simd"], "- augmentation path", info["augment_simd"])
-' 
+b = _C.build_info()
+print("pyxfer._C", b["simd"], "- augmentation", b["augment_simd"], "- preprocessing",
+      b["preprocess_simd"])
+'
 PYTHONPATH="$stage:$site" run "$sys/usr/bin/python3" -P -m pytest "$@"
