@@ -23,10 +23,9 @@ from _export_helpers import save_classifier, train_lenet  # noqa: E402
 import pyxfer  # noqa: E402
 from pyxfer.data import stratified_split  # noqa: E402
 from pyxfer.export import VerificationError, to_onnx  # noqa: E402
-from pyxfer.runtime import BundleError, Predictor  # noqa: E402
+from pyxfer.runtime import BundleError, Int8VerificationError, Predictor  # noqa: E402
 from pyxfer.runtime import verification as vset  # noqa: E402
 from pyxfer.runtime.bundle import sha256_file  # noqa: E402
-from pyxfer.runtime.predictor import Int8VerificationError  # noqa: E402
 
 QEMU = shutil.which("qemu-x86_64")
 QEMU_CPU = "EPYC-Milan"  # Zen 3: AVX2, no AVX-512, no VNNI
@@ -160,6 +159,28 @@ def test_cli_predict_reports_the_model_that_ran(bundle, digits, tmp_path, capsys
     assert "fell back to fp32" in captured.err
     assert main(["predict", str(bad), str(path), "--int8", "--int8-check", "error"]) == 2
     assert "does not hold on this CPU" in capsys.readouterr().err
+
+
+def test_bundle_without_verification_set_is_not_trusted_with_int8(bundle, tmp_path) -> None:
+    """A bundle from before verification sets: int8 counts as unverified, fp32 runs."""
+    from pyxfer.export.core import _set_metadata
+
+    old = tmp_path / "old"
+    shutil.copytree(bundle, old)
+    meta = _meta(old)
+    del meta["verification"]
+    for name in (vset.IMAGES_FILE, vset.OUTPUTS_FILE):
+        del meta["files"][name]
+        (old / name).unlink()
+    for name in ("model.onnx", "model.int8.onnx"):
+        _set_metadata(old / name, meta)
+        size = (old / name).stat().st_size
+        meta["files"][name] = {"sha256": sha256_file(old / name), "bytes": size}
+    (old / "pyxfer.json").write_text(json.dumps(meta))
+    p = Predictor(old, int8=True)
+    assert p.model == "fp32" and p.verification["status"] == "unverified"
+    assert "no verification set" in p.verification["problems"][0]
+    assert Predictor(old, int8=True, int8_check="warn").model == "int8"
 
 
 @pytest.mark.parametrize(
