@@ -7,9 +7,11 @@ Sections (every ratio is against a baseline measured in the same run, same threa
 
 1. Latency (median ms) and throughput (images/s) of ResNet-18 at 224 px (ImageNet stem,
    1000 classes) and of a small-image ResNet-18 at 32 px (small stem, 10 classes), batch 1
-   and 32: torch eager (``torch.inference_mode``) vs ORT fp32 vs ORT int8 (U8S8, per-channel,
-   calibrated on real CIFAR-10 images when ../shared/data has them). Weights are random:
-   latency does not depend on them.
+   and 32: torch eager (``torch.inference_mode``) vs ORT fp32 vs ORT int8 (per-channel,
+   calibrated on real CIFAR-10 images when ../shared/data has them), for each int8 scheme:
+   U8S8 with 7-bit weights (the export default), U8S8 with 8-bit weights, U8U8. The table
+   names the CPU's int8 path (``avx512-vnni``, ``avx-vnni``, ``avx512``, ``avx2``): the ratios
+   hold for that path only. Weights are random: latency does not depend on them.
 2. int8 accuracy: a small ResNet-18 (width 0.25, 28 px, grey) fine-tuned for a few hundred
    steps on 8,000 MNIST test-split images, top-1 of ORT fp32 vs ORT int8 on the 2,000 held-out
    images (falls back to the embedded digits without ../shared/data).
@@ -89,13 +91,36 @@ def cifar_images(count: int, size: int | None = None) -> tuple[np.ndarray, bool]
 def export(model, out: Path, **kwargs) -> Path:
     from pyxfer.export import to_onnx
 
+    # random weights or unlabelled calibration images: report the int8 change, never refuse
+    kwargs.setdefault("int8_on_loss", "warn")
     return to_onnx(model.eval(), out, overwrite=True, **kwargs)
+
+
+#: int8 schemes timed beside the export default (U8S8, 7-bit weights): name -> options
+EXTRA_SCHEMES = {
+    "u8s8 8-bit": dict(weight_type="int8", reduce_range=False),
+    "u8u8": dict(weight_type="uint8", reduce_range=False),
+}
+
+
+def extra_schemes(bundle: Path, calib_x: np.ndarray) -> dict[str, Path]:
+    """The bundle's fp32 model quantised with each of EXTRA_SCHEMES (same calibration)."""
+    from pyxfer.export.quantize import quantize_int8
+
+    out = {}
+    for name, opts in EXTRA_SCHEMES.items():
+        path = bundle.parent / f"{bundle.name}-{name.replace(' ', '_')}.onnx"
+        quantize_int8(bundle / "model.onnx", path, input_name="images",
+                      calibration_inputs=calib_x, **opts)  # fmt: skip
+        out[name] = path
+    return out
 
 
 def section_latency(args, tmp: Path) -> list[tuple]:
     import torch
 
     import pyxfer
+    from pyxfer.ops import normalize
 
     rows = []
     configs = [
@@ -113,8 +138,12 @@ def section_latency(args, tmp: Path) -> list[tuple]:
         )  # fmt: skip
         log(f"{name}: exported fp32 + int8 in {time.perf_counter() - t0:.0f} s "
             f"(calibration: {'CIFAR-10' if real else 'random'} images)")  # fmt: skip
+        spec = model.input_spec
+        calib_x = normalize(np.ascontiguousarray(calib), spec.mean, spec.std)
+        extra = extra_schemes(bundle, calib_x)
         fp32 = ort_session(bundle / "model.onnx", args.threads)
         int8 = ort_session(bundle / "model.int8.onnx", args.threads)
+        others = {k: ort_session(p, args.threads) for k, p in extra.items()}
         for batch in (1, 32):
             x = np.random.default_rng(1).standard_normal((batch, 3, size, size), np.float32)
             xt = torch.from_numpy(x)
@@ -129,11 +158,13 @@ def section_latency(args, tmp: Path) -> list[tuple]:
                     "torch": run_torch,
                     "fp32": lambda x=x, s=fp32: s.run(None, {"images": x}),
                     "int8": lambda x=x, s=int8: s.run(None, {"images": x}),
+                    **{k: (lambda x=x, s=s: s.run(None, {"images": x})) for k, s in others.items()},
                 },
                 reps,
                 warmup=2 if batch == 1 else 1,
             )
-            rows.append((name, batch, t["torch"], t["fp32"], t["int8"]))
+            rows.append((name, batch, t["torch"], t["fp32"], t["int8"],
+                         {k: t[k] for k in others}))  # fmt: skip
             log(f"  batch {batch}: " + ", ".join(f"{k} {v[0] * 1e3:.1f} ms" for k, v in t.items()))
     return rows
 
@@ -314,24 +345,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pyxfer-bench-") as td:
         tmp = Path(td)
         if "latency" in sections:
+            from pyxfer.runtime.verification import int8_isa
+
             rows = section_latency(args, tmp)
-            print("\n## Latency (median ms) and throughput (img/s)")
-            print("| model | batch | torch eager ms | ORT fp32 ms | ORT int8 ms | fp32/torch | "
-                  "int8/fp32 |")  # fmt: skip
-            print("|---|---|---|---|---|---|---|")
-            for name, batch, tt, tf, ti in rows:
+            extra = list(EXTRA_SCHEMES)
+            print(f"\n## Latency (median ms) and throughput (img/s); int8 path of this CPU: "
+                  f"{int8_isa()}")  # fmt: skip
+            print("| model | batch | torch eager ms | ORT fp32 ms | ORT int8 ms (u8s8 7-bit) | "
+                  "fp32/torch | int8/fp32 | "
+                  + " | ".join(f"{k} /fp32" for k in extra) + " |")  # fmt: skip
+            print("|---|---|---|---|---|---|---|" + "---|" * len(extra))
+            for name, batch, tt, tf, ti, te in rows:
                 print(
                     f"| {name} | {batch} | {tt[0] * 1e3:.2f} ({batch / tt[0]:.0f}/s) | "
                     f"{tf[0] * 1e3:.2f} ({batch / tf[0]:.0f}/s) | {ti[0] * 1e3:.2f} "
-                    f"({batch / ti[0]:.0f}/s) | {tt[0] / tf[0]:.2f}x | {tf[0] / ti[0]:.2f}x |"
+                    f"({batch / ti[0]:.0f}/s) | {tt[0] / tf[0]:.2f}x | {tf[0] / ti[0]:.2f}x | "
+                    + " | ".join(f"{tf[0] / te[k][0]:.2f}x" for k in extra)
+                    + " |"
                 )
             print("\nminimum over the repetitions (least disturbed by other processes), ms:")
-            print("| model | batch | torch eager | ORT fp32 | ORT int8 | fp32/torch | int8/fp32 |")
-            print("|---|---|---|---|---|---|---|")
-            for name, batch, tt, tf, ti in rows:
+            print("| model | batch | torch eager | ORT fp32 | ORT int8 | fp32/torch | int8/fp32 | "
+                  + " | ".join(f"{k} /fp32" for k in extra) + " |")  # fmt: skip
+            print("|---|---|---|---|---|---|---|" + "---|" * len(extra))
+            for name, batch, tt, tf, ti, te in rows:
                 print(
                     f"| {name} | {batch} | {tt[1] * 1e3:.2f} | {tf[1] * 1e3:.2f} | "
-                    f"{ti[1] * 1e3:.2f} | {tt[1] / tf[1]:.2f}x | {tf[1] / ti[1]:.2f}x |"
+                    f"{ti[1] * 1e3:.2f} | {tt[1] / tf[1]:.2f}x | {tf[1] / ti[1]:.2f}x | "
+                    + " | ".join(f"{tf[1] / te[k][1]:.2f}x" for k in extra)
+                    + " |"
                 )
         if "accuracy" in sections:
             m = section_accuracy(args, tmp)

@@ -40,7 +40,7 @@ def test_info_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_info_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    assert "SIMD" in out and "CUDA" in out
+    assert "SIMD" in out and "CUDA" in out and "int8 path" in out
 
 
 def test_plugins_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:

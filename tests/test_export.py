@@ -98,7 +98,7 @@ def test_bundle_records_parity_and_provenance(int8_bundle: Path) -> None:
     assert prov["opset"] == 18 and prov["backbone"]["name"] == "lenet"
     # one self-contained file per model, hashes recorded
     assert sorted(p.name for p in int8_bundle.iterdir()) == sorted(
-        ["model.onnx", "model.int8.onnx", "pyxfer.json"]
+        ["model.onnx", "model.int8.onnx", "pyxfer.json", "verify_images.npy", "verify_outputs.npy"]
     )
     for name, rec in meta["files"].items():
         assert rec["sha256"] == sha256_file(int8_bundle / name)
@@ -388,10 +388,11 @@ def test_cli_export_and_predict_png(trained, probs_bundle, tmp_path, capsys) -> 
     from pyxfer.data import stratified_split
 
     out = (probs_bundle.parent / "stdout.txt").read_text()
-    assert "parity: max rel diff" in out and "int8: holdout accuracy" in out
     meta = json.loads((probs_bundle / "pyxfer.json").read_text())
     store, test = trained["store"], trained["test"]
     held = stratified_split(store.labels, (0.8, 0.2), seed=0)[1]
+    assert "parity: max rel diff" in out and f"accuracy on {len(held)} held-out images" in out
+    assert "loss check passed" in out and "int8 verification set: 32 images" in out
     assert meta["metrics"]["int8"]["holdout_images"] == len(held)  # 20 % of digits held out
     assert meta["head"] == "probs" and meta["input"]["dtype"] == "float32"
     paths = []

@@ -11,6 +11,24 @@
 
 namespace py = pybind11;
 
+namespace {
+// The instruction set onnxruntime's x86 int8 GEMM kernels (MLAS) pick on this CPU, from CPUID:
+// VNNI adds u8 x s8 products in 32-bit sums; without it they go through saturating 16-bit sums.
+const char* int8_isa() {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  if (avx512 && __builtin_cpu_supports("avx512vnni")) return "avx512-vnni";
+  if (__builtin_cpu_supports("avxvnni")) return "avx-vnni";
+  if (avx512) return "avx512";
+  if (__builtin_cpu_supports("avx2")) return "avx2";
+  return "sse";
+#else
+  return "";  // not x86 (or a compiler without the builtins): the caller names the machine
+#endif
+}
+}  // namespace
+
 namespace pyxfer::bind {
 void bind_normalize(py::module_& m);
 void bind_augment(py::module_& m);
@@ -42,6 +60,7 @@ PYBIND11_MODULE(_C, m) {
         d["simd_paths"] = paths;
         d["augment_simd"] = info.augment_simd;  // fused augmentation path in use
         d["preprocess_simd"] = info.preprocess_simd;  // preprocess and normalize path in use
+        d["int8_isa"] = int8_isa();  // x86 int8 kernels onnxruntime uses here (CPUID)
         d["threading"] = "persistent std::thread pool parallel-for";
         d["hardware_threads"] = info.hardware_threads;
         d["cuda_compiled"] = info.cuda_compiled;

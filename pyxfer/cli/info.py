@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
             f"(available: {', '.join(b['simd_paths'])}), augmentation {b['augment_simd']}, "
             f"preprocessing {b['preprocess_simd']}",
         ),
+        ("int8 path", _int8_path()),
         ("threading", f"{b['threading']}, {b['hardware_threads']} hardware threads"),
         ("CUDA", cuda),
         ("python", f"{env['python']} on {env['platform']}"),
@@ -50,3 +51,17 @@ def run(args: argparse.Namespace) -> int:
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     return 0
+
+
+def _int8_path() -> str:
+    """The x86 int8 kernels onnxruntime uses here, and whether U8S8 with 8-bit weights holds."""
+    from pyxfer.runtime.verification import int8_isa
+
+    isa = int8_isa()
+    notes = {
+        "avx512-vnni": "VNNI: 32-bit int8 sums",
+        "avx-vnni": "VNNI: 32-bit int8 sums",
+        "avx512": "no VNNI: saturating 16-bit int8 sums, 7-bit weights needed",
+        "avx2": "no VNNI: saturating 16-bit int8 sums, 7-bit weights needed",
+    }
+    return f"{isa} ({notes[isa]})" if isa in notes else isa

@@ -7,6 +7,7 @@ import datetime
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -21,11 +22,12 @@ from torch import nn
 import pyxfer
 from pyxfer.backbone import Backbone, InputSpec
 from pyxfer.export._trace import export_program, program_to_onnx, rename_dims, save_proto
-from pyxfer.export.verify import check_graph, cosine_rows, parity
+from pyxfer.export.verify import VerificationError, check_graph, cosine_rows, parity
 from pyxfer.export.wrap import ExportModule, export_twin
 from pyxfer.fileio import atomic_directory, check_replaceable
 from pyxfer.modelio import SavedModel, load_model, locate_model
 from pyxfer.runtime import bundle as fmt
+from pyxfer.runtime import verification as vset
 from pyxfer.runtime._preprocess import resize_crop
 
 log = logging.getLogger("pyxfer.export")
@@ -35,6 +37,7 @@ DEFAULT_OPSET = 18
 DEFAULT_LOGIT_SCALE = 1.0 / 0.07
 VERIFY_IMAGES = 16
 VERIFY_BATCHES = (1, 8)
+INT8_ON_LOSS = ("refuse", "warn")
 #: an existing directory is replaced (overwrite) only if it is a bundle that pyxfer wrote
 BUNDLE_MARKER = (fmt.META_FILE, fmt.FORMAT)
 ImagesLike = np.ndarray | Sequence[np.ndarray]
@@ -135,8 +138,14 @@ class ExportSpec:
     calibration: Any = None
     calibration_count: int = 256
     activation_type: str = "uint8"
+    weight_type: str = "int8"
+    reduce_range: bool = True
     calibrate_method: str = "minmax"
-    holdout: tuple[Any, np.ndarray] | None = None
+    holdout: tuple[Any, np.ndarray | None] | None = None
+    holdout_fraction: float = 0.2
+    int8_max_loss: float = 0.5
+    int8_on_loss: str = "refuse"
+    verify_count: int = 32
     image_size: int | None = None
     resize: int | None = None
     dynamic_size: bool | None = None
@@ -158,8 +167,22 @@ class ExportSpec:
         if isinstance(opset, bool) or not isinstance(opset, int) or not 13 <= opset <= 23:
             raise ValueError(f"opset: expected an integer in [13, 23], received {opset!r}")
         if int(self.calibration_count) < 1:
+            raise ValueError(f"calibration_count: expected >= 1, received {self.calibration_count}")
+        if not 0.0 < float(self.holdout_fraction) < 1.0:
             raise ValueError(
-                f"calibration_count: expected >= 1, received {self.calibration_count}"
+                f"holdout_fraction: expected a number in (0, 1), received {self.holdout_fraction!r}"
+            )
+        loss = self.int8_max_loss
+        if isinstance(loss, bool) or not isinstance(loss, (int, float)) or not loss >= 0:
+            raise ValueError(f"int8_max_loss: expected points >= 0, received {loss!r}")
+        if self.int8_on_loss not in INT8_ON_LOSS:
+            raise ValueError(
+                f"int8_on_loss: expected one of {INT8_ON_LOSS}, received {self.int8_on_loss!r}"
+            )
+        count, most = self.verify_count, vset.MAX_IMAGES
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= most:
+            raise ValueError(
+                f"verify_count: expected an integer in [1, {vset.MAX_IMAGES}], received {count!r}"
             )
         return self
 
@@ -190,14 +213,30 @@ def to_onnx(
         head: ``"logits"``, ``"probs"`` or ``"features"`` (default: logits for classifiers,
             features otherwise; zero-shot bundles always use features).
         opset: ONNX opset of the default domain.
-        quantize: None, or ``"int8"`` for an extra static QDQ ``model.int8.onnx``.
+        quantize: None, or ``"int8"`` for an extra static QDQ ``model.int8.onnx`` with a
+            verification set (``verify_images.npy``, ``verify_outputs.npy``) that the runtime
+            checks it against on the CPU it runs on.
         calibration: real training images for int8 calibration (uint8 (N, H, W, C) array,
             list of (H, W, C) arrays, or an ImageStore); also used for the parity check.
         calibration_count: how many calibration images to use (sampled with seed 0).
-        activation_type: int8 activations ``"uint8"`` (U8S8, fast on x86) or ``"int8"``.
+        activation_type: int8 activations ``"uint8"`` (default) or ``"int8"``.
+        weight_type: int8 weights ``"int8"`` (default) or ``"uint8"``.
+        reduce_range: 7-bit weights (default True): U8S8 then computes the same on x86 CPUs
+            without VNNI (saturating 16-bit sums) as with VNNI; see
+            :mod:`pyxfer.export.quantize`.
         calibrate_method: ``"minmax"``, ``"entropy"`` or ``"percentile"``.
-        holdout: ``(images, labels)`` held-out labelled images: the int8 accuracy change is
-            measured on them (labels are class indices of the head / class table).
+        holdout: ``(images, labels)`` held-out images: the int8 accuracy change is measured
+            on them (labels are class indices of the head / class table; -1 or ``None``:
+            unlabelled, then the top-1 agreement with fp32 is measured). Default with int8:
+            ``holdout_fraction`` of the calibration images, split off before calibrating
+            (stratified by class when the calibration data is a labelled ImageStore).
+        holdout_fraction: share of the calibration images held out when ``holdout`` is None.
+        int8_max_loss: the int8 model may lose at most this many points of top-1 accuracy on
+            the held-out images (without labels: of top-1 agreement with fp32, which bounds
+            the accuracy change).
+        int8_on_loss: ``"refuse"`` (default: raise :class:`VerificationError`, nothing is
+            written) or ``"warn"`` (log a warning, keep the int8 model, record it).
+        verify_count: images in the int8 verification set (from the held-out images).
         image_size: side of the (square) model input; default the backbone's nominal size.
         resize: shorter side the runtime resizes images to before the centre crop of
             ``image_size`` (default ``image_size``: the whole image, as pyxfer's loaders).
@@ -224,13 +263,13 @@ def to_onnx(
     spec = (replace(spec, **options) if spec is not None else ExportSpec(**options)).check()
     out = _check_destination(out_dir, spec.overwrite)
     target = _target(_resolve_model(model_or_dir), spec)
-    images = _reference_images(spec)
+    images, holdout = _reference_images(spec)
     module = _export_module(target, spec)
     traced = _trace(module, target, spec, images)
     with atomic_directory(
         out, overwrite=spec.overwrite, marker=BUNDLE_MARKER, what="a bundle"
     ) as tmp:
-        _write_bundle(tmp, module, target, spec, images, traced)
+        _write_bundle(tmp, module, target, spec, images, holdout, traced)
     log.info("wrote bundle %s (parity max rel diff %.2e)", out, traced.max_rel_diff)
     return out
 
@@ -389,9 +428,12 @@ def _zeroshot_table(
     return table, projection, projection_bias
 
 
-def _reference_images(spec: ExportSpec) -> ImagesLike:
-    """Real images for calibration and the parity check: the calibration images, else the
-    held-out images, else the embedded digits."""
+Holdout = tuple[ImagesLike, np.ndarray | None]
+
+
+def _reference_images(spec: ExportSpec) -> tuple[ImagesLike, Holdout | None]:
+    """Real images for calibration and the parity check (the calibration images, else the
+    held-out images, else the embedded digits) and the held-out images of the int8 check."""
     if spec.calibration is not None:
         images = _images_of(spec.calibration, "calibration")
     elif spec.holdout is not None:
@@ -400,9 +442,49 @@ def _reference_images(spec: ExportSpec) -> ImagesLike:
         if spec.quantize:
             raise ValueError("calibration: int8 quantisation needs calibration images")
         images = pyxfer.load_dataset("digits").images
-    if spec.quantize and spec.holdout is None:
-        log.warning("no holdout images: the int8 accuracy change is not measured")
-    return images
+    if not spec.quantize:
+        return images, None
+    if spec.holdout is not None:
+        held_images, labels = spec.holdout
+        return images, (_images_of(held_images, "holdout"), labels)
+    return _split_holdout(images, spec)
+
+
+def _split_holdout(images: ImagesLike, spec: ExportSpec) -> tuple[ImagesLike, Holdout | None]:
+    """Hold out ``spec.holdout_fraction`` of the calibration images (stratified by class when
+    they are labelled): (the images left to calibrate on, (held-out images, labels))."""
+    from pyxfer.data import ImageStore, stratified_split
+
+    data = spec.calibration
+    n = len(images)
+    labels = (
+        np.asarray(data.labels, np.int64)
+        if isinstance(data, ImageStore)
+        else np.full(n, -1, np.int64)
+    )
+    if n < 2:
+        log.warning(
+            "int8: %d calibration image(s), none to hold out: the int8 accuracy change is not "
+            "measured; pass holdout=(images, labels) or more calibration images",
+            n,
+        )
+        return images, None
+    frac = float(spec.holdout_fraction)
+    rest, held = stratified_split(labels, (1.0 - frac, frac), seed=0)
+    if len(held) == 0 or len(rest) == 0:
+        rest, held = np.arange(n - 1), np.array([n - 1])
+
+    def take(idx: np.ndarray) -> ImagesLike:
+        return images[idx] if isinstance(images, np.ndarray) else [images[i] for i in idx]
+
+    held_labels = labels[held] if (labels[held] >= 0).any() else None
+    log.info(
+        "int8: %d of %d calibration images held out to measure the int8 model (%s)",
+        len(held),
+        n,
+        "labelled" if held_labels is not None else "unlabelled: top-1 agreement",
+    )
+    return take(rest), (take(held), held_labels)
 
 
 def _export_module(target: _Target, spec: ExportSpec) -> ExportModule:
@@ -461,6 +543,7 @@ def _write_bundle(
     target: _Target,
     spec: ExportSpec,
     images: ImagesLike,
+    holdout: Holdout | None,
     traced: _Traced,
 ) -> None:
     """Write the fp32 model, verify it, quantise, and write the metadata (into ``tmp``)."""
@@ -485,16 +568,20 @@ def _write_bundle(
     )
     models = {"fp32": "model.onnx"}
     metrics: dict[str, Any] = dict(target.saved.extra.get("metrics", {})) if target.saved else {}
-    quant_info = None
+    quant_info = verification = None
     if spec.quantize == "int8":
-        quant_info, metrics["int8"] = _write_int8(tmp, fp32, target, spec, images, traced)
-        files.append("model.int8.onnx")
+        quant_info, metrics["int8"], verification = _write_int8(
+            tmp, fp32, target, spec, images, holdout, traced
+        )
+        files += ["model.int8.onnx", vset.IMAGES_FILE, vset.OUTPUTS_FILE]
         models["int8"] = "model.int8.onnx"
     if target.table is not None:
         np.save(tmp / "classes.npy", target.table)
         files.append("classes.npy")
     width = int(_run(fp32, traced.verify_x[:1]).shape[1])
     meta = _metadata(target, spec, traced, graph, width, models, metrics, report, quant_info)
+    if verification is not None:
+        meta["verification"] = verification
     for name in models.values():
         _set_metadata(tmp / name, meta)
     if spec.ort_format:
@@ -509,10 +596,12 @@ def _write_int8(
     target: _Target,
     spec: ExportSpec,
     images: ImagesLike,
+    holdout: Holdout | None,
     traced: _Traced,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``model.int8.onnx`` calibrated on real images; the quantisation record and the int8
-    metrics (agreement with fp32, accuracy change on the held-out images)."""
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``model.int8.onnx`` calibrated on real images and its verification set; the
+    quantisation record, the int8 metrics (agreement with fp32, accuracy change on the
+    held-out images, checked against ``int8_max_loss``) and the ``verification`` record."""
     from pyxfer.export.quantize import quantize_int8
 
     calib_x = target.inputs(_pick(images, int(spec.calibration_count), seed=0), spec.input)
@@ -522,18 +611,109 @@ def _write_int8(
         input_name=INPUT_NAME,
         calibration_inputs=calib_x,
         activation_type=spec.activation_type,
+        weight_type=spec.weight_type,
+        reduce_range=spec.reduce_range,
         calibrate_method=spec.calibrate_method,
     )
     _check_model_file(tmp / "model.int8.onnx", spec, traced)
+    int8 = _session(tmp / "model.int8.onnx")
+    scores = target.scores if target.has_classes else None
     metrics = _int8_metrics(
         fp32,
-        _session(tmp / "model.int8.onnx"),
+        int8,
         lambda imgs: target.inputs(imgs, spec.input),
         traced.verify_x,
-        spec.holdout,
-        target.scores if target.has_classes else None,
+        holdout,
+        scores,
     )
-    return quant_info, metrics
+    metrics["isa"] = vset.int8_isa()
+    _check_int8_loss(metrics, spec)
+    source = holdout[0] if holdout is not None else images
+    verification = _write_verification(tmp, fp32, int8, target, spec, source, scores)
+    return quant_info, metrics, verification
+
+
+def _check_int8_loss(metrics: dict[str, Any], spec: ExportSpec) -> None:
+    """Refuse (or warn about) an int8 model that loses more than ``int8_max_loss`` points."""
+    limit = float(spec.int8_max_loss)
+    if "accuracy_change_points" in metrics:
+        loss = -float(metrics["accuracy_change_points"])
+        what = (
+            f"top-1 accuracy on {metrics['holdout_images']} held-out images "
+            f"{metrics['holdout_accuracy_fp32']:.2%} -> {metrics['holdout_accuracy_int8']:.2%}"
+        )
+    elif "top1_agreement" in metrics:
+        loss = round((1.0 - float(metrics["top1_agreement"])) * 100.0, 4)
+        what = (
+            f"top-1 agreement with fp32 {metrics['top1_agreement']:.2%} on "
+            f"{metrics['holdout_images']} unlabelled held-out images (it bounds the accuracy "
+            "change; labels would measure it)"
+        )
+    else:
+        log.warning(
+            "int8: no class scores on held-out images to check the loss against "
+            "int8_max_loss=%s (features head: mean cosine %s)",
+            limit,
+            metrics.get("holdout_mean_cosine", "not measured"),
+        )
+        metrics["loss_check"] = "not measured"
+        return
+    metrics["max_loss_points"] = limit
+    if loss <= limit or math.isclose(loss, limit):
+        metrics["loss_check"] = "passed"
+        return
+    message = (
+        f"int8 loses {loss:.2f} points ({what}), more than int8_max_loss={limit:g} "
+        f"(scheme {spec.activation_type}/{spec.weight_type}, reduce_range={spec.reduce_range}, "
+        f"on this CPU: {metrics['isa']})"
+    )
+    if spec.int8_on_loss == "refuse":
+        raise VerificationError(
+            message + "; nothing was written. Try more or other calibration images, "
+            "calibrate_method='percentile', or accept it with int8_on_loss='warn' "
+            "(--int8-on-loss warn)"
+        )
+    metrics["loss_check"] = "failed (kept: int8_on_loss='warn')"
+    log.warning("WARNING: %s; the int8 model is kept (int8_on_loss='warn')", message)
+
+
+def _write_verification(
+    tmp: Path,
+    fp32: Any,
+    int8: Any,
+    target: _Target,
+    spec: ExportSpec,
+    source: ImagesLike,
+    scores: Any,
+) -> dict[str, Any]:
+    """Write the verification set (uint8 images after resize and crop, fp32 outputs) and
+    return its ``verification`` record: the int8 result here and the runtime tolerance."""
+    images = resize_crop(
+        _pick(source, int(spec.verify_count), seed=2),
+        resize=target.resize,
+        crop=target.crop,
+        channels=target.spec.channels,
+    )
+    shape_meta = {
+        "input": {"dtype": "uint8" if spec.nhwc else "float32"},
+        "preprocess": {
+            "crop": target.crop,
+            "mean": list(target.spec.mean),
+            "std": list(target.spec.std),
+        },
+    }
+    x = vset.model_inputs(images, shape_meta)
+    want = _run(fp32, x).astype(np.float32)
+    here = vset.compare(_run(int8, x), want, scores)
+    np.save(tmp / vset.IMAGES_FILE, np.ascontiguousarray(images))
+    np.save(tmp / vset.OUTPUTS_FILE, np.ascontiguousarray(want))
+    return {
+        "images": vset.IMAGES_FILE,
+        "outputs": vset.OUTPUTS_FILE,
+        "count": len(images),
+        "at_export": {**here, "isa": vset.int8_isa()},
+        "tolerance": vset.tolerance(here),
+    }
 
 
 def _metadata(
@@ -629,7 +809,8 @@ def _int8_metrics(
     holdout: tuple[Any, np.ndarray] | None,
     scores: Any,
 ) -> dict[str, Any]:
-    """int8 vs fp32: agreement and cosine on the verification images, accuracy on holdout."""
+    """int8 vs fp32: agreement and cosine on the parity images; on the held-out images the
+    top-1 agreement, and the accuracy change where they are labelled (-1: unlabelled)."""
     a, b = _run(fp32, verify_x), _run(int8, verify_x)
     result: dict[str, Any] = {"verify_min_cosine": float(cosine_rows(b, a).min())}
     if holdout is None:
@@ -639,20 +820,28 @@ def _int8_metrics(
             )
         return result
     images, labels = holdout
-    labels = np.asarray(labels, np.int64)
     x = model_inputs(_images_of(images, "holdout"))
-    if len(labels) != len(x):
-        raise ValueError(f"holdout: {len(x)} images but {len(labels)} labels")
     a, b = _run(fp32, x), _run(int8, x)
     result["holdout_images"] = len(x)
     result["holdout_mean_cosine"] = float(cosine_rows(b, a).mean())
-    if scores is not None:
-        pa, pb = scores(a).argmax(1), scores(b).argmax(1)
-        acc_a, acc_b = float((pa == labels).mean()), float((pb == labels).mean())
-        result.update(
-            holdout_accuracy_fp32=acc_a,
-            holdout_accuracy_int8=acc_b,
-            accuracy_change_points=round((acc_b - acc_a) * 100.0, 4),
-            top1_agreement=float((pa == pb).mean()),
-        )
+    if scores is None:
+        return result
+    pa, pb = scores(a).argmax(1), scores(b).argmax(1)
+    result["top1_agreement"] = float((pa == pb).mean())
+    if labels is None:
+        return result
+    labels = np.asarray(labels, np.int64)
+    if labels.shape != (len(x),):
+        raise ValueError(f"holdout: {len(x)} images but labels of shape {labels.shape}")
+    known = labels >= 0
+    if not known.any():
+        return result
+    acc_a = float((pa[known] == labels[known]).mean())
+    acc_b = float((pb[known] == labels[known]).mean())
+    result.update(
+        holdout_labelled=int(known.sum()),
+        holdout_accuracy_fp32=acc_a,
+        holdout_accuracy_int8=acc_b,
+        accuracy_change_points=round((acc_b - acc_a) * 100.0, 4),
+    )
     return result

@@ -2,10 +2,21 @@
 
 ``onnxruntime.quantization``: the fp32 graph is first prepared by ``quant_pre_process``
 (symbolic shape inference + graph optimisation), then ``quantize_static`` inserts
-QuantizeLinear/DequantizeLinear pairs with per-channel int8 weights and activations of the
-selected type (``"uint8"``: U8S8, the fast path on x86 CPUs; ``"int8"``: S8S8, for ARM and
-GPU runtimes). Activation ranges come from a ``CalibrationDataReader``
-over real images in the model's input format.
+QuantizeLinear/DequantizeLinear pairs with per-channel weights and activations of the
+selected types. Activation ranges come from a ``CalibrationDataReader`` over real images in the
+model's input format.
+
+Schemes (activations x weights):
+
+- ``U8S8`` with ``reduce_range`` (the default): uint8 activations, int8 weights limited to 7
+  bits ([-64, 63]). x86 CPUs without VNNI multiply U8S8 with ``vpmaddubsw``, which adds two
+  u8 x s8 products into a *saturating* 16-bit sum: 255 x 127 x 2 overflows it, 255 x 64 x 2
+  does not. With 7-bit weights the AVX2 / AVX-512 (no VNNI) kernels compute exactly what the
+  VNNI kernels (``vpdpbusd``, 32-bit sums) compute, at the same speed.
+- ``U8S8`` without ``reduce_range``: one more bit of weight precision, exact only where VNNI
+  exists (and on ARM); on AVX2 it can lose points of accuracy (measured in ``docs/deploy.md``).
+- ``U8U8``: uint8 weights; exact everywhere, slower on VNNI CPUs (no ``vpdpbusd`` path).
+- ``S8S8``: int8 activations, for ARM and GPU runtimes.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import numpy as np
 log = logging.getLogger("pyxfer.export")
 
 ACTIVATION_TYPES = ("uint8", "int8")
+WEIGHT_TYPES = ("int8", "uint8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -53,6 +65,8 @@ def quantize_int8(
     input_name: str,
     calibration_inputs: np.ndarray,
     activation_type: str = "uint8",
+    weight_type: str = "int8",
+    reduce_range: bool = True,
     calibrate_method: str = "minmax",
     batch_size: int = 16,
 ) -> dict[str, Any]:
@@ -63,7 +77,9 @@ def quantize_int8(
         out_path: where to write the int8 model (one file).
         input_name: the graph input fed by the calibration reader.
         calibration_inputs: model inputs (N, ...) built from real training images.
-        activation_type: ``"uint8"`` (U8S8) or ``"int8"`` (S8S8).
+        activation_type: ``"uint8"`` or ``"int8"`` activations.
+        weight_type: ``"int8"`` or ``"uint8"`` weights.
+        reduce_range: 7-bit weights, exact on x86 CPUs without VNNI (see the module doc).
         calibrate_method: ``"minmax"``, ``"entropy"`` or ``"percentile"``.
         batch_size: calibration batch size.
 
@@ -82,6 +98,10 @@ def quantize_int8(
         raise ValueError(
             f"activation_type: expected one of {ACTIVATION_TYPES}, received {activation_type!r}"
         )
+    if weight_type not in WEIGHT_TYPES:
+        raise ValueError(f"weight_type: expected one of {WEIGHT_TYPES}, received {weight_type!r}")
+    if not isinstance(reduce_range, bool):
+        raise ValueError(f"reduce_range: expected True or False, received {reduce_range!r}")
     if calibrate_method not in CALIBRATION_METHODS:
         raise ValueError(
             f"calibrate_method: expected one of {CALIBRATION_METHODS}, received "
@@ -98,6 +118,7 @@ def quantize_int8(
         "percentile": CalibrationMethod.Percentile,
     }[calibrate_method]
     act = QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8
+    weights = QuantType.QUInt8 if weight_type == "uint8" else QuantType.QInt8
     with tempfile.TemporaryDirectory(prefix="pyxfer-quant-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = Path(tmp) / "prepared.onnx"
@@ -113,7 +134,8 @@ def quantize_int8(
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=act,
-            weight_type=QuantType.QInt8,
+            weight_type=weights,
+            reduce_range=reduce_range,
             calibrate_method=method,
             extra_options={"CalibTensorRangeSymmetric": False, "WeightSymmetric": True},
         )
@@ -121,13 +143,21 @@ def quantize_int8(
         "method": "static",
         "format": "QDQ",
         "per_channel": True,
-        "weight_type": "int8",
+        "weight_type": weight_type,
         "activation_type": activation_type,
-        "scheme": "U8S8" if activation_type == "uint8" else "S8S8",
+        "scheme": scheme_name(activation_type, weight_type),
+        "reduce_range": reduce_range,
+        "weight_bits": 7 if reduce_range else 8,
         "calibrate_method": calibrate_method,
         "calibration_images": len(calibration_inputs),
         "pre_process": "onnxruntime.quantization.shape_inference.quant_pre_process",
     }
+
+
+def scheme_name(activation_type: str, weight_type: str) -> str:
+    """``"U8S8"``, ``"U8U8"``, ``"S8S8"`` or ``"S8U8"`` (activations, then weights)."""
+    letter = {"uint8": "U8", "int8": "S8"}
+    return letter[activation_type] + letter[weight_type]
 
 
 def ort_tool_available() -> bool:

@@ -15,6 +15,6 @@ Examples:
 from __future__ import annotations
 
 from pyxfer.runtime.bundle import BundleError
-from pyxfer.runtime.predictor import Prediction, Predictor
+from pyxfer.runtime.predictor import Int8VerificationError, Prediction, Predictor
 
-__all__ = ["BundleError", "Prediction", "Predictor"]
+__all__ = ["BundleError", "Int8VerificationError", "Prediction", "Predictor"]

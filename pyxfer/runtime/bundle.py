@@ -5,6 +5,8 @@ Layout::
     BUNDLE/
       model.onnx          fp32 graph, one self-contained file (dynamic batch)
       model.int8.onnx     static QDQ int8 graph (optional)
+      verify_images.npy   int8 verification set: held-out images after resize and crop, uint8
+      verify_outputs.npy  ... and the fp32 outputs for them, float32 (both with model.int8.onnx)
       model.ort           ORT-format copy for mobile runtimes (optional)
       classes.npy         zero-shot class-embedding table (K, E) float32 (zero-shot bundles)
       pyxfer.json         metadata (below) + sha256 of every file
@@ -14,10 +16,12 @@ zeroshot), ``head`` (logits | probs | features), ``class_names``, ``input`` (nam
 dtype, channels, size, dynamic axes), ``output`` (name, width), ``preprocess`` (resize, crop,
 interpolation, mean, std and whether cast, layout and normalisation are inside the graph),
 ``zeroshot`` (class table file, logit scale), ``models``, ``metrics``, ``parity``,
-``quantization``, ``provenance`` (pyxfer, torch, onnx, onnxruntime, onnxscript and opset
-versions) and ``files`` (sha256 and size of each file). Everything except ``files`` is also
-stored in each ONNX model's ``metadata_props`` under the key ``pyxfer.json``, so the metadata
-travels with the model and a ``pyxfer.json`` edited by hand no longer matches it.
+``quantization``, ``verification`` (the int8 verification set: see
+:mod:`pyxfer.runtime.verification`), ``provenance`` (pyxfer, torch, onnx, onnxruntime,
+onnxscript and opset versions) and ``files`` (sha256 and size of each file). Everything
+except ``files`` is also stored in each ONNX model's ``metadata_props`` under the key
+``pyxfer.json``, so the metadata travels with the model and a ``pyxfer.json`` edited by hand
+no longer matches it.
 
 A bundle is data: every file it reads is listed in ``files`` by a plain name (no directory
 part) with its size and sha256, and is read through :func:`read_file`, which hashes the very

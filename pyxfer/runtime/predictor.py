@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -14,9 +15,17 @@ from typing import Any, overload
 import numpy as np
 
 from pyxfer.runtime import bundle as fmt
+from pyxfer.runtime import verification as vset
 from pyxfer.runtime._preprocess import preprocess, resize_crop
 
+log = logging.getLogger("pyxfer.runtime")
+
 _ORT_DTYPES = {"uint8": "tensor(uint8)", "float32": "tensor(float)"}
+INT8_CHECKS = ("fallback", "error", "warn", "off")
+
+
+class Int8VerificationError(fmt.BundleError):
+    """The int8 model does not hold on this CPU (``int8_check="error"``)."""
 
 
 @dataclass
@@ -51,6 +60,17 @@ class Predictor:
     were hashed are the bytes used (onnxruntime gets the model and its external data from
     memory, never a path). Anything wrong raises :class:`~pyxfer.runtime.BundleError`.
 
+    With ``int8=True`` the int8 model is first checked on this CPU: it runs the bundle's
+    verification set (held-out images and the fp32 outputs for them) and must stay within the
+    tolerance recorded at export (relative error, top-1 agreement with fp32). int8 kernels
+    differ between CPUs (x86 without VNNI adds products in saturating 16-bit sums), so a check
+    on the export machine says little about this one. ``int8_check`` says what happens when
+    it fails, or when the bundle has no verification set: ``"fallback"`` (default) logs a
+    warning and runs the fp32 model, ``"error"`` raises :class:`Int8VerificationError`,
+    ``"warn"`` logs a warning and runs int8 anyway, ``"off"`` skips the check.
+    :attr:`model` says which model runs (``"fp32"`` or ``"int8"``), :attr:`verification`
+    what the check measured.
+
     Args:
         bundle: the bundle directory written by ``pyxfer export``.
         threads: onnxruntime intra-op threads (0 = onnxruntime's default, one per core).
@@ -59,6 +79,7 @@ class Predictor:
         spin: let onnxruntime's idle threads spin; off by default (spinning threads slow
             down other work in the process, such as torch or data loading).
         batch_size: images per onnxruntime call.
+        int8_check: ``"fallback"``, ``"error"``, ``"warn"`` or ``"off"`` (see above).
     """
 
     def __init__(
@@ -70,20 +91,24 @@ class Predictor:
         int8: bool = False,
         spin: bool = False,
         batch_size: int = 32,
+        int8_check: str = "fallback",
     ) -> None:
-        import onnxruntime as ort
-
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise ValueError(f"threads: expected an integer >= 0, received {threads!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size: expected >= 1, received {batch_size}")
+        if int8_check not in INT8_CHECKS:
+            raise ValueError(f"int8_check: expected one of {INT8_CHECKS}, received {int8_check!r}")
         self.root = Path(bundle)
         self.meta = fmt.read_meta(self.root)
         models = self.meta.get("models", {})
         kind = "int8" if int8 else "fp32"
         if kind not in models:
             raise _bundle_error(self.root, f"has no {kind} model (models: {sorted(models)})")
-        self.model_path = self.root / models[kind]
+        #: the model that runs: "fp32" or "int8"
+        self.model = kind
+        #: what the int8 check on this CPU measured (None: the fp32 model was asked for)
+        self.verification: dict[str, Any] | None = None
         self.batch_size = int(batch_size)
         self.task: str = self.meta["task"]
         self.head: str = self.meta["head"]
@@ -96,30 +121,9 @@ class Predictor:
         self.mean = [float(v) for v in pre["mean"]]
         self.std = [float(v) for v in pre["std"]]
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 3
-        spinning = "1" if spin else "0"
-        opts.add_session_config_entry("session.intra_op.allow_spinning", spinning)
-        opts.add_session_config_entry("session.inter_op.allow_spinning", spinning)
-        self.threads = threads
-        model_bytes = fmt.read_file(self.root, self.meta, models[kind], f"models.{kind}")
-        external = _external_data(self.root, self.meta, model_bytes, self.model_path.name)
-        if external:
-            opts.add_external_initializers_from_files_in_memory(
-                list(external), list(external.values()), [len(b) for b in external.values()]
-            )
-        try:
-            self.session = ort.InferenceSession(
-                model_bytes, opts, providers=list(providers or ["CPUExecutionProvider"])
-            )
-        except Exception as exc:
-            raise _bundle_error(self.root, f"{self.model_path.name} does not load: {exc}") from exc
-        del model_bytes, external
-        self._check_model(inp)
+        self.threads, self.spin = threads, bool(spin)
+        self._providers = list(providers or ["CPUExecutionProvider"])
+        self._open(kind, inp)
         self._table: np.ndarray | None = None
         self.logit_scale = 1.0
         zs = self.meta.get("zeroshot")
@@ -144,6 +148,82 @@ class Predictor:
                 )
             self._table = np.ascontiguousarray(table, np.float32)
             self.logit_scale = float(zs["logit_scale"])
+        if kind == "int8":
+            self._check_int8(int8_check, inp)
+
+    def _open(self, kind: str, inp: dict[str, Any]) -> None:
+        """Load the ``kind`` model into :attr:`session` (from the hashed bytes) and check it."""
+        import onnxruntime as ort
+
+        name = self.meta["models"][kind]
+        self.model_path = self.root / name
+        model_bytes = fmt.read_file(self.root, self.meta, name, f"models.{kind}")
+        external = _external_data(self.root, self.meta, model_bytes, self.model_path.name)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        spinning = "1" if self.spin else "0"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        opts.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+        if external:
+            opts.add_external_initializers_from_files_in_memory(
+                list(external), list(external.values()), [len(b) for b in external.values()]
+            )
+        try:
+            self.session = ort.InferenceSession(model_bytes, opts, providers=self._providers)
+        except Exception as exc:
+            raise _bundle_error(self.root, f"{self.model_path.name} does not load: {exc}") from exc
+        del model_bytes, external
+        self.model = kind
+        self._check_model(inp)
+
+    def _check_int8(self, mode: str, inp: dict[str, Any]) -> None:
+        """Run the verification set through the int8 model on this CPU; act on the result."""
+        isa = vset.int8_isa()
+        if mode == "off":
+            self.verification = {"status": "off", "isa": isa}
+            return
+        if "verification" not in self.meta:
+            problem = "the bundle has no verification set (exported by an older pyxfer)"
+            self.verification = {"status": "unverified", "isa": isa, "problems": [problem]}
+        else:
+            images, want, rec = vset.load(self.root, self.meta)
+            got = self.run(vset.model_inputs(images, self.meta))
+            classes = self.head != "features" or self._table is not None
+            measured = vset.compare(got, want, self._class_scores if classes else None)
+            problems = vset.within(measured, rec["tolerance"])
+            self.verification = {
+                "status": "failed" if problems else "passed",
+                "isa": isa,
+                "images": len(images),
+                "measured": measured,
+                "tolerance": rec["tolerance"],
+                "at_export": rec.get("at_export"),
+                "problems": problems,
+            }
+            if not problems:
+                log.info("int8 verified on this CPU (%s): %s", isa, measured)
+                return
+        message = (
+            f"bundle {str(self.root)!r}: the int8 model does not hold on this CPU ({isa}): "
+            + "; ".join(self.verification["problems"])
+        )
+        if mode == "error":
+            raise Int8VerificationError(message)
+        if mode == "warn":
+            log.warning("%s; running int8 anyway (int8_check='warn')", message)
+            return
+        log.warning("%s; running the fp32 model instead (int8_check='fallback')", message)
+        self._open("fp32", inp)
+
+    def _class_scores(self, out: np.ndarray) -> np.ndarray:
+        """Class scores of raw outputs (logits, probabilities, or zero-shot cosines)."""
+        if self._table is None:
+            return out
+        return _l2n(out) @ _l2n(self._table).T
 
     # -- checks ------------------------------------------------------------------------------
     def _check_spec(self, inp: Any, pre: Any) -> tuple[dict[str, Any], dict[str, Any]]:
