@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pyxfer.ops.augment import COL
+from pyxfer.ops.augment import COL, RANDAUGMENT_OPS
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -147,6 +147,126 @@ def solarize(x: torch.Tensor, threshold: float) -> torch.Tensor:
     return torch.where(x.to(torch.float32) < threshold, x, 255 - x)
 
 
+# ---- RandAugment's ops (torchvision.transforms.v2.functional on uint8, as RandAugment calls
+# them: nearest interpolation, a fill level) and FixMatch's Cutout --------------------------
+
+
+def autocontrast(x: torch.Tensor) -> torch.Tensor:
+    f = x.to(torch.float32)
+    lo = f.amin(dim=(-2, -1), keepdim=True)
+    hi = f.amax(dim=(-2, -1), keepdim=True)
+    eq = hi == lo
+    inv_scale = hi.sub(lo).mul_(1.0 / 255)
+    lo[eq] = 0.0
+    inv_scale[eq] = 1.0
+    return f.sub_(lo).div_(inv_scale).clamp_(0, 255).to(torch.uint8)
+
+
+def equalize(x: torch.Tensor) -> torch.Tensor:
+    out = x.clone()
+    for ch in range(x.shape[0]):
+        flat = x[ch].flatten().to(torch.long)
+        hist = torch.bincount(flat, minlength=256)
+        top = int(torch.nonzero(hist).max())
+        step = (flat.numel() - int(hist[top])) // 255
+        if step == 0:
+            continue
+        cum = hist.cumsum(0)[:-1]
+        lut = torch.cat([torch.zeros(1, dtype=torch.long), (cum + step // 2) // step])
+        out[ch] = lut.clamp(0, 255).to(torch.uint8)[flat].view(x.shape[1:])
+    return out
+
+
+def posterize(x: torch.Tensor, bits: int) -> torch.Tensor:
+    return x & (((1 << bits) - 1) << (8 - bits))
+
+
+def adjust_sharpness(x: torch.Tensor, f: float) -> torch.Tensor:
+    c, h, w = x.shape
+    if h <= 2 or w <= 2:
+        return x
+    k = torch.full((3, 3), 1.0 / 13.0)
+    k[1, 1] = 5.0 / 13.0
+    out = x.to(torch.float32)
+    blurred = F.conv2d(out[None], k.expand(c, 1, 3, 3), groups=c)[0].round_()
+    view = out[..., 1:-1, 1:-1]
+    view.add_(blurred.sub_(view), alpha=1.0 - f)
+    return out.clamp_(0, 255).to(torch.uint8)
+
+
+def _inverse_affine(center, angle, translate, shear) -> list[float]:
+    """torchvision's _get_inverse_affine_matrix with scale 1."""
+    rot, sx, sy = math.radians(angle), math.radians(shear[0]), math.radians(shear[1])
+    cx, cy = center
+    tx, ty = translate
+    a = math.cos(rot - sy) / math.cos(sy)
+    b = -(a * math.tan(sx) + math.sin(rot))
+    c = math.sin(rot - sy) / math.cos(sy)
+    d = math.cos(rot) - c * math.tan(sx)
+    m = [d, -b, 0.0, -c, a, 0.0]
+    m[2] += cx - m[0] * (cx + tx) - m[1] * (cy + ty)
+    m[5] += cy - m[3] * (cx + tx) - m[4] * (cy + ty)
+    return m
+
+
+def _warp(x: torch.Tensor, m: list[float], fill: float) -> torch.Tensor:
+    """torchvision's _affine_grid + _apply_grid_transform, nearest, with a fill level."""
+    c, h, w = x.shape
+    theta = torch.tensor(m, dtype=torch.float32).reshape(1, 2, 3)
+    base = torch.empty(1, h, w, 3)
+    base[..., 0].copy_(torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, steps=w))
+    base[..., 1].copy_(torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, steps=h).unsqueeze_(-1))
+    base[..., 2].fill_(1)
+    rescaled = theta.transpose(1, 2).div_(torch.tensor([0.5 * w, 0.5 * h]))
+    grid = base.view(1, h * w, 3).bmm(rescaled).view(1, h, w, 2)
+    img = torch.cat([x.to(torch.float32), torch.ones(1, h, w)])[None]
+    out = F.grid_sample(img, grid, mode="nearest", padding_mode="zeros", align_corners=False)[0]
+    img, mask = out[:-1], out[-1:].expand(c, h, w)
+    return torch.where(mask < 0.5, torch.full_like(img, fill), img).to(torch.uint8)
+
+
+def randaugment_op(x: torch.Tensor, op: int, v: float, fill: float) -> torch.Tensor:
+    """Op ``op`` (an index of pyxfer.ops.augment.RANDAUGMENT_OPS) with value ``v``."""
+    _, h, w = x.shape
+    name = RANDAUGMENT_OPS[op]
+    if name == "identity":
+        return x
+    if name == "autocontrast":
+        return autocontrast(x)
+    if name == "equalize":
+        return equalize(x)
+    if name == "rotate":
+        return _warp(x, _inverse_affine([0.0, 0.0], -(v % 360), [0.0, 0.0], [0.0, 0.0]), fill)
+    if name == "solarize":
+        return solarize(x, v)
+    if name == "color":
+        return adjust_saturation(x, v)
+    if name == "posterize":
+        return posterize(x, int(v))
+    if name == "contrast":
+        return adjust_contrast(x, v)
+    if name == "brightness":
+        return adjust_brightness(x, v)
+    if name == "sharpness":
+        return adjust_sharpness(x, v)
+    if name in ("shear_x", "shear_y"):
+        deg = math.degrees(math.atan(v))
+        shear = [deg, 0.0] if name == "shear_x" else [0.0, deg]
+        return _warp(x, _inverse_affine([-w * 0.5, -h * 0.5], 0.0, [0.0, 0.0], shear), fill)
+    t = [float(int(v * w)), 0.0] if name == "translate_x" else [0.0, float(int(v * h))]
+    return _warp(x, _inverse_affine([0.0, 0.0], 0.0, t, [0.0, 0.0]), fill)
+
+
+def cutout(x: torch.Tensor, cy: float, cx: float, size: float, fill: float) -> torch.Tensor:
+    """FixMatch's CutoutAbs: a square around (cy * h, cx * w), corner clamped, side clipped."""
+    _, h, w = x.shape
+    vh, vw = int(size * h), int(size * w)
+    y0, x0 = int(max(0.0, cy * h - vh / 2.0)), int(max(0.0, cx * w - vw / 2.0))
+    out = x.clone()
+    out[:, y0 : min(h, y0 + vh), x0 : min(w, x0 + vw)] = int(fill)
+    return out
+
+
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 (C, H, W) -> float32 (x * (1 / 255) - mean) / std."""
     img = x.to(torch.float32).mul_(1.0 / 255)  # to_dtype(x, float32, scale=True)
@@ -163,6 +283,10 @@ def apply_row(x_hwc: torch.Tensor, row, size, mean, std) -> torch.Tensor:
     x = resized_crop(x, top, left, h, w, size)
     if r[COL["flip"]]:
         x = x.flip(-1)
+    for slot in range(2):
+        op = int(r[COL[f"ra_op{slot}"]])
+        if op:
+            x = randaugment_op(x, op, r[COL[f"ra_mag{slot}"]], r[COL["ra_fill"]])
     if r[COL["jitter"]]:
         for pos in range(4):
             op = int(r[COL["order0"] + pos])
@@ -180,6 +304,9 @@ def apply_row(x_hwc: torch.Tensor, row, size, mean, std) -> torch.Tensor:
         x = gaussian_blur(x, int(r[COL["blur_kernel"]]), r[COL["blur_sigma"]])
     if r[COL["solarize"]]:
         x = solarize(x, r[COL["solarize_threshold"]])
+    if r[COL["cutout"]]:
+        x = cutout(x, r[COL["cutout_y"]], r[COL["cutout_x"]], r[COL["cutout_size"]],
+                   r[COL["cutout_fill"]])
     return normalize(x, mean, std)
 
 

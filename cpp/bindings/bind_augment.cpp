@@ -41,7 +41,9 @@ ViewConfig parse_config(const py::handle& h, size_t i) {
   static const char* known[] = {"crop_mode", "scale_min", "scale_max", "ratio_min", "ratio_max",
                                 "flip_p", "jitter_p", "brightness", "contrast", "saturation",
                                 "hue", "gray_p", "blur_p", "sigma_min", "sigma_max",
-                                "blur_kernel", "solarize_p", "solarize_threshold"};
+                                "blur_kernel", "solarize_p", "solarize_threshold", "ra_n",
+                                "ra_magnitude", "ra_p", "ra_fill", "cutout_p", "cutout_size",
+                                "cutout_fill"};
   for (auto item : d) {
     if (!py::isinstance<py::str>(item.first)) fail(where + ": expected setting names (str)");
     const std::string k = py::cast<std::string>(item.first);
@@ -74,6 +76,15 @@ ViewConfig parse_config(const py::handle& h, size_t i) {
   }
   c.solarize_p = cfg_number(d, "solarize_p", c.solarize_p, 0, 1, where);
   c.solarize_threshold = cfg_number(d, "solarize_threshold", c.solarize_threshold, 0, 256, where);
+  c.ra_n = static_cast<int>(cfg_number(d, "ra_n", c.ra_n, 0, kRaSlots, where, true));
+  if (d.contains("ra_magnitude") && !d["ra_magnitude"].is_none()) {
+    c.ra_magnitude = cfg_number(d, "ra_magnitude", c.ra_magnitude, 0, 1, where);
+  }
+  c.ra_p = cfg_number(d, "ra_p", c.ra_p, 0, 1, where);
+  c.ra_fill = cfg_number(d, "ra_fill", c.ra_fill, 0, 255, where, true);
+  c.cutout_p = cfg_number(d, "cutout_p", c.cutout_p, 0, 1, where);
+  c.cutout_size = cfg_number(d, "cutout_size", c.cutout_size, 0, 1, where);
+  c.cutout_fill = cfg_number(d, "cutout_fill", c.cutout_fill, 0, 255, where, true);
   return c;
 }
 
@@ -135,10 +146,47 @@ int64_t whole_column(const float* row, int k, int64_t lo, int64_t hi) {
   return static_cast<int64_t>(v);
 }
 
+// The RandAugment and cutout columns of one row: op codes, and the values the kernel converts
+// to integers (posterize bits, fill levels, cutout box) in range.
+void check_randaugment(const float* p, const std::string& where) {
+  for (int s = 0; s < kRaSlots; ++s) {
+    const int64_t op = whole_column(p, kRaOp0 + 2 * s, 0, kRaOpCount - 1);
+    if (op < 0) {
+      fail(where + ": expected a RandAugment op in 0.." + std::to_string(kRaOpCount - 1) +
+           " in column " + std::to_string(kRaOp0 + 2 * s) + ", received " +
+           std::to_string(p[kRaOp0 + 2 * s]));
+    }
+    const float v = p[kRaMag0 + 2 * s];
+    const bool factor = op == kRaColor || op == kRaContrast || op == kRaBrightness ||
+                        op == kRaSharpness;
+    const bool translate = op == kRaTranslateX || op == kRaTranslateY;
+    if ((op == kRaPosterize && whole_column(p, kRaMag0 + 2 * s, 0, 8) < 0) ||
+        (factor && v < 0.f) || (translate && (v < -1.f || v > 1.f))) {
+      fail(where + ": expected posterize bits in 0..8, factors >= 0 and translations in "
+                   "[-1, 1] in column " + std::to_string(kRaMag0 + 2 * s) + ", received " +
+           std::to_string(v) + " for op " + std::to_string(op));
+    }
+  }
+  if (whole_column(p, kRaFill, 0, 255) < 0 || whole_column(p, kCutoutFill, 0, 255) < 0) {
+    fail(where + ": expected fill levels as integers in [0, 255]");
+  }
+  if (p[kCutout] != 0.f && p[kCutout] != 1.f) {
+    fail(where + ": expected 0 or 1 in flag column " + std::to_string(kCutout) + ", received " +
+         std::to_string(p[kCutout]));
+  }
+  for (int k : {kCutoutY, kCutoutX, kCutoutSize}) {
+    if (!(p[k] >= 0.f && p[k] <= 1.f)) {
+      fail(where + ": expected a fraction in [0, 1] in cutout column " + std::to_string(k) +
+           ", received " + std::to_string(p[k]));
+    }
+  }
+}
+
 // Validates every parameter row against its image: what the kernel indexes with (crop box, blur
-// kernel, jitter order) is checked in int64.
+// kernel, jitter order) is checked in int64. `randaugment`: the kernel that runs has the
+// RandAugment / cutout stage (the CPU kernel with quantize=True).
 void check_params(const float* prm, int64_t rows, const std::vector<ImageRef>& ims,
-                  int64_t views) {
+                  int64_t views, bool randaugment) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* p = prm + r * kParamCount;
     const ImageRef& im = ims[static_cast<size_t>(r / views)];
@@ -182,6 +230,11 @@ void check_params(const float* prm, int64_t rows, const std::vector<ImageRef>& i
         fail(where + ": expected an odd blur kernel in [1, 1001] and a positive sigma");
       }
     }
+    check_randaugment(p, where);
+    if (!randaugment && uses_randaugment(p)) {
+      fail(where + ": RandAugment ops and cutout run in the CPU kernel with quantize=True "
+                   "(uint8 levels, as torchvision); received them for the float or CUDA path");
+    }
   }
 }
 
@@ -189,13 +242,13 @@ void check_params(const float* prm, int64_t rows, const std::vector<ImageRef>& i
 // with the GIL released, and a row changed by another thread after the checks could move a crop
 // box outside its image.
 std::vector<float> params_copy(const py::array& params, int64_t rows,
-                               const std::vector<ImageRef>& ims, int64_t views) {
+                               const std::vector<ImageRef>& ims, int64_t views, bool randaugment) {
   check_dtype(params, "params", is_float32(params), "float32");
   check_c_contiguous(params, "params");
   check_shape(params, "params", {rows, static_cast<py::ssize_t>(kParamCount)});
   std::vector<float> prm(static_cast<size_t>(rows * kParamCount));
   if (!prm.empty()) std::memcpy(prm.data(), params.data(), prm.size() * sizeof(float));
-  check_params(prm.data(), rows, ims, views);
+  check_params(prm.data(), rows, ims, views, randaugment);
   return prm;
 }
 
@@ -222,7 +275,7 @@ void apply(const py::object& images, const py::array& params, py::array out, int
   std::vector<Buffer> inputs = ims.spans;
   inputs.push_back({"params", span_of(params)});
   check_no_overlap({{"out", span_of(out)}}, inputs);
-  const std::vector<float> prm = params_copy(params, rows, ims.refs, views);
+  const std::vector<float> prm = params_copy(params, rows, ims.refs, views, quantize);
   ApplyParams p;
   p.c = c, p.views = views, p.out_h = oh, p.out_w = ow;
   set_normalization(p, mean, std, c);
@@ -252,7 +305,7 @@ void apply_cuda(const std::vector<uintptr_t>& ptrs, const std::vector<int64_t>& 
   }
   const int64_t out_bytes = checked_product({rows, c, out_h, out_w, half ? 2 : 4}, "out");
   check_no_overlap({{"out", span_at(out, out_bytes, "out")}}, inputs);
-  const std::vector<float> prm = params_copy(params, rows, ims, views);
+  const std::vector<float> prm = params_copy(params, rows, ims, views, false);
   ApplyParams p;
   p.c = c, p.views = views, p.out_h = out_h, p.out_w = out_w;
   set_normalization(p, mean, std, c);

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "predict": "predict",
     "adapt": "adapt",
+    "semisup": "semisup",
 }
 
 

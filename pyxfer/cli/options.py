@@ -151,13 +151,17 @@ def _kind(name: str) -> tuple[Any, int]:
 
 
 def add_train_flags(
-    parser: argparse.ArgumentParser, fields: Iterable[str], title: str | None = None
+    parser: argparse.ArgumentParser,
+    fields: Iterable[str],
+    title: str | None = None,
+    defaults: dict[str, str] | None = None,
 ) -> None:
     """Add the flags of the TrainConfig ``fields`` to ``parser``, with help and default.
 
     A flag's value lands under the field's name and only when given (``default`` is
     ``SUPPRESS``): whatever was not given keeps the default of the function trained with.
-    ``title``: put the flags in an argument group of that title.
+    ``title``: put the flags in an argument group of that title. ``defaults``: the defaults
+    to show for fields whose command trains with other values than the field's.
     """
     target: Any = parser.add_argument_group(title) if title else parser
     for name in fields:
@@ -165,7 +169,7 @@ def add_train_flags(
         meta = f.metadata
         if "help" not in meta:
             raise ValueError(f"TrainConfig.{name}: expected help in its metadata, received none")
-        shown = default_text(name)
+        shown = (defaults or {}).get(name) or default_text(name)
         help_text = meta["help"] + (f" (default: {shown})" if shown else "")
         help_text = help_text.replace("%", "%%")  # argparse formats help with %
         flags = [meta["short"]] if meta.get("short") else []

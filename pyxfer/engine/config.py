@@ -7,8 +7,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OPTIMIZERS = ("adamw", "sgd", "lars")
+LR_SCHEDULES = ("cosine", "fixmatch")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+
+
+#: FixMatch's training settings (Sohn et al. 2020, Sec. 4 and App. B.1) as TrainConfig values:
+#: what ``pyxfer semisup`` trains with unless told otherwise (``ema_warmup`` is not the
+#: paper's: it keeps short runs from evaluating weights that are mostly their initialisation)
+FIXMATCH_SETTINGS: dict[str, Any] = {
+    "optimizer": "sgd",
+    "lr": 0.03,
+    "momentum": 0.9,
+    "nesterov": True,
+    "weight_decay": 5e-4,
+    "batch_size": 64,
+    "unlabelled_ratio": 7,
+    "lr_schedule": "fixmatch",
+    "ema": 0.999,
+    "ema_warmup": True,
+}
 
 
 def _doc(help: str, metavar: str | tuple[str, ...] | None = None, **cli: Any) -> dict[str, Any]:
@@ -75,6 +93,12 @@ class TrainConfig:
         None, "wall-clock budget in seconds; stops cleanly", "SECONDS", unset="no limit"
     )
     batch_size: int = _setting(256, "images per process per step", "B")
+    unlabelled_ratio: int = _setting(
+        1,
+        "unlabelled images per labelled image in a step (FixMatch's mu): the unlabelled "
+        "batch is batch-size times this",
+        "MU",
+    )
     # -- optimisation ---------------------------------------------------------------------
     optimizer: str = _setting("adamw", "optimiser", choices=OPTIMIZERS)
     lr: float = _setting(1e-3, "peak learning rate (after warmup)", "LR")
@@ -87,11 +111,22 @@ class TrainConfig:
     betas: tuple[float, float] = _setting((0.9, 0.999), "AdamW betas", ("B1", "B2"))
     lars_eta: float = _setting(0.001, "LARS trust coefficient (You et al. 2017)", "ETA")
     warmup_steps: int = _setting(0, "linear warmup steps (then a cosine decay)", "N")
+    lr_schedule: str = _setting(
+        "cosine",
+        "decay after the warmup: cosine (half a cosine to --min-lr-ratio) or fixmatch "
+        "(lr * cos(7 pi p / 16), Sohn et al. 2020)",
+        choices=LR_SCHEDULES,
+    )
     grad_clip: float | None = _setting(
         None, "clip the global gradient L2 norm to this", "NORM", unset="no clipping"
     )
     ema: float | None = _setting(
         None, "EMA decay of the weights (e.g. 0.999)", "DECAY", unset="no EMA"
+    )
+    ema_warmup: bool = _setting(
+        False,
+        "ramp the EMA decay as min(decay, (1 + step) / (10 + step)), so that short runs "
+        "average recent weights",
     )
     precision: str = _setting(
         "auto", "mixed precision (auto: fp16 on CUDA, fp32 on CPU)", choices=PRECISIONS
@@ -139,6 +174,10 @@ class TrainConfig:
             raise ValueError(
                 f"optimizer: expected one of {OPTIMIZERS}, received {self.optimizer!r}"
             )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule: expected one of {LR_SCHEDULES}, received {self.lr_schedule!r}"
+            )
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision: expected one of {PRECISIONS}, received {self.precision!r}"
@@ -147,12 +186,12 @@ class TrainConfig:
             raise ValueError(
                 f"device: expected one of {DEVICES} or 'cuda:N', received {self.device!r}"
             )
-        for name in ("batch_size", "epochs", "max_steps"):
+        for name in ("batch_size", "unlabelled_ratio", "epochs", "max_steps"):
             v = getattr(self, name)
-            if v is None and name != "batch_size":
+            if v is None and name not in ("batch_size", "unlabelled_ratio"):
                 continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                none = "" if name == "batch_size" else " or None"
+                none = "" if name in ("batch_size", "unlabelled_ratio") else " or None"
                 raise ValueError(f"{name}: expected an integer >= 1{none}, received {v!r}")
         if self.max_time is not None and not self.max_time > 0:
             raise ValueError(f"max_time: expected seconds > 0 or None, received {self.max_time}")

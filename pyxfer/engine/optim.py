@@ -148,16 +148,28 @@ def build_optimizer(
     raise ValueError(f"optimizer: expected 'adamw', 'sgd' or 'lars', received {name!r}")
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0) -> float:
-    """Multiplier of the peak lr at ``step`` (0-based): linear warmup, then half-cosine.
+def lr_factor(
+    step: int,
+    total_steps: int,
+    warmup_steps: int = 0,
+    min_ratio: float = 0.0,
+    schedule: str = "cosine",
+) -> float:
+    """Multiplier of the peak lr at ``step`` (0-based): linear warmup, then the decay.
 
-    ``(step + 1) / warmup_steps`` for ``step < warmup_steps``; afterwards
-    ``min_ratio + (1 - min_ratio) * (1 + cos(pi * t)) / 2`` with
-    ``t = (step - warmup_steps) / max(1, total_steps - warmup_steps)``.
+    ``(step + 1) / warmup_steps`` for ``step < warmup_steps``; afterwards, with
+    ``t = (step - warmup_steps) / max(1, total_steps - warmup_steps)``,
+    ``min_ratio + (1 - min_ratio) * (1 + cos(pi * t)) / 2`` (``schedule="cosine"``) or
+    FixMatch's ``cos(7 pi t / 16)`` (``schedule="fixmatch"``, Sohn et al. 2020, Sec. 4: it
+    ends at about 0.2 of the peak; ``min_ratio`` is its floor).
     """
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if schedule == "fixmatch":
+        return max(min_ratio, math.cos(7.0 * math.pi * t / 16.0))
+    if schedule != "cosine":
+        raise ValueError(f"schedule: expected 'cosine' or 'fixmatch', received {schedule!r}")
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
@@ -170,22 +182,29 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 class EMA:
     """Exponential moving average of a module's floating-point parameters and buffers.
 
-    ``shadow = decay * shadow + (1 - decay) * value`` after every step; integer buffers
-    (BatchNorm's step counter) are copied.
+    ``shadow = d * shadow + (1 - d) * value`` after every step; integer buffers (BatchNorm's
+    step counter) are copied. ``d`` is ``decay``, or with ``warmup`` ``min(decay, (1 + t) /
+    (10 + t))`` after step ``t`` (TensorFlow's ``num_updates``), so that a short run averages
+    its recent weights instead of staying near its initialisation.
     """
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False) -> None:
         if not 0 < decay < 1:
             raise ValueError(f"decay: expected a value in (0, 1), received {decay}")
-        self.decay = decay
+        self.decay, self.warmup = decay, warmup
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    def decay_at(self, step: int) -> float:
+        """The decay of the update after step ``step`` (1-based)."""
+        return min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int = 0) -> None:
+        d = self.decay_at(step)
         for k, v in model.state_dict().items():
             s = self.shadow[k]
             if s.is_floating_point():
-                s.mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
+                s.mul_(d).add_(v.detach(), alpha=1.0 - d)
             else:
                 s.copy_(v)
 

@@ -221,14 +221,16 @@ class Trainer:
             views = [views]
         return [dataclasses.replace(v, flip_p=0.0) for v in views]
 
-    def _make_loader(self, data: Any, seed: int, views: Any = None) -> FusedLoader:
+    def _make_loader(
+        self, data: Any, seed: int, views: Any = None, batch_size: int | None = None
+    ) -> FusedLoader:
         cfg = self.config
         views = views or cfg.views or getattr(self.objective, "augmentation", "simclr")
         if not cfg.flip:
             views = self._no_flip(views)
         return FusedLoader(
             data,
-            cfg.batch_size,
+            batch_size or cfg.batch_size,
             views,
             size=cfg.size,
             seed=seed,
@@ -259,7 +261,7 @@ class Trainer:
             betas=cfg.betas,
             eta=cfg.lars_eta,
         )
-        self.ema = EMA(self.objective, cfg.ema) if cfg.ema else None
+        self.ema = EMA(self.objective, cfg.ema, cfg.ema_warmup) if cfg.ema else None
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.precision == "fp16" and self.device.type == "cuda"
         )
@@ -286,9 +288,16 @@ class Trainer:
                 f"batch_size: {cfg.batch_size} per process is larger than the "
                 f"{len(self.data)} images / {self.info.world_size} processes (drop_last)"
             )
+        # the unlabelled batch is unlabelled_ratio times the labelled one (FixMatch's mu); an
+        # objective that never looks at the target (source only) gets no target loader
         self.target_loader = (
-            self._make_loader(self.target, cfg.seed + 1, self._target_views())
-            if self.target is not None
+            self._make_loader(
+                self.target,
+                cfg.seed + 1,
+                self._target_views(),
+                cfg.batch_size * cfg.unlabelled_ratio,
+            )
+            if self.target is not None and getattr(self.objective, "uses_target", True)
             else None
         )
         if self.consumes == "views":
@@ -545,7 +554,8 @@ class Trainer:
         labels = batch.labels.to(dev) if batch.labels is not None else None
         if self.consumes == "labelled":
             return (batch.views[0].to(dev, non_blocking=True), labels)
-        assert target is not None
+        if target is None:  # an objective without use for the target (source only)
+            return ([batch.views[0].to(dev)], labels, [])
         return ([batch.views[0].to(dev)], labels, [v.to(dev) for v in target.views])
 
     def _autocast(self) -> Any:
@@ -571,7 +581,10 @@ class Trainer:
         horizon = self._horizon()
         set_lr(
             self.optimizer,
-            cfg.lr * lr_factor(self.step, horizon, cfg.warmup_steps, cfg.min_lr_ratio),
+            cfg.lr
+            * lr_factor(
+                self.step, horizon, cfg.warmup_steps, cfg.min_lr_ratio, cfg.lr_schedule
+            ),
         )
         inputs = self._inputs(batch, target)
         if len(self.players) == 1:
@@ -586,7 +599,7 @@ class Trainer:
         self.step += 1
         self.objective.on_step_end(self.step, max(self.step, self._horizon()))
         if self.ema is not None:
-            self.ema.update(self.objective)
+            self.ema.update(self.objective, self.step)
         return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
 
     def _player_step(self, inputs: tuple[Any, ...], player: str | None) -> dict[str, Any]:

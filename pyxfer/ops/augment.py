@@ -1,9 +1,15 @@
 """Fused augmentation: sample view parameters with Philox, then apply them in one pass.
 
 The pipeline of one view follows ``torchvision.transforms.v2`` (same sampling, same formulas,
-same clamping): random resized crop (antialiased) → horizontal flip → colour jitter (brightness,
-contrast, saturation, hue in a random order per view, applied with probability ``jitter_p``) →
-grayscale → gaussian blur → solarize → normalize.
+same clamping): random resized crop (antialiased) → horizontal flip → RandAugment ops (up to
+two of :data:`RANDAUGMENT_OPS`) → colour jitter (brightness, contrast, saturation, hue in a
+random order per view, applied with probability ``jitter_p``) → grayscale → gaussian blur →
+solarize → cutout → normalize.
+
+RandAugment's ops compute what ``torchvision.transforms.v2.functional`` computes on uint8
+images (the affine ones with nearest interpolation and a fill level, as torchvision's
+``RandAugment``); they run in the CPU kernel with ``quantize=True`` only (the float and CUDA
+paths refuse rows that use them).
 
 Randomness is Philox4x32-10 keyed by the seed and counted by ``(block, view, sample index,
 epoch)``: a view's parameters depend on nothing else (not the thread count, the batch it sits
@@ -74,8 +80,39 @@ PARAM_COLUMNS: tuple[str, ...] = (
     "blur_kernel",
     "solarize",  # 1 = solarize
     "solarize_threshold",  # on the 0..255 scale
+    "ra_op0",  # RandAugment op of slot 0 (RANDAUGMENT_OPS index; 0 identity)
+    "ra_mag0",  # its value: factor, degrees, bits, threshold, shear, translate fraction
+    "ra_op1",  # slot 1
+    "ra_mag1",
+    "ra_fill",  # grey level the affine ops bring in from outside the image
+    "cutout",  # 1 = cutout
+    "cutout_y",  # centre of the square, fractions of the height and width in [0, 1)
+    "cutout_x",
+    "cutout_size",  # side, fraction of the output height / width
+    "cutout_fill",  # grey level of the square
 )
 COL = {name: i for i, name in enumerate(PARAM_COLUMNS)}
+
+#: RandAugment's operations (FixMatch's pool), by op code of the ``ra_op*`` columns, with the
+#: value range the magnitude m in [0, 1] spans (Sohn et al. 2020, Table 12; signed ops draw a
+#: random sign): rotate ±30 degrees, shear ±0.3, translate ±0.3 of the side, factors
+#: 0.05..0.95, posterize 8..4 bits, solarize threshold 256..0.
+RANDAUGMENT_OPS: tuple[str, ...] = (
+    "identity",
+    "autocontrast",
+    "equalize",
+    "rotate",
+    "solarize",
+    "color",
+    "posterize",
+    "contrast",
+    "brightness",
+    "sharpness",
+    "shear_x",
+    "shear_y",
+    "translate_x",
+    "translate_y",
+)
 assert len(PARAM_COLUMNS) == _C.AUGMENT_PARAM_COUNT
 
 
@@ -95,6 +132,16 @@ class ViewSpec:
         blur_p: probability of GaussianBlur with ``blur_kernel`` and sigma uniform in
             ``blur_sigma``.
         solarize_p: RandomSolarize probability (threshold 128 of 255).
+        randaugment_n: RandAugment ops per view (0..2), each one of :data:`RANDAUGMENT_OPS`
+            drawn uniformly (with replacement), applied after crop and flip, before the jitter.
+        randaugment_magnitude: m in [0, 1] for every op (as torchvision's fixed magnitude), or
+            ``None``: drawn uniformly per op and view (FixMatch's RandAugment variant).
+        randaugment_p: probability of applying each drawn op.
+        randaugment_fill: grey level the affine ops (rotate, shear, translate) fill with.
+        cutout_p: probability of Cutout (a grey square, FixMatch's ``CutoutAbs``), last
+            before normalisation.
+        cutout_size: side of the square as a fraction of the output side.
+        cutout_fill: grey level of the square.
     """
 
     size: tuple[int, int] = (224, 224)
@@ -113,8 +160,15 @@ class ViewSpec:
     blur_kernel: int = 23
     solarize_p: float = 0.0
     solarize_threshold: float = 128.0
+    randaugment_n: int = 0
+    randaugment_magnitude: float | None = None
+    randaugment_p: float = 1.0
+    randaugment_fill: int = 128
+    cutout_p: float = 0.0
+    cutout_size: float = 0.5
+    cutout_fill: int = 127
 
-    def to_config(self) -> dict[str, float]:
+    def to_config(self) -> dict[str, Any]:
         """The plain settings dict understood by ``pyxfer._C.augment_sample``."""
         if self.crop not in ("random_resized", "full"):
             raise ValueError(f"crop: expected 'random_resized' or 'full', received {self.crop!r}")
@@ -137,6 +191,13 @@ class ViewSpec:
             "blur_kernel": self.blur_kernel,
             "solarize_p": self.solarize_p,
             "solarize_threshold": self.solarize_threshold,
+            "ra_n": self.randaugment_n,
+            "ra_magnitude": self.randaugment_magnitude,
+            "ra_p": self.randaugment_p,
+            "ra_fill": self.randaugment_fill,
+            "cutout_p": self.cutout_p,
+            "cutout_size": self.cutout_size,
+            "cutout_fill": self.cutout_fill,
         }
 
 
@@ -179,9 +240,12 @@ def preset(
     - ``fixmatch_weak`` — Sohn et al. 2020, "FixMatch": flip and a small translation. The
       paper's pad-and-crop translation (up to 12.5 %) is approximated by a random resized crop
       with scale (0.8, 1) and ratio (3/4, 4/3), which keeps the kernel a single resample.
-    - ``fixmatch_strong`` — FixMatch's strong view without RandAugment's affine ops: the weak
-      geometry plus always-on colour jitter (0.4, 0.4, 0.4, 0.1), grayscale p 0.2, blur p 0.5,
-      solarize p 0.2.
+    - ``fixmatch_strong`` — FixMatch's strong view: the weak geometry, then RandAugment with
+      N = 2 ops drawn from :data:`RANDAUGMENT_OPS`, each at a random magnitude (the paper's
+      variant, its Table 12 ranges) and applied with probability 0.5 (affine ops fill with
+      grey 128), then Cutout of half the side (grey 127) — the ``RandAugmentMC(n=2, m=10)`` +
+      ``CutoutAbs`` of the FixMatch-pytorch reimplementation (kekmodel/FixMatch-pytorch); no
+      colour jitter, grayscale or blur.
     - ``mae`` — He et al. 2022, "Masked Autoencoders Are Scalable Vision Learners": crop
       (0.2, 1) and flip only, no colour distortion; one view.
     - ``eval`` — resize the whole image to ``size`` (no randomness); ``none`` is the same, for
@@ -243,10 +307,11 @@ def preset(
             ViewSpec(
                 size=s,
                 scale=(0.8, 1.0),
-                jitter_p=1.0,
-                blur_p=0.5,
-                blur_kernel=_blur_kernel(size),
-                solarize_p=0.2,
+                jitter_p=0.0,
+                gray_p=0.0,
+                randaugment_n=2,
+                randaugment_p=0.5,
+                cutout_p=1.0,
             )
         ]
     if name == "mae":

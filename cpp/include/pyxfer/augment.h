@@ -1,6 +1,6 @@
 // Fused augmentation: parameter sampling (Philox, torchvision.transforms.v2 semantics) and the
-// per-view pipeline random resized crop -> flip -> colour jitter (random order) -> grayscale ->
-// gaussian blur -> solarize -> normalize. The maths here is shared by the CPU and CUDA kernels.
+// per-view pipeline random resized crop -> flip -> RandAugment ops -> colour jitter (random
+// order) -> grayscale -> gaussian blur -> solarize -> cutout -> normalize. The maths here is shared by the CPU and CUDA kernels.
 #pragma once
 
 #include <cmath>
@@ -31,7 +31,39 @@ enum ParamColumn : int {
   kBlurKernel = 17,  // odd kernel size
   kSolarize = 18,    // 0 / 1
   kSolarizeThreshold = 19,  // on the 0..255 scale
-  kParamCount = 20
+  kRaOp0 = 20,       // RandAugment op of slot 0 (RandAugOp; 0 identity)
+  kRaMag0 = 21,      // its value (factor, degrees, bits, threshold, shear, translate fraction)
+  kRaOp1 = 22,       // slot 1
+  kRaMag1 = 23,
+  kRaFill = 24,      // grey level of the pixels an affine op brings in from outside
+  kCutout = 25,      // 0 / 1
+  kCutoutY = 26,     // centre of the square, fraction of the height in [0, 1)
+  kCutoutX = 27,     // ... of the width
+  kCutoutSize = 28,  // side as a fraction of the output height / width
+  kCutoutFill = 29,  // grey level of the square
+  kParamCount = 30
+};
+
+// RandAugment slots per view (FixMatch and torchvision use N = 2).
+constexpr int kRaSlots = 2;
+
+// RandAugment operations (FixMatch's pool; the values of column kRaMag*: see sample_ra_op).
+enum RandAugOp : int {
+  kRaIdentity = 0,
+  kRaAutoContrast = 1,
+  kRaEqualize = 2,
+  kRaRotate = 3,     // degrees, counter-clockwise, about the centre
+  kRaSolarize = 4,   // threshold on the 0..255 scale
+  kRaColor = 5,      // saturation factor
+  kRaPosterize = 6,  // bits kept (0..8)
+  kRaContrast = 7,   // factor
+  kRaBrightness = 8,  // factor
+  kRaSharpness = 9,   // factor
+  kRaShearX = 10,     // shear coefficient (tan of the shear angle), about the top-left corner
+  kRaShearY = 11,
+  kRaTranslateX = 12,  // fraction of the width (int(fraction * width) pixels)
+  kRaTranslateY = 13,  // fraction of the height
+  kRaOpCount = 14
 };
 
 // Sampling configuration of one view (torchvision transform arguments).
@@ -48,7 +80,42 @@ struct ViewConfig {
   int blur_kernel = 23;
   double solarize_p = 0.0;
   double solarize_threshold = 128.0;
+  int ra_n = 0;               // RandAugment ops per view (0..kRaSlots)
+  double ra_magnitude = -1.0;  // in [0, 1]; < 0: uniform per op (FixMatch)
+  double ra_p = 1.0;           // probability of applying each chosen op
+  double ra_fill = 128.0;      // affine fill level
+  double cutout_p = 0.0;
+  double cutout_size = 0.5;    // side fraction
+  double cutout_fill = 127.0;
 };
+
+// The value of RandAugment op `op` at magnitude m in [0, 1] (FixMatch, Sohn et al. 2020,
+// Table 12: m is the position in the op's range; signed ops take `negative`'s sign).
+PYXFER_HD float ra_value(int op, double m, bool negative) {
+  const double sign = negative ? -1.0 : 1.0;
+  switch (op) {
+    case kRaRotate:
+      return static_cast<float>(sign * 30.0 * m);
+    case kRaSolarize:
+      return static_cast<float>(256.0 * (1.0 - m));
+    case kRaColor:
+    case kRaContrast:
+    case kRaBrightness:
+    case kRaSharpness:
+      return static_cast<float>(0.05 + 0.9 * m);
+    case kRaPosterize: {
+      const int drop = static_cast<int>(5.0 * m);
+      return static_cast<float>(8 - (drop < 4 ? drop : 4));
+    }
+    case kRaShearX:
+    case kRaShearY:
+    case kRaTranslateX:
+    case kRaTranslateY:
+      return static_cast<float>(sign * 0.3 * m);
+    default:
+      return 0.f;
+  }
+}
 
 // Python's round() (half to even), as torchvision's int(round(x)).
 PYXFER_HD int64_t round_half_even(double x) { return static_cast<int64_t>(rint(x)); }
@@ -98,7 +165,8 @@ PYXFER_HD float jitter_factor(double x, uint32_t bits) {
 }
 
 // All parameters of one view. Blocks: 0..9 crop tries, 10 coin flips, 11 jitter factors,
-// 12 permutation + sigma, 13 solarize; fixed so one op's settings never shift another's draws.
+// 12 permutation + sigma, 13 solarize, 14 + s RandAugment slot s (op, magnitude, sign, coin),
+// 16 cutout (coin, centre); fixed so one op's settings never shift another's draws.
 PYXFER_HD void sample_view(const ViewConfig& c, int64_t H, int64_t W, uint64_t seed,
                            uint32_t epoch, uint32_t sample, uint32_t view, float* row) {
   const ViewRng rng = make_view_rng(seed, epoch, sample, view);
@@ -135,6 +203,95 @@ PYXFER_HD void sample_view(const ViewConfig& c, int64_t H, int64_t W, uint64_t s
   row[kBlurKernel] = static_cast<float>(c.blur_kernel);
   row[kSolarize] = philox_unit(sol[0]) < c.solarize_p ? 1.f : 0.f;
   row[kSolarizeThreshold] = static_cast<float>(c.solarize_threshold);
+  for (int s = 0; s < kRaSlots && s < c.ra_n; ++s) {
+    uint32_t u[4];
+    rng.block(14u + static_cast<uint32_t>(s), u);
+    if (!(philox_unit(u[3]) < c.ra_p)) continue;
+    const int op = static_cast<int>(philox_below(u[0], kRaOpCount));
+    const double m = c.ra_magnitude < 0.0 ? philox_unit(u[1]) : c.ra_magnitude;
+    row[kRaOp0 + 2 * s] = static_cast<float>(op);
+    row[kRaMag0 + 2 * s] = ra_value(op, m, philox_unit(u[2]) < 0.5);
+  }
+  row[kRaFill] = static_cast<float>(c.ra_fill);
+  uint32_t cut[4];
+  rng.block(16, cut);
+  row[kCutout] = philox_unit(cut[0]) < c.cutout_p ? 1.f : 0.f;
+  row[kCutoutY] = static_cast<float>(philox_unit(cut[1]));
+  row[kCutoutX] = static_cast<float>(philox_unit(cut[2]));
+  row[kCutoutSize] = static_cast<float>(c.cutout_size);
+  row[kCutoutFill] = static_cast<float>(c.cutout_fill);
+}
+
+// Does a parameter row use the RandAugment or cutout stage?
+PYXFER_HD bool uses_randaugment(const float* row) {
+  for (int s = 0; s < kRaSlots; ++s) {
+    if (row[kRaOp0 + 2 * s] != 0.f) return true;
+  }
+  return row[kCutout] != 0.f;
+}
+
+// The inverse affine map (output -> input pixel, centred coordinates) of torchvision's
+// _get_inverse_affine_matrix with scale 1, in double: m = (a, b, c, d, e, f) maps (x, y) to
+// (a x + b y + c, d x + e y + f). `cx`, `cy` centre, angle and shears in degrees.
+PYXFER_HD void inverse_affine(double cx, double cy, double angle, double tx, double ty,
+                              double shx, double shy, double* m) {
+  const double deg = 3.14159265358979323846 / 180.0;  // CPython's math.radians factor
+  const double rot = angle * deg, sx = shx * deg, sy = shy * deg;
+  const double cos_sy = cos(sy), tan_sx = tan(sx), rms = rot - sy;
+  const double cxt = cx + tx, cyt = cy + ty;
+  const double a = cos(rms) / cos_sy;
+  const double b = -(a * tan_sx + sin(rot));
+  const double c = sin(rms) / cos_sy;
+  const double d = cos(rot) - c * tan_sx;
+  m[0] = d, m[1] = -b, m[2] = 0.0, m[3] = -c, m[4] = a, m[5] = 0.0;
+  m[2] += cx - m[0] * cxt - m[1] * cyt;
+  m[5] += cy - m[3] * cxt - m[4] * cyt;
+}
+
+// The inverse affine map of RandAugment op `op` with value `v` on an h x w image, as the
+// arguments torchvision's RandAugment passes to F.rotate / F.affine. False for non-affine ops.
+PYXFER_HD bool ra_affine(int op, float v, int64_t h, int64_t w, double* m) {
+  const double rad = 180.0 / 3.14159265358979323846;  // CPython's math.degrees factor
+  const double hw = static_cast<double>(w) * 0.5, hh = static_cast<double>(h) * 0.5;
+  switch (op) {
+    case kRaRotate: {  // F.rotate(angle): angle % 360, then the inverse of -angle
+      double a = fmod(static_cast<double>(v), 360.0);
+      if (a < 0.0) a += 360.0;
+      inverse_affine(0.0, 0.0, -a, 0.0, 0.0, 0.0, 0.0, m);
+      return true;
+    }
+    case kRaShearX:  // F.affine(shear=[degrees(atan(v)), 0], center=[0, 0])
+      inverse_affine(-hw, -hh, 0.0, 0.0, 0.0, atan(static_cast<double>(v)) * rad, 0.0, m);
+      return true;
+    case kRaShearY:
+      inverse_affine(-hw, -hh, 0.0, 0.0, 0.0, 0.0, atan(static_cast<double>(v)) * rad, m);
+      return true;
+    case kRaTranslateX:  // F.affine(translate=[int(v * w), 0])
+      inverse_affine(0.0, 0.0, 0.0, trunc(static_cast<double>(v) * static_cast<double>(w)), 0.0,
+                     0.0, 0.0, m);
+      return true;
+    case kRaTranslateY:
+      inverse_affine(0.0, 0.0, 0.0, 0.0, trunc(static_cast<double>(v) * static_cast<double>(h)),
+                     0.0, 0.0, m);
+      return true;
+    default:
+      return false;
+  }
+}
+
+// torchvision's grid for the inverse map m on an h x w image (float32 theta divided by the
+// half sizes, as _affine_grid) and grid_sample's unnormalisation (align_corners=False):
+// g = (a', b', c', d', e', f', sx, sy) with input x = (a' bx + b' by + c' + 1) * sx - 0.5 for
+// bx = x - (w - 1) / 2, by = y - (h - 1) / 2.
+PYXFER_HD void affine_grid_coeffs(const double* m, int64_t h, int64_t w, float* g) {
+  const float hw = static_cast<float>(0.5 * static_cast<double>(w));
+  const float hh = static_cast<float>(0.5 * static_cast<double>(h));
+  for (int k = 0; k < 3; ++k) {
+    g[k] = static_cast<float>(m[k]) / hw;
+    g[3 + k] = static_cast<float>(m[3 + k]) / hh;
+  }
+  g[6] = static_cast<float>(static_cast<double>(w) / 2.0);
+  g[7] = static_cast<float>(static_cast<double>(h) / 2.0);
 }
 
 // ---- per-pixel colour maths on the 0..255 scale (torchvision v2 formulas) -------------------

@@ -318,9 +318,10 @@ void prepare_quantized(const float* prm, const ApplyParams& p, QuantBuffers& b,
     }
   }
   const int64_t nrows = s.r1 - s.r0;
-  b.u8.resize(static_cast<size_t>(c * nrows * ow + c * n));
+  b.u8.resize(static_cast<size_t>(c * nrows * ow + 2 * c * n));
   s.tmp8 = b.u8.data();
   s.img = b.u8.data() + c * nrows * ow;
+  s.img2 = s.img + c * n;
   const bool blur = prm[kBlur] != 0.f;
   const int k = blur ? static_cast<int>(prm[kBlurKernel]) : 0, half = k / 2;
   const int64_t wp = ow + 2 * half, hp = oh + 2 * half;
@@ -398,6 +399,7 @@ const char* augment_simd_path() { return select_path().name; }
 void augment_apply_cpu(const ImageRef* images, int64_t n_images, const float* params,
                        int64_t rows, void* out, const ApplyParams& p, int threads) {
   (void)n_images;
+  // The float path has no RandAugment / cutout stage (the bindings refuse such rows there).
   if (p.quantize) {
     const QuantFn fn = select_path().fn;
     parallel_for(rows, threads, 1, [&](int64_t begin, int64_t end) {

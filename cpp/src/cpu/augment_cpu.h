@@ -48,6 +48,7 @@ struct QuantScratch {
   int32_t* iacc = nullptr;  // out_w
   uint32_t* packed = nullptr;  // out_w packed RGB pixels
   uint8_t* img = nullptr;   // (c, out_h, out_w)
+  uint8_t* img2 = nullptr;  // (c, out_h, out_w): RandAugment's copy of the view
   int blur_k = 0;
   const float* blur_w = nullptr;
   const int32_t* blur_xi = nullptr;  // out_w + k - 1 reflected column indices

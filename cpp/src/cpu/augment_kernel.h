@@ -17,6 +17,7 @@
 // (PYXFER_AUG_NEON) code:
 //   augment_kernel_resample.h  crop, antialiased resize, flip
 //   augment_kernel_colour.h    brightness, contrast, saturation, hue, grayscale, solarize
+//   augment_kernel_randaugment.h  RandAugment's ops and cutout (scalar)
 //   augment_kernel_blur.h      gaussian blur
 //   augment_kernel_output.h    normalisation into the float32 / float16 output
 // This file holds the helpers they share and apply_view_quantized, which runs them on one view.
@@ -69,6 +70,7 @@ inline __mmask16 tail16(int64_t left) {
 
 #include "augment_kernel_resample.h"
 #include "augment_kernel_colour.h"
+#include "augment_kernel_randaugment.h"
 #include "augment_kernel_blur.h"
 #include "augment_kernel_output.h"
 
@@ -118,6 +120,13 @@ void apply_view_quantized(const ImageRef& im, const float* prm, const ApplyParam
 #else
   resample_cols(s.tmp8, c, s.r1 - s.r0, s.r0, s.ay, oh, ow, s.iacc, img);
 #endif
+  for (int slot = 0; slot < kRaSlots; ++slot) {
+    const int op = static_cast<int>(prm[kRaOp0 + 2 * slot]);
+    if (op != kRaIdentity) {
+      randaugment_op(img, c, oh, ow, op, prm[kRaMag0 + 2 * slot],
+                     static_cast<uint8_t>(prm[kRaFill]), s.img2);
+    }
+  }
   if (prm[kJitter] != 0.f) {
     for (int pos = 0; pos < 4; ++pos) {
       switch (static_cast<int>(prm[kOrder0 + pos])) {
@@ -142,6 +151,7 @@ void apply_view_quantized(const ImageRef& im, const float* prm, const ApplyParam
             s.blur_rows);
   }
   if (prm[kSolarize] != 0.f) solarize_u8(img, c * n, prm[kSolarizeThreshold]);
+  if (prm[kCutout] != 0.f) cutout_u8(img, c, oh, ow, prm);
   if (p.dtype == OutDType::Float32) {
     store_f32(img, p, row, static_cast<float*>(out));
   } else {
