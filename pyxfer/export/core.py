@@ -158,9 +158,7 @@ class ExportSpec:
         if isinstance(opset, bool) or not isinstance(opset, int) or not 13 <= opset <= 23:
             raise ValueError(f"opset: expected an integer in [13, 23], received {opset!r}")
         if int(self.calibration_count) < 1:
-            raise ValueError(
-                f"calibration_count: expected >= 1, received {self.calibration_count}"
-            )
+            raise ValueError(f"calibration_count: expected >= 1, received {self.calibration_count}")
         return self
 
     @property
@@ -254,6 +252,7 @@ class _Target:
     logit_scale: float
     crop: int
     resize: int
+    grid: int = 1  # features: the feature map averaged on a grid x grid layout (1: pooled)
 
     def inputs(self, images: ImagesLike, input: str) -> np.ndarray:
         """What the graph takes for ``images``: resized and cropped, normalised if float."""
@@ -360,6 +359,7 @@ def _target(loaded: SavedModel | nn.Module, spec: ExportSpec) -> _Target:
         float(logit_scale),
         crop,
         resize,
+        int(saved.extra.get("feature_grid", 1)) if saved and task == "zeroshot" else 1,
     )
 
 
@@ -414,6 +414,7 @@ def _export_module(target: _Target, spec: ExportSpec) -> ExportModule:
         l2_normalize=target.l2_normalize,
         projection=target.projection,
         projection_bias=target.projection_bias,
+        grid=target.grid,
     ).eval()
 
 
