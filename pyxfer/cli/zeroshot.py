@@ -113,7 +113,10 @@ def _backbone(args: argparse.Namespace) -> tuple[Any, str | None, dict[str, Any]
         raise CLIError("expected MODEL_OR_RUN or --backbone NAME")
     import pyxfer
 
+    import torch
+
     opts = parse_opts(getattr(args, "backbone_opts", None), "--backbone-opt")
+    torch.manual_seed(args.seed)  # a fresh backbone's initialisation follows --seed
     bb = pyxfer.create_backbone(args.backbone, weights=args.weights, **opts)
     return bb, args.backbone, opts
 
