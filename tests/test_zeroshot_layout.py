@@ -148,7 +148,7 @@ def test_cli_trains_a_backbone_that_recognises_unseen_digits(tmp_path: Path) -> 
     value = {r["metric"]: r["value"] for r in results}
     protocol = results[0]["protocol"]
     assert value["chance_zsl"] == pytest.approx(1 / 3)
-    assert value["zsl_top1_per_class"] >= 0.6, value
+    assert value["zsl_top1_per_class"] >= 0.55, value  # 0.69 here
     assert protocol["backbone_training"]["steps"] == 60
     grids = protocol["features"]["validation_accuracy_per_grid"]
     assert set(grids) == {"1", "2", "3", "4"}  # the 4x4 map of 16 px images: all tried
@@ -157,3 +157,9 @@ def test_cli_trains_a_backbone_that_recognises_unseen_digits(tmp_path: Path) -> 
     assert model["extra"]["feature_grid"] == protocol["features"]["grid"]
     again = json.loads(pyxfer("zeroshot", "eval", "runs/zs", "--data", "folder:glyphs", "--json"))
     assert again[0]["value"] == pytest.approx(value["zsl_top1_per_class"])
+    # the bundle computes the same layout (export checks ONNX against torch on real images)
+    pyxfer("export", "runs/zs/model", "--out", "bundle")
+    meta = json.loads((tmp_path / "bundle/pyxfer.json").read_text())
+    assert meta["task"] == "zeroshot"
+    top = json.loads(pyxfer("predict", "bundle", "glyphs/2/00.png", "--json").splitlines()[0])
+    assert top["image"] == "glyphs/2/00.png" and len(top["labels"]) == 5
