@@ -111,9 +111,9 @@ def _backbone(args: argparse.Namespace) -> tuple[Any, str | None, dict[str, Any]
         return args.model, None, {}
     if not args.backbone:
         raise CLIError("expected MODEL_OR_RUN or --backbone NAME")
-    import pyxfer
-
     import torch
+
+    import pyxfer
 
     opts = parse_opts(getattr(args, "backbone_opts", None), "--backbone-opt")
     torch.manual_seed(args.seed)  # a fresh backbone's initialisation follows --seed
