@@ -205,6 +205,63 @@ class Backbone(nn.Module):
         return [(name, params) for name, params in groups.items() if params]
 
 
+def _bins(size: int, grid: int) -> torch.Tensor:
+    """(grid, size) averaging matrix of adaptive average pooling: bin i covers
+    ``floor(i * size / grid) .. ceil((i + 1) * size / grid)``, as ``adaptive_avg_pool2d``."""
+    m = torch.zeros(grid, size)
+    for i in range(grid):
+        lo, hi = (i * size) // grid, -((-(i + 1) * size) // grid)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
+
+
+def grid_pool(features: torch.Tensor, grid: int) -> torch.Tensor:
+    """Feature map (N, D, h, w) -> (N, D * grid * grid): average over a grid x grid layout.
+
+    ``grid=1`` is global average pooling; larger grids keep where in the image a feature
+    fired (what spatial class descriptions such as "a stroke along the top" need). The bins
+    are those of ``adaptive_avg_pool2d``, written as two matrix products so that any map size
+    exports to ONNX. Flattened channel-major: feature ``d`` of cell ``(i, j)`` is at
+    ``d * grid * grid + i * grid + j``.
+    """
+    if features.ndim != 4:
+        raise ValueError(
+            f"features: grid pooling needs a feature map (N, D, h, w), received shape "
+            f"{tuple(features.shape)} (token backbones have no spatial grid)"
+        )
+    h, w = int(features.shape[-2]), int(features.shape[-1])
+    if isinstance(grid, bool) or not isinstance(grid, int) or not 1 <= grid <= min(h, w):
+        raise ValueError(
+            f"grid: expected an int in [1, {min(h, w)}] (the map is {h}x{w}), received {grid!r}"
+        )
+    rows = _bins(h, grid).to(features)  # (g, h)
+    cols = _bins(w, grid).to(features)  # (g, w)
+    pooled = rows @ features @ cols.t()  # (N, D, g, g)
+    return pooled.flatten(1)  # (N, D * g * g)
+
+
+class GridFeatures(nn.Module):
+    """A backbone whose output is its feature map pooled on one or more grids, concatenated.
+
+    Args:
+        backbone: a backbone with ``forward_features`` giving a map (N, D, h, w).
+        grids: a grid side, or several (their poolings are concatenated in this order).
+
+    Shapes:
+        forward: (N, C, H, W) -> (N, D * sum(g * g for g in grids)).
+    """
+
+    def __init__(self, backbone: nn.Module, grids: int | tuple[int, ...]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.grids = (grids,) if isinstance(grids, int) else tuple(grids)
+        self.input_spec = getattr(backbone, "input_spec", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fmap = self.backbone.forward_features(x)  # (N, D, h, w)
+        return torch.cat([grid_pool(fmap, g) for g in self.grids], dim=1)
+
+
 def check_backbone(model: Any, where: str = "backbone") -> None:
     """Raise ``TypeError`` if ``model`` does not satisfy the backbone contract.
 

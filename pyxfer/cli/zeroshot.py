@@ -21,11 +21,21 @@ eval: the same metrics for a zero-shot model written by `fit` (its split is reus
 descriptions: "digits" (built-in attribute table of the ten handwritten digits), or a
 .csv (name column + attribute columns), .npy, or att_splits.mat (AwA2 / CUB / SUN layout).
 
-A backbone that has never seen the unseen classes is the honest setting: train it on the
-seen classes only, e.g. `pyxfer finetune` on a data set holding seen classes, then
-`pyxfer zeroshot fit RUN ...`.
+features (--features): "pooled" (global average of the last feature map), "spatial:G" (the
+map averaged on a G x G grid: keeps *where* a feature fired, which spatial descriptions such as
+"a stroke along the top" need), or "auto" (default): pooled or spatial:2..4, whichever gives
+the best zero-shot accuracy on validation classes split off the seen classes.
+
+A backbone that has never seen the unseen classes is the honest setting. --train-backbone
+trains (a copy of) MODEL or --backbone on the seen training images of this run, before the
+features are taken: attribute supervision (each image's target is its class's description
+row) plus the seen-class cross-entropy, on images shifted at random by up to --shift pixels,
+for --max-steps steps. It needs a backbone with a spatial feature map (CNNs). Alternatively
+train it yourself on seen classes (`pyxfer finetune`) and pass the run.
 
 examples:
+  pyxfer zeroshot fit --backbone lenet -o img_size=28 --data idx:mnist/ \
+      --descriptions seven_segment.csv --unseen 2,7,9 --train-backbone --out runs/zs
   pyxfer zeroshot fit runs/ft --data digits --descriptions digits --unseen 2,5,8 --out runs/zs
   pyxfer zeroshot fit --backbone lenet -o img_size=28 --data idx:mnist/ --unseen-count 4
   pyxfer zeroshot eval runs/zs --data digits
@@ -65,6 +75,24 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=0.2,
         help="share of each seen class kept for the GZSL seen test (default 0.2)",
     )
+    p.add_argument(
+        "--features",
+        default="auto",
+        metavar="LAYOUT",
+        help="auto | pooled | spatial:G (default auto: chosen on validation classes)",
+    )
+    p.add_argument(
+        "--train-backbone",
+        action="store_true",
+        help="train the backbone on the seen training images first (attributes + classes)",
+    )
+    p.add_argument(
+        "--max-steps", type=int, default=400, help="--train-backbone: steps (default 400)"
+    )
+    p.add_argument(
+        "--shift", type=int, default=2, help="--train-backbone: largest random shift, pixels (2)"
+    )
+    p.add_argument("--lr", type=float, default=2e-3, help="--train-backbone: Adam rate (2e-3)")
     p.add_argument("--size", type=int, help="image side (default: the backbone's input size)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=0)
@@ -83,9 +111,12 @@ def _backbone(args: argparse.Namespace) -> tuple[Any, str | None, dict[str, Any]
         return args.model, None, {}
     if not args.backbone:
         raise CLIError("expected MODEL_OR_RUN or --backbone NAME")
+    import torch
+
     import pyxfer
 
     opts = parse_opts(getattr(args, "backbone_opts", None), "--backbone-opt")
+    torch.manual_seed(args.seed)  # a fresh backbone's initialisation follows --seed
     bb = pyxfer.create_backbone(args.backbone, weights=args.weights, **opts)
     return bb, args.backbone, opts
 
@@ -128,6 +159,11 @@ def run(args: argparse.Namespace) -> int:
         out=out,
         backbone_name=name,
         backbone_kwargs=opts,
+        layout=args.features,
+        train_backbone=args.train_backbone,
+        max_steps=args.max_steps,
+        max_shift=args.shift,
+        lr=args.lr,
     )
     return _print(result, args.json)
 

@@ -293,6 +293,7 @@ class _Target:
     logit_scale: float
     crop: int
     resize: int
+    grid: int = 1  # features: the feature map averaged on a grid x grid layout (1: pooled)
 
     def inputs(self, images: ImagesLike, input: str) -> np.ndarray:
         """What the graph takes for ``images``: resized and cropped, normalised if float."""
@@ -399,6 +400,7 @@ def _target(loaded: SavedModel | nn.Module, spec: ExportSpec) -> _Target:
         float(logit_scale),
         crop,
         resize,
+        int(saved.extra.get("feature_grid", 1)) if saved and task == "zeroshot" else 1,
     )
 
 
@@ -496,6 +498,7 @@ def _export_module(target: _Target, spec: ExportSpec) -> ExportModule:
         l2_normalize=target.l2_normalize,
         projection=target.projection,
         projection_bias=target.projection_bias,
+        grid=target.grid,
     ).eval()
 
 

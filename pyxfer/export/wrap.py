@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyxfer.backbone import Backbone, InputSpec
+from pyxfer.backbone import Backbone, InputSpec, grid_pool
 
 
 class ExportModule(nn.Module):
@@ -35,6 +35,8 @@ class ExportModule(nn.Module):
             ESZSL's centring folded in).
         projection: optional (E, D) matrix applied to the features before normalising
             (zero-shot models that score in an embedding space of width E).
+        grid: ``head="features"`` only: 1 (default) for the pooled features, G > 1 for the
+            last feature map averaged on a G x G grid (:func:`pyxfer.backbone.grid_pool`).
 
     Shapes:
         forward: (N, C, H, W) float32 or (N, H, W, C) uint8 -> (N, K) logits or
@@ -58,8 +60,10 @@ class ExportModule(nn.Module):
         l2_normalize: bool = False,
         projection: torch.Tensor | None = None,
         projection_bias: torch.Tensor | None = None,
+        grid: int = 1,
     ) -> None:
         super().__init__()
+        self.grid = grid
         self.backbone = backbone
         self.input = input
         self.head = head
@@ -84,9 +88,11 @@ class ExportModule(nn.Module):
         if self.input == "uint8-nhwc":
             x = x.permute(0, 3, 1, 2).to(torch.float32) * self.scale + self.shift  # (N, C, H, W)
         if self.head == "features":
-            feats = self.backbone.forward_head(  # (N, D)
-                self.backbone.forward_features(x), pre_logits=True
-            )
+            fmap = self.backbone.forward_features(x)
+            if self.grid > 1:
+                feats = grid_pool(fmap, self.grid)  # (N, D * grid * grid)
+            else:
+                feats = self.backbone.forward_head(fmap, pre_logits=True)  # (N, D)
             if self.projection is not None:
                 feats = feats @ self.projection.t()  # (N, E)
             if self.projection_bias is not None:

@@ -14,6 +14,8 @@ deployed model is extended to a new class by adding its description row (no retr
 - :class:`CalibratedStacking` - generalised zero-shot prediction (Chao et al. 2016).
 - :mod:`pyxfer.zeroshot.metrics` - per-class mean accuracy, ZSL accuracy, GZSL s/u/H, AUSUC.
 - :mod:`pyxfer.zeroshot.descriptions` - class tables from CSV / NPY / ``att_splits.mat``.
+- :mod:`pyxfer.zeroshot.layout` - a backbone trained on the seen classes for a run, and pooled
+  or spatial (grid) features chosen on validation classes (``pyxfer zeroshot fit``).
 
 Examples:
     >>> import numpy as np

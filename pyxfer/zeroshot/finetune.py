@@ -72,7 +72,9 @@ class AttributeBackbone:
         attribute_weight: weight of the attribute loss (>= 0).
         class_weight: weight of the seen-class cross-entropy (>= 0; 0 trains on attributes
             alone). At least one weight must be positive.
-        epochs: passes over the training images.
+        epochs: passes over the training images (ignored when ``max_steps`` is given).
+        max_steps: number of optimisation steps (batches), passing over the images as many
+            times as needed; None trains for ``epochs`` passes.
         lr: Adam learning rate (backbone and heads).
         weight_decay: Adam weight decay.
         batch_size: images per step.
@@ -84,6 +86,7 @@ class AttributeBackbone:
         backbone_: the fine-tuned copy of ``backbone`` (in eval mode).
         attribute_head_: ``nn.Linear(D, A)``; class_head_: ``nn.Linear(D, Z)`` or None.
         seen_classes_: (Z,) the classes trained on. loss_history_: mean loss per epoch.
+        steps_: optimisation steps taken.
 
     Examples:
         >>> import numpy as np, torch
@@ -102,6 +105,7 @@ class AttributeBackbone:
         attribute_weight: float = 1.0,
         class_weight: float = 1.0,
         epochs: int = 5,
+        max_steps: int | None = None,
         lr: float = 2e-3,
         weight_decay: float = 0.0,
         batch_size: int = 128,
@@ -121,6 +125,10 @@ class AttributeBackbone:
             raise ValueError("attribute_weight: expected > 0 when class_weight is 0, received 0")
         if epochs < 1:
             raise ValueError(f"epochs: expected a positive integer, received {epochs}")
+        if max_steps is not None and (isinstance(max_steps, bool) or max_steps < 1):
+            raise ValueError(
+                f"max_steps: expected a positive integer or None, received {max_steps}"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, received {batch_size}")
         if max_shift < 0:
@@ -129,6 +137,7 @@ class AttributeBackbone:
         self.attribute_weight = attribute_weight
         self.class_weight = class_weight
         self.epochs = epochs
+        self.max_steps = max_steps
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
@@ -200,9 +209,15 @@ class AttributeBackbone:
         attr_loss = nn.functional.binary_cross_entropy_with_logits if self.bce_ else None
         self.loss_history_: list[float] = []
         net.train()
-        for _ in range(self.epochs):
+        steps_per_epoch = -(-x.shape[0] // self.batch_size)
+        epochs = self.epochs if self.max_steps is None else -(-self.max_steps // steps_per_epoch)
+        steps = 0
+        for _ in range(epochs):
             total, count = 0.0, 0
             for idx in torch.randperm(x.shape[0], generator=gen).split(self.batch_size):
+                if self.max_steps is not None and steps >= self.max_steps:
+                    break
+                steps += 1
                 xb = random_shift(x[idx], self.max_shift, gen).to(self.device)
                 feats = net(xb).flatten(1)  # (B, D)
                 out = head_a(feats)  # (B, A)
@@ -226,6 +241,7 @@ class AttributeBackbone:
         self.class_head_ = head_c.eval() if head_c is not None else None
         self.seen_classes_ = classes
         self.num_attributes_ = num_attr
+        self.steps_ = steps
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "backbone_"):

@@ -5,11 +5,15 @@
 1. the labelled data set is split by class into seen and unseen classes (seeded);
 2. images of seen classes are split into training and seen-test images (stratified, seeded);
    every image of an unseen class is a test image — no unseen image is ever trained on;
-3. the backbone's pooled features are extracted with the fused preprocessing kernel;
-4. the method is fitted on the seen training images with the class-description table
+3. optionally (``train_backbone``) the backbone is trained on the seen training images with
+   attribute supervision and shifted images (:func:`pyxfer.zeroshot.layout.train_backbone`);
+4. features are extracted with the fused preprocessing kernel, pooled (``layout="pooled"``),
+   averaged on a G x G grid of the last feature map (``"spatial:G"``), or both with the
+   layout chosen on validation classes split off the seen classes (``"auto"``);
+5. the method is fitted on the seen training images with the class-description table
    (rows L2-normalised, so class signatures have equal weight); its regularisers and the
    calibrated-stacking ``gamma`` are chosen on validation classes split off the seen classes;
-5. ZSL accuracy (unseen test images, predicted among unseen classes), GZSL seen / unseen
+6. ZSL accuracy (unseen test images, predicted among unseen classes), GZSL seen / unseen
    accuracy and their harmonic mean (predicted among all classes, with and without
    calibration), and AUSUC are computed — all per-class means.
 
@@ -108,6 +112,38 @@ def resolve_unseen(
     return np.asarray(seen, np.int64), np.asarray(uns, np.int64)
 
 
+def split_images(
+    labels: np.ndarray,
+    seen: np.ndarray,
+    unseen: np.ndarray,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    holdout: Any = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image indices ``(train, seen_test, unseen_test)`` of a zero-shot run.
+
+    ``train`` and ``seen_test`` split the seen classes' images (stratified, seeded; or
+    ``holdout`` ∩ seen classes is the seen test); every image of an unseen class is in
+    ``unseen_test``. A backbone trained for the run sees ``train`` only.
+    """
+    from pyxfer.data.splits import indices_of_classes, stratified_split
+
+    seen_idx = indices_of_classes(labels, seen)
+    if holdout is None:
+        train_rel, test_rel = stratified_split(
+            labels[seen_idx], (1 - test_fraction, test_fraction), seed=seed
+        )
+        train_idx, seen_test = seen_idx[train_rel], seen_idx[test_rel]
+    else:
+        held = np.zeros(labels.size, bool)
+        held[np.asarray(holdout, np.int64)] = True
+        train_idx, seen_test = seen_idx[~held[seen_idx]], seen_idx[held[seen_idx]]
+        if train_idx.size == 0 or seen_test.size == 0:
+            raise ValueError("holdout: expected seen-class images both inside and outside it")
+    return train_idx, seen_test, indices_of_classes(labels, unseen)
+
+
 @dataclass
 class ZeroShotResult:
     """What a zero-shot run measured."""
@@ -170,6 +206,11 @@ def fit_zeroshot(
     features: np.ndarray | None = None,
     holdout: Any = None,
     report: bool = True,
+    layout: str = "auto",
+    train_backbone: bool = False,
+    max_steps: int = 400,
+    max_shift: int = 2,
+    lr: float = 2e-3,
 ) -> ZeroShotResult:
     """Fit and evaluate a zero-shot method on a backbone's features (see the module docstring).
 
@@ -182,7 +223,13 @@ def fit_zeroshot(
         seed: seeds the class split, the image split and the methods' validation folds.
         test_fraction: fraction of each seen class's images kept for the GZSL seen test.
         size: image side for feature extraction (default: the backbone's input size).
-        features: precomputed (N, D) features of ``data`` (skips extraction).
+        features: precomputed (N, D) features of ``data`` (skips training and extraction).
+        layout: ``"pooled"`` (global average), ``"spatial:G"`` (the last feature map averaged
+            on a G x G grid), or ``"auto"``: pooled or spatial 2..4, chosen by zero-shot
+            accuracy on validation classes split off the seen classes.
+        train_backbone: train (a copy of) the backbone on the seen training images first,
+            with attribute and class supervision on randomly shifted images.
+        max_steps, max_shift, lr: that training's steps, largest shift (pixels) and rate.
         holdout: indices of images reserved for testing (e.g. the images a backbone was not
             trained on): the seen test images are then ``holdout`` ∩ seen classes and the
             method trains on the other seen images; default: a stratified ``test_fraction``.
@@ -191,7 +238,6 @@ def fit_zeroshot(
     """
     from pyxfer import zeroshot as zs
     from pyxfer.data import load_dataset
-    from pyxfer.data.splits import indices_of_classes, stratified_split
 
     store = load_dataset(data) if isinstance(data, str) else data
     if getattr(store, "labels", None) is None or (np.asarray(store.labels) < 0).any():
@@ -211,31 +257,49 @@ def fit_zeroshot(
         backbone, backbone_name = saved.backbone, saved.backbone_name
         backbone_kwargs = saved.backbone_kwargs
     size = int(size or backbone.input_spec.size)
+    train_idx, seen_test, unseen_test = split_images(
+        labels, seen, uns, test_fraction=test_fraction, seed=seed, holdout=holdout
+    )
+    S = table.matrix / np.maximum(np.linalg.norm(table.matrix, axis=1, keepdims=True), 1e-12)
+    ids = np.arange(len(names))
+    grid, grid_scores, training = 1, {}, None
     if features is None:
-        from pyxfer.evaluate.features import extract_features
+        from pyxfer.zeroshot import layout as lay
 
-        features = extract_features(
-            backbone, store, batch_size=batch_size, size=size, threads=threads, progress=False
+        grids = lay.grid_candidates(layout, lay.map_side(backbone, size))
+        if train_backbone:
+            backbone, training = lay.train_backbone(
+                backbone,
+                store,
+                train_idx,
+                labels,
+                table.matrix,
+                size=size,
+                max_steps=max_steps,
+                max_shift=max_shift,
+                lr=lr,
+                seed=seed,
+                threads=threads,
+            )
+        blocks = lay.extract_grids(
+            backbone, store, grids, size=size, batch_size=batch_size, threads=threads
         )
+        if len(blocks) > 1:
+            grid, grid_scores = lay.choose_grid(
+                {g: np.asarray(f[train_idx], np.float64) for g, f in blocks.items()},
+                labels[train_idx],
+                S,
+                ids,
+                lambda: make_method(method, seed),
+            )
+        else:
+            grid = grids[0]
+        features = blocks[grid]
+    elif train_backbone:
+        raise ValueError("features: precomputed features cannot be combined with train_backbone")
     X = np.asarray(features, np.float64)
     if X.shape[0] != labels.shape[0]:
         raise ValueError(f"features: expected {labels.shape[0]} rows, received {X.shape[0]}")
-
-    seen_idx = indices_of_classes(labels, seen)
-    if holdout is None:
-        train_rel, test_rel = stratified_split(
-            labels[seen_idx], (1 - test_fraction, test_fraction), seed=seed
-        )
-        train_idx, seen_test = seen_idx[train_rel], seen_idx[test_rel]
-    else:
-        held = np.zeros(labels.size, bool)
-        held[np.asarray(holdout, np.int64)] = True
-        train_idx, seen_test = seen_idx[~held[seen_idx]], seen_idx[held[seen_idx]]
-        if train_idx.size == 0 or seen_test.size == 0:
-            raise ValueError("holdout: expected seen-class images both inside and outside it")
-    unseen_test = indices_of_classes(labels, uns)
-    S = table.matrix / np.maximum(np.linalg.norm(table.matrix, axis=1, keepdims=True), 1e-12)
-    ids = np.arange(len(names))
 
     model = zs.CalibratedStacking(make_method(method, seed), seed=seed)
     model.fit(X[train_idx], labels[train_idx], S, ids)
@@ -275,8 +339,15 @@ def fit_zeroshot(
             "image_size": size,
             "seed": seed,
             "hyperparameters": _hyper(model.model),
-            "selection": "regularisers and gamma chosen on validation classes split off the "
-            "seen classes; unseen classes never used",
+            "features": {
+                "layout": "pooled" if grid == 1 else f"spatial:{grid}",
+                "grid": grid,
+                "dim": int(X.shape[1]),
+                "validation_accuracy_per_grid": {str(g): v for g, v in grid_scores.items()},
+            },
+            "backbone_training": training,
+            "selection": "feature layout, regularisers and gamma chosen on validation classes "
+            "split off the seen classes; unseen classes never used",
         },
         splits={"train": train_idx, "seen_test": seen_test, "unseen_test": unseen_test},
     )
@@ -363,8 +434,10 @@ def _write_run(
                 "unseen": result.unseen,
                 "gamma": result.gamma,
                 "attribute_names": table.attribute_names,
+                "feature_grid": int(result.protocol["features"]["grid"]),
                 "note": "scores = cos((x V - mean V), s_c); class rows are L2-normalised so "
-                "the cosine ranks classes as ESZSL's x V s_c does",
+                "the cosine ranks classes as ESZSL's x V s_c does; x is the last feature map "
+                "averaged on a feature_grid x feature_grid grid (1: the pooled features)",
             },
             arrays={
                 "class_embeddings": torch.from_numpy(S.astype(np.float32)),
@@ -399,6 +472,7 @@ def evaluate_zeroshot_run(
     import json
 
     from pyxfer import zeroshot as zs
+    from pyxfer.backbone import GridFeatures
     from pyxfer.data import load_dataset
     from pyxfer.evaluate.features import extract_features
     from pyxfer.modelio import load_model
@@ -423,8 +497,9 @@ def evaluate_zeroshot_run(
         raise ValueError(f"data: expected the run's data set ({cfg['data']}), it is smaller")
     test_idx = np.concatenate([seen_test, unseen_test])
     test_rel = seen_test
+    grid = int(saved.extra.get("feature_grid", 1))
     X = extract_features(
-        saved.backbone,
+        saved.backbone if grid == 1 else GridFeatures(saved.backbone, grid),
         store.subset(test_idx),
         batch_size=batch_size,
         size=size,
