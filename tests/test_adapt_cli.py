@@ -194,3 +194,28 @@ def test_an_error_after_training_keeps_the_trained_weights(domains, tmp_path, mo
     model = load_model(tmp_path / "run" / "model")
     assert model.extra["selected_by"] == "last" and model.extra["selected_step"] == 5
     assert model.backbone.get_classifier().out_features == 10
+
+
+def test_select_last_saves_the_last_step(domains, tmp_path):
+    """``select="last"``: ``model/`` holds the last step's weights, and they predict what the
+    last selection scored on the target test split."""
+    src, tgt = domains
+    r = adapt(
+        src,
+        tgt,
+        objective="source_only",
+        backbone_opts=LENET,
+        max_steps=6,
+        eval_every=2,
+        select="last",
+        out=tmp_path / "run",
+        **FAST,
+    )
+    assert r.select == "last"
+    model = load_model(tmp_path / "run" / "model")
+    assert model.extra["selected_by"] == "last" and model.extra["selected_step"] == 6
+    pred = np.load(tmp_path / "run" / "predictions.npz")
+    acc = float((pred["y_pred"] == pred["y_true"]).mean())
+    assert acc == pytest.approx(r.selections["last"].target_top1)
+    with pytest.raises(ValueError, match="select: expected 'last' or one of the validators"):
+        adapt(src, tgt, objective="source_only", select="best", backbone_opts=LENET)

@@ -60,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a("--weights", metavar="FILE", help="weight file for --backbone")
     a("--from", dest="from_run", metavar="RUN", help="start from a pyxfer run or model directory")
     a("--validators", metavar="A,B", help="label-free validators (source_accuracy,...)")
-    a("--select", metavar="VALIDATOR", help="whose checkpoint is saved (source_accuracy)")
+    a("--select", metavar="VALIDATOR", help="whose checkpoint is saved (source_accuracy; or last)")
     a("--no-oracle", dest="oracle", action="store_false", help="skip the oracle selection")
     a("--eval-every", type=int, metavar="N", help="steps between validations")
     add_train_flags(p, train_fields(without=PRETRAIN_ONLY + NOT_FLAGS), TRAINING)

@@ -170,7 +170,8 @@ def adapt(
             unlabelled targets: no test, the validators only).
         source_val_fraction: held-out source share for the ``source_accuracy`` validator.
         validators: the label-free validators to score (a subset of :data:`LABEL_FREE`).
-        select: the validator whose checkpoint is saved in ``model/``.
+        select: the validator whose checkpoint is saved in ``model/``, or ``"last"`` for the
+            last step's (see docs/transfer.md on choosing it).
         oracle: also report the checkpoint chosen by target test accuracy (marked ``*``).
         eval_every: steps between validations (default: about 10 per run).
         out: run directory.
@@ -286,9 +287,10 @@ def _check_options(
             f"validators: expected label-free validators from {list(LABEL_FREE)}, received "
             f"{list(validators)}"
         )
-    if select not in validators:
+    if select not in validators and select != "last":
         raise ValueError(
-            f"select: expected one of the validators {list(validators)}, received {select!r}"
+            f"select: expected 'last' or one of the validators {list(validators)}, received "
+            f"{select!r}"
         )
     if not 0 <= target_test_fraction < 1:
         raise ValueError(
