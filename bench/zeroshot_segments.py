@@ -25,6 +25,24 @@ Usage (single-threaded BLAS: on a busy machine multi-threaded BLAS can be 100x s
     OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python bench/zeroshot_segments.py \
         [--data ../shared/data/mnist-test] [--seeds 0 1 2 3 4] [--max-steps 300] \
         [--width 0.25] [--work /tmp/zs-segments]
+
+Measured (CPU, 2 shared cores, load 7-25; ``--max-steps 200 --width 0.25``, defaults
+otherwise), mean +- std over seeds 0-4 (unseen digits [2, 4, 6], [4, 7, 8], [0, 2, 7],
+[0, 6, 9], [0, 1, 7]):
+
+| path | ZSL | GZSL H |
+|---|---|---|
+| chance | 0.333 | 0.100 |
+| finetune + zeroshot fit (pooled) | 0.432 ± 0.151 | 0.346 ± 0.049 |
+| finetune + zeroshot fit --features auto | 0.568 ± 0.193 | 0.468 ± 0.102 |
+| zeroshot fit --train-backbone | 0.727 ± 0.106 | 0.562 ± 0.047 |
+
+Per split, ZSL of the three paths: [2, 4, 6] 0.34 / 0.53 / 0.89; [4, 7, 8] 0.34 / 0.50 /
+0.77; [0, 2, 7] 0.69 / 0.67 / 0.77; [0, 6, 9] 0.28 / 0.28 / 0.61; [0, 1, 7] 0.51 / 0.86 / 0.61.
+Spatial features carry most of the gain (auto chose a 2x2-4x4 grid on every split but one);
+the backbone trained on the description rows with shifted images adds the rest and halves the
+spread. The validation classes are seen classes the backbone was trained on, so their
+accuracies rank layouts and regularisers but overestimate the unseen accuracy.
 """
 
 from __future__ import annotations
