@@ -253,7 +253,7 @@ class GridFeatures(nn.Module):
 
     def __init__(self, backbone: nn.Module, grids: int | tuple[int, ...]) -> None:
         super().__init__()
-        self.backbone = backbone
+        self.backbone: Any = backbone  # anything with forward_features
         self.grids = (grids,) if isinstance(grids, int) else tuple(grids)
         self.input_spec = getattr(backbone, "input_spec", None)
 

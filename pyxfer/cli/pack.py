@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_jpeg(args: argparse.Namespace) -> int:
     from pyxfer.cli import CLIError
     from pyxfer.data import load_dataset, pack_jpeg
-    from pyxfer.data.jpegstore import storage_text
+    from pyxfer.data.shards import storage_info, storage_text
 
     if args.size is not None or args.fit != "crop":
         raise CLIError("--size and --fit apply to the raw format only, not --format jpeg")
@@ -169,7 +169,7 @@ def _run_jpeg(args: argparse.Namespace) -> int:
     skipped = int(store.info.get("skipped", 0) or 0)
     print(
         f"packed {len(store):,} images ({store.num_classes} classes) from {args.src} into {out}: "
-        + storage_text(store.storage_info())
+        + storage_text(storage_info(store) or {})
         + (f"; skipped {skipped} unreadable" if skipped else "")
     )
     return 0

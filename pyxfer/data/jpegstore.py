@@ -529,9 +529,7 @@ class JpegStore(ImageStore):
                 if img.size != want:
                     raise corrupt(f"decodes to {img.size} at 1/{scale}, expected {want}")
                 img.load()
-                if img.mode != mode:
-                    img = img.convert(mode)
-                arr = np.asarray(img, dtype=np.uint8)
+                arr = np.asarray(img if img.mode == mode else img.convert(mode), dtype=np.uint8)
         except StoreCorruptError:
             raise
         except Exception as exc:

@@ -538,7 +538,8 @@ class ImagesWriter:
             for a, b in zip(
                 np.concatenate([[0], breaks]), np.concatenate([breaks, [len(rows)]]), strict=True
             ):
-                _pwrite_all(fd, memoryview(arr[a:b]).cast("B"), self._offset(int(rows[a])))
+                chunk = np.ascontiguousarray(arr[a:b])
+                _pwrite_all(fd, memoryview(chunk.data).cast("B"), self._offset(int(rows[a])))
         finally:
             os.close(fd)
         self.written[rows] = True

@@ -349,8 +349,10 @@ class FusedLoader:
             # A compressed store: the views are drawn on the original sizes (from its index, so
             # the same as from decoded pixels), then each image is decoded only as large as its
             # crops need and the boxes are mapped onto it; images it skips leave the batch.
+            specs = self.specs
+            assert specs is not None  # views=None took the branch above
             params = sample_params(
-                self.specs,
+                specs,
                 self.dataset.original_sizes(idx),
                 idx,
                 seed=self.seed,
@@ -358,7 +360,7 @@ class FusedLoader:
                 threads=self.threads,
             )
             images, params, kept = decode_views(
-                idx, params, [spec.size for spec in self.specs], threads=self.threads
+                idx, params, [spec.size for spec in specs], threads=self.threads
             )
             idx = idx[kept]
             labels = np.asarray(self.dataset.labels[idx], np.int64)

@@ -582,9 +582,7 @@ class Trainer:
         set_lr(
             self.optimizer,
             cfg.lr
-            * lr_factor(
-                self.step, horizon, cfg.warmup_steps, cfg.min_lr_ratio, cfg.lr_schedule
-            ),
+            * lr_factor(self.step, horizon, cfg.warmup_steps, cfg.min_lr_ratio, cfg.lr_schedule),
         )
         inputs = self._inputs(batch, target)
         if len(self.players) == 1:

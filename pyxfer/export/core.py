@@ -809,7 +809,7 @@ def _int8_metrics(
     int8: Any,
     model_inputs: Any,
     verify_x: np.ndarray,
-    holdout: tuple[Any, np.ndarray] | None,
+    holdout: Holdout | None,
     scores: Any,
 ) -> dict[str, Any]:
     """int8 vs fp32: agreement and cosine on the parity images; on the held-out images the

@@ -262,7 +262,8 @@ def fit_zeroshot(
     )
     S = table.matrix / np.maximum(np.linalg.norm(table.matrix, axis=1, keepdims=True), 1e-12)
     ids = np.arange(len(names))
-    grid, grid_scores, training = 1, {}, None
+    grid, training = 1, None
+    grid_scores: dict[int, float] = {}
     if features is None:
         from pyxfer.zeroshot import layout as lay
 
