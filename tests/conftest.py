@@ -25,6 +25,18 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch intra-op thread for the test: the models are tiny and the CPU is shared, so
+    more threads only add contention (results do not depend on it)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def cuda_available() -> bool:
     from pyxfer import _C
 

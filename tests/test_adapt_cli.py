@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from pyxfer.cli import main
 from pyxfer.data import ImageStore, load_dataset
@@ -20,12 +19,7 @@ LENET = {"img_size": 8}
 FAST = {"batch_size": 32, "threads": 1, "device": "cpu", "log_every": 0, "lr": 5e-3}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models, shared CPU
 
 
 @pytest.fixture(scope="module")

@@ -58,13 +58,7 @@ class TinyMLP(nn.Module):
         return self.net(x)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids contention overhead on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models, shared CPU
 
 
 def _batch(seed: int = 0, n_s: int = 12, n_t: int = 10, dim: int = 4, k: int = 3):

@@ -25,14 +25,7 @@ from pyxfer.engine.knn import KNNMonitor
 from pyxfer.modelio import load_model
 from pyxfer.objectives.base import Objective
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: the test machine is small and shared (results do not depend on it)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models, shared CPU
 
 
 # -- tiny objectives and backbones ----------------------------------------------------------

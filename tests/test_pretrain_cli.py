@@ -16,13 +16,7 @@ from pyxfer.cli import main
 from pyxfer.objectives.base import Objective
 from pyxfer.pluginmanager import get_host
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models, shared CPU
 
 
 class MeanMatch(Objective):

@@ -23,13 +23,7 @@ from pyxfer.engine import Trainer
 from pyxfer.engine import checkpoint as ckpt
 from pyxfer.fileio import atomic_directory
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models, shared CPU
 
 
 class _Stop(Exception):

@@ -21,12 +21,7 @@ LENET = {"img_size": 8}
 FAST = {"threads": 1, "device": "cpu", "log_every": 10, "flip": False, "batch_size": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models, shared CPU
 
 
 def test_fixmatch_schedule_and_settings():
