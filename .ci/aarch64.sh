@@ -80,12 +80,13 @@ soabi="$(run "$sys/usr/bin/python3" -c \
   'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
 echo "aarch64 CPython $pyver under $(qemu-aarch64 --version | head -1)"
 
-# numpy, pytest and hypothesis for that interpreter (wheels from PyPI; pure Python or aarch64).
+# The test extra for that interpreter, less torch (wheels from PyPI; pure Python or aarch64).
+# scipy is there for the sampler's distribution test, which runs when ../shared is present.
 site="$work/site-packages"
-if [ ! -d "$site/numpy" ]; then
+if [ ! -d "$site/scipy" ]; then
   python3 -m pip install -q --target "$site" --platform manylinux2014_aarch64 \
     --python-version "$pyver" --implementation cp --only-binary=:all: \
-    "numpy>=1.24" "pytest>=8" "hypothesis>=6.100"
+    "numpy>=1.24" "pytest>=8" "hypothesis>=6.100" "scipy>=1.10"
 fi
 
 # ---- cross build of pyxfer._C (warnings are errors, as on x86) -------------------------------
