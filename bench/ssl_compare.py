@@ -1,11 +1,13 @@
-"""DINO against SimCLR (or any objectives) at the same step budget, per backbone, by kNN top-1.
+"""DINO against SimCLR (or other objectives) at one step or time budget, per backbone, by kNN.
 
 For each backbone: the kNN top-1 of the random-init network, then of each objective's run
 (``pyxfer.pretrain`` with the same data, seed, batch size, step limit, optimiser and
 learning-rate schedule), all under the protocol of ``pyxfer pretrain --knn-holdout F`` (see
 ``bench/pretrain_knn.py``). "Same budget" means the same optimiser steps on the same number of
-images per step; the objectives' compute per step differs (DINO's student also sees the local
-crops and its teacher runs a forward pass), so the table says what each step contains.
+images per step (``--max-steps``), or the same wall-clock seconds per run (``--max-time``:
+each objective trains until its time is up, its schedules following the clock); the
+objectives' compute per step differs (DINO's student also sees the local crops and its teacher
+runs a forward pass), so the table says what each step contains.
 
 ``--limit N`` trains and evaluates on a stratified, seeded N-image subset of the data (a short
 run on a shared machine). A backbone is ``NAME[:K=V,K=V]`` (``-b resnet18:stem=small,width=0.25``);
@@ -52,6 +54,10 @@ def main() -> None:
     ap.add_argument("--knn-holdout", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-steps", type=int, default=100)
+    ap.add_argument(
+        "--max-time", type=float, default=None,
+        help="seconds per run: a time budget instead of the step limit (every schedule follows it)",
+    )  # fmt: skip
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--size", type=int, default=None, help="side of the (global) views")
@@ -95,7 +101,8 @@ def main() -> None:
                 backbone_opts=bopts,
                 objective=objective,
                 objective_opts=oopts,
-                max_steps=args.max_steps,
+                max_steps=None if args.max_time else args.max_steps,
+                max_time=args.max_time,
                 batch_size=args.batch_size,
                 lr=args.lr,
                 size=args.size,
@@ -111,6 +118,7 @@ def main() -> None:
                     objective=objective,
                     options=oopts,
                     steps=result.step,
+                    seconds=args.max_time,
                     final_loss=result.last_metrics.get("loss"),
                     knn_top1=result.knn_top1,
                 )
@@ -118,7 +126,9 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     print(
         f"\n{len(store)} images ({args.data}), bank {len(bank)}, queries {len(queries)}, "
-        f"batch {args.batch_size}, {args.max_steps} steps, lr {args.lr}, seed {args.seed}"
+        f"batch {args.batch_size}, "
+        + (f"{args.max_time:g} s per run" if args.max_time else f"{args.max_steps} steps")
+        + f", lr {args.lr}, seed {args.seed}"
     )
     print("\n| backbone | objective | options | steps | kNN top-1 |\n|---|---|---|---|---|")
     for r in rows:
