@@ -191,8 +191,8 @@ def test_an_error_after_training_keeps_the_trained_weights(domains, tmp_path, mo
 
 
 def test_select_last_saves_the_last_step(domains, tmp_path):
-    """``select="last"``: ``model/`` holds the last step's weights, and they predict what the
-    last selection scored on the target test split."""
+    """By default (``select="last"``) ``model/`` holds the last step's weights, and they predict
+    what the last selection scored on the target test split."""
     src, tgt = domains
     r = adapt(
         src,
@@ -201,7 +201,6 @@ def test_select_last_saves_the_last_step(domains, tmp_path):
         backbone_opts=LENET,
         max_steps=6,
         eval_every=2,
-        select="last",
         out=tmp_path / "run",
         **FAST,
     )
@@ -211,5 +210,10 @@ def test_select_last_saves_the_last_step(domains, tmp_path):
     pred = np.load(tmp_path / "run" / "predictions.npz")
     acc = float((pred["y_pred"] == pred["y_true"]).mean())
     assert acc == pytest.approx(r.selections["last"].target_top1)
+    v = adapt(src, tgt, objective="source_only", backbone_opts=LENET, max_steps=6, eval_every=2,
+              select="source_accuracy", out=tmp_path / "val", **FAST)  # fmt: skip
+    model = load_model(tmp_path / "val" / "model")
+    assert model.extra["selected_by"] == "source_accuracy"
+    assert model.extra["selected_step"] == v.selections["source_accuracy"].step
     with pytest.raises(ValueError, match="select: expected 'last' or one of the validators"):
         adapt(src, tgt, objective="source_only", select="best", backbone_opts=LENET)

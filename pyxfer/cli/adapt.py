@@ -10,7 +10,8 @@ EXAMPLES = """\
 Both domains are converted to the backbone's channels and resized to its input size.
 Model selection uses no target labels: source_accuracy (held-out source images),
 target_entropy and snd (unlabelled target images) are reported beside every result; the
-checkpoint chosen by target test accuracy is marked * (oracle, uses target labels).
+checkpoint chosen by target test accuracy is marked * (oracle, uses target labels). model/
+holds the last step's weights (--select last, default) or a validator's best checkpoint.
 
 examples:
   pyxfer adapt --source-data idx:mnist-test --target-data digits:mnist --objective dann \\
@@ -60,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a("--weights", metavar="FILE", help="weight file for --backbone")
     a("--from", dest="from_run", metavar="RUN", help="start from a pyxfer run or model directory")
     a("--validators", metavar="A,B", help="label-free validators (source_accuracy,...)")
-    a("--select", metavar="VALIDATOR", help="whose checkpoint is saved (source_accuracy; or last)")
+    a("--select", metavar="NAME", help="whose checkpoint is saved: last (default) or a validator")
     a("--no-oracle", dest="oracle", action="store_false", help="skip the oracle selection")
     a("--eval-every", type=int, metavar="N", help="steps between validations")
     add_train_flags(p, train_fields(without=PRETRAIN_ONLY + NOT_FLAGS), TRAINING)

@@ -147,7 +147,7 @@ def adapt(
     target_test_fraction: float = 0.5,
     source_val_fraction: float = 0.1,
     validators: tuple[str, ...] = LABEL_FREE,
-    select: str = "source_accuracy",
+    select: str = "last",
     oracle: bool = True,
     eval_every: int | None = None,
     out: str | os.PathLike[str] | None = None,
@@ -170,8 +170,8 @@ def adapt(
             unlabelled targets: no test, the validators only).
         source_val_fraction: held-out source share for the ``source_accuracy`` validator.
         validators: the label-free validators to score (a subset of :data:`LABEL_FREE`).
-        select: the validator whose checkpoint is saved in ``model/``, or ``"last"`` for the
-            last step's (see docs/transfer.md on choosing it).
+        select: whose checkpoint is saved in ``model/``: ``"last"`` (default) for the last
+            step's, or a validator's best (see docs/transfer.md on choosing it).
         oracle: also report the checkpoint chosen by target test accuracy (marked ``*``).
         eval_every: steps between validations (default: about 10 per run).
         out: run directory.
