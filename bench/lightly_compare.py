@@ -237,6 +237,8 @@ def compare(args: argparse.Namespace, work: Path) -> None:
     sys.path.insert(0, str(HERE))
     from pretrain_knn import knn_top1, limit_store, random_init
 
+    if (work / "runs").exists():
+        raise SystemExit(f"--work: {work} holds the runs of an earlier comparison; give another")
     store = limit_store(load_dataset(args.data), args.limit, args.seed)
     store.save(work / "data", overwrite=True)
 
