@@ -29,17 +29,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from pyxfer.backbone import create_backbone
 from pyxfer.cli.options import parse_opts
 from pyxfer.data import load_dataset
-from pyxfer.data.splits import stratified_split
 from pyxfer.engine import TrainConfig
 from pyxfer.engine.pretraining import knn_split, pretrain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pretrain_knn import knn_top1
+from pretrain_knn import knn_top1, limit_store, random_init
 
 
 def _backbone(spec: str) -> tuple[str, dict[str, Any]]:
@@ -69,12 +65,7 @@ def main() -> None:
     ap.add_argument("--no-random-init", action="store_true", help="skip the random-init rows")
     args = ap.parse_args()
 
-    store = load_dataset(args.data)
-    if args.limit and args.limit < len(store):
-        keep, _ = stratified_split(
-            store.labels, (args.limit / len(store), 1 - args.limit / len(store)), seed=args.seed
-        )
-        store = store.subset(keep)
+    store = limit_store(load_dataset(args.data), args.limit, args.seed)
     objectives = [o for o in args.objectives.split(",") if o]
     obj_opts: dict[str, list[str]] = {o: [] for o in objectives}
     for item in args.opt:
@@ -89,8 +80,8 @@ def main() -> None:
     for spec in args.backbone:
         name, bopts = _backbone(spec)
         if not args.no_random_init:
-            torch.manual_seed(args.seed)  # the network every run below starts from
-            top1 = knn_top1(create_backbone(name, **bopts), bank, queries, cfg)
+            # the network every run below starts from
+            top1 = knn_top1(random_init(name, bopts, args.seed), bank, queries, cfg)
             rows.append(dict(backbone=spec, objective="random init", knn_top1=top1))
             print(json.dumps(rows[-1]), flush=True)
         for objective in objectives:
