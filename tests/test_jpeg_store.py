@@ -262,11 +262,14 @@ def test_cli_pack_and_data_show_the_store(photos, tmp_path, capsys) -> None:
     assert main(["pack", f"folder:{photos}", str(tmp_path / "q")]) == 2
     assert "--size S is required for the raw format" in capsys.readouterr().err
     argv = ["pack", f"folder:{photos}", str(tmp_path / "q"), "--format", "jpeg"]
-    assert main([*argv, "--shard-size", "4"]) == 2
-    assert "--shard-size: sharded stores are written in the raw format only" in (
-        capsys.readouterr().err
-    )
-    assert not (tmp_path / "q").exists()
+    assert main([*argv, "--shard-size", "5", "--no-progress"]) == 0  # 12 photos: 5 5 2
+    out = capsys.readouterr().out
+    assert "packed 12 images (2 classes)" in out and "sharded (jpeg shards): 3 shards" in out
+    assert main(["data", f"packed:{tmp_path / 'q'}"]) == 0
+    text = capsys.readouterr().out
+    assert "sharded (jpeg shards): 3 shards, JPEG" in text and "DCT scaling" in text
+    assert main([*argv, "--shard-size", "0"]) == 2
+    assert "shard_size: expected a positive integer" in capsys.readouterr().err
 
 
 def test_report_names_the_store_format(packed) -> None:
