@@ -441,3 +441,18 @@ def test_warnings_are_not_raised_for_a_clean_store(packed) -> None:
         warnings.simplefilter("error")
         batch = first_batch(load_dataset(f"packed:{packed}", on_error="skip"))
     assert len(batch) == 4
+
+
+def test_pixels_are_packed_in_one_call_as_numpy_would() -> None:
+    """The decode hands the kernel Pillow's pixels packed in one encoder call: the same array
+    as ``np.asarray(img)`` (read-only too), for RGB and grey, odd sizes and a 1x1 image."""
+    from pyxfer.data.jpegstore import _pixels
+
+    rng = np.random.default_rng(3)
+    for h, w in ((1, 1), (7, 5), (301, 517)):
+        for c in (3, 1):
+            arr = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+            img = Image.fromarray(arr[:, :, 0] if c == 1 else arr)
+            got = _pixels(img)
+            assert got.shape == (h, w, c) and got.dtype == np.uint8 and not got.flags.writeable
+            np.testing.assert_array_equal(got, arr)

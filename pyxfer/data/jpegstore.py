@@ -28,7 +28,13 @@ image's coordinates from the sizes in the index, decodes each image with libjpeg
 at the smallest scale (1/1, 1/2, 1/4 or 1/8) at which every crop still has at least the output's
 pixels, and maps the boxes onto the decoded image (to the nearest decoded pixel: an edge moves
 by at most half a decoded pixel, i.e. half an output pixel or less). Decoding runs in a thread
-pool; Pillow releases the GIL while libjpeg works.
+pool; Pillow releases the GIL while libjpeg works (the header parse and the packing of the
+pixels into the array, one encoder call per image, hold it). libjpeg's accurate defaults are
+kept (integer IDCT, fancy chroma upsampling): its fast settings save nothing measurable here
+and move pixels by up to tens of grey levels.
+
+``shard_size=N`` (``pack --format jpeg --shard-size N``) writes a directory of such stores with
+one index (:mod:`pyxfer.data.shards`), read as one store by ``packed:``.
 
 A store is data: opening it checks that the index and ``data.bin`` agree (offsets contiguous,
 sizes adding up to the file, sizes within the pixel limit); decoding an image checks its CRC-32,
@@ -389,6 +395,26 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         return _POOLS[n]
 
 
+def _pixels(img: Image.Image) -> np.ndarray:
+    """The (H, W, C) uint8 pixels of a loaded L or RGB image (read-only, as ``np.asarray``).
+
+    Pillow keeps RGB as 4 bytes a pixel, so some pass must pack it. ``np.asarray(img)`` packs
+    it in 64 KiB pieces and joins them (a second copy, both under the GIL); here Pillow's raw
+    encoder packs the whole image in one call into the bytes the array wraps.
+    """
+    w, h = img.size
+    c = 1 if img.mode == "L" else 3
+    enc = Image._getencoder(img.mode, "raw", img.mode)
+    try:
+        enc.setimage(img.im, (0, 0, w, h))
+        _, status, data = enc.encode(w * h * c)
+    finally:
+        enc.cleanup()
+    if status != 1 or len(data) != w * h * c:  # not done in one call: the documented way
+        return np.asarray(img, dtype=np.uint8).reshape(h, w, c)
+    return np.frombuffer(data, np.uint8).reshape(h, w, c)
+
+
 def is_jpeg_store(root: str | os.PathLike[str]) -> bool:
     """True when ``root/meta.json`` describes a compressed store."""
     try:
@@ -575,7 +601,7 @@ class JpegStore(ImageStore):
                 if img.size != want:
                     raise corrupt(f"decodes to {img.size} at 1/{scale}, expected {want}")
                 img.load()
-                arr = np.asarray(img if img.mode == mode else img.convert(mode), dtype=np.uint8)
+                arr = _pixels(img if img.mode == mode else img.convert(mode))
         except StoreCorruptError:
             raise
         except Exception as exc:
@@ -587,7 +613,7 @@ class JpegStore(ImageStore):
                 "its data ends before the rows its header claims (libjpeg filled the rest with "
                 "grey)"
             )
-        return arr[:, :, None] if arr.ndim == 2 else arr
+        return arr
 
     def image(self, i: int) -> np.ndarray:
         """Image ``i`` decoded in full, (H, W, C) uint8."""
