@@ -74,15 +74,18 @@ def test_pack_of_a_tar_keeps_the_sorted_order_whatever_the_archive_order(tmp_pat
 
 _PEAK = """
 import resource, sys
-from pyxfer.data import pack
-pack(sys.argv[1], sys.argv[2], size=256, threads=2, progress=False, shard_size=%s)
+from pyxfer.data import pack, pack_jpeg
+if sys.argv[3] == "jpeg":
+    pack_jpeg(sys.argv[1], sys.argv[2], threads=2, progress=False, shard_size=%s)
+else:
+    pack(sys.argv[1], sys.argv[2], size=256, threads=2, progress=False, shard_size=%s)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def _peak_kib(src: Path, dst: Path, shard_size: int | None = None) -> int:
+def _peak_kib(src: Path, dst: Path, shard_size: int | None = None, fmt: str = "raw") -> int:
     run = subprocess.run(
-        [sys.executable, "-c", _PEAK % shard_size, f"folder:{src}", str(dst)],
+        [sys.executable, "-c", _PEAK % (shard_size, shard_size), f"folder:{src}", str(dst), fmt],
         capture_output=True,
         text=True,
         check=True,
@@ -91,10 +94,11 @@ def _peak_kib(src: Path, dst: Path, shard_size: int | None = None) -> int:
     return int(run.stdout.split()[-1])
 
 
-@pytest.mark.parametrize("shard_size", [None, 200])
-def test_pack_memory_does_not_grow_with_the_number_of_images(tmp_path, shard_size) -> None:
+@pytest.mark.parametrize(("shard_size", "fmt"), [(None, "raw"), (200, "raw"), (200, "jpeg")])
+def test_pack_memory_does_not_grow_with_the_number_of_images(tmp_path, shard_size, fmt) -> None:
     """Packing 3x the photos peaks at about the same resident memory: the chunk in flight,
-    not the data set (each 256x256 RGB image is 192 KiB: 600 more would be 113 MiB)."""
+    not the data set (each 256x256 RGB image is 192 KiB: 600 more would be 113 MiB; a JPEG
+    store holds the images in flight, at most two per thread)."""
     x = np.linspace(0, 255, 384, dtype=np.float32)
     small, big = tmp_path / "small", tmp_path / "big"
     small.mkdir()
@@ -104,8 +108,8 @@ def test_pack_memory_does_not_grow_with_the_number_of_images(tmp_path, shard_siz
             img = (x[None, :, None] * 0.5 + x[:320, None, None] * 0.5 + i) % 256
             Image.fromarray(np.repeat(img, 3, 2).astype(np.uint8)).save(small / f"{i:04d}.jpg")
         os.link(small / f"{i % 300:04d}.jpg", big / f"{i:04d}.jpg")
-    low = _peak_kib(small, tmp_path / "p-small", shard_size)
-    high = _peak_kib(big, tmp_path / "p-big", shard_size)
+    low = _peak_kib(small, tmp_path / "p-small", shard_size, fmt)
+    high = _peak_kib(big, tmp_path / "p-big", shard_size, fmt)
     assert len(load_dataset(f"packed:{tmp_path / 'p-big'}")) == 900
     assert high - low < 60 * 1024, (low, high)  # KiB
 

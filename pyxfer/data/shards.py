@@ -1,6 +1,7 @@
 """Sharded stores: a directory of stores read as one, for data sets spread over many machines.
 
-``pyxfer pack SRC DST --size S --shard-size N`` writes::
+``pyxfer pack SRC DST --size S --shard-size N`` (raw shards) or ``pyxfer pack SRC DST --format
+jpeg --shard-size N`` (compressed shards, :mod:`pyxfer.data.jpegstore`) writes::
 
     DST/shards.json      {"format": "pyxfer.sharded", "version": 1, "count", "class_names",
                           "image_shape", "channels", "name", "source", "created", "info",
