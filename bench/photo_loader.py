@@ -11,7 +11,17 @@ quality 90; without the shared data, synthetic photo-like images), then measures
     ``--workers`` workers, batch ``--batch-size`` (run in the interpreter of ``--tv-python``,
     default ``$PYXFER_TV_PYTHON``, so pyxfer never needs torchvision);
 (c) the fused loader on a raw-pixel store of the same photos at ``--raw-size`` (256: centre
-    cropped at pack time, so its random crops never see the sides).
+    cropped at pack time, so its random crops never see the sides);
+(a-256) the like-for-like case (c) implies: the fused loader on a compressed store packed with
+    a resolution cap (``pack --format jpeg --max-side S``, as FFCV's ``max_resolution``), S
+    chosen so that a photo keeps about the raw store's pixel count (``--capped-side``; default
+    ``--raw-size`` x sqrt(median aspect ratio): 290 px for the default photos, 1.00x the raw
+    store's pixels per image on average). It keeps the photos' sides (the raw store does not)
+    and re-encodes them at quality 90.
+
+``--stages`` also prints where (a)'s, (a-256)'s and (c)'s CPU time goes, in one thread:
+sampling the views, reading + decoding (split by cProfile into libjpeg, Pillow's packing of
+the pixels into the array, ``Image.open`` and the rest), and the fused kernel.
 
 Each row is images/s over ``--batches`` batches after one warm-up batch (two views per image),
 with the loader's own threads at ``--threads``, and for (a) and (c) the process CPU time per
@@ -22,6 +32,7 @@ model runs). The load averages are printed: on a shared machine the numbers are 
 
     python bench/photo_loader.py --tv-python /path/to/venv-with-torchvision/bin/python
     python bench/photo_loader.py --count 200 --batches 3 --model-steps 2   # a quick check
+    python bench/photo_loader.py --count 60 --batches 2 --batch-size 16 --stages  # smoke run
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +156,83 @@ def fused_rate(store, batch_size: int, batches: int, threads: int) -> tuple[floa
         return n / (time.perf_counter() - t0), (time.process_time() - c0) * 1e3 / n
 
 
+def capped_side(sizes: np.ndarray, raw_size: int) -> int:
+    """The longer-side cap at which a photo of the median aspect ratio keeps ``raw_size``²
+    pixels (the mean over the photos comes out close to it; the bench prints it)."""
+    aspect = sizes.max(axis=1) / sizes.min(axis=1)
+    return round(raw_size * float(np.sqrt(np.median(aspect))))
+
+
+def stage_profile(store, batch_size: int, batches: int) -> dict[str, float]:
+    """CPU ms per image of each stage of the fused loader's batch on ``store``, one thread."""
+    import cProfile
+    import pstats
+
+    from pyxfer.data.jpegstore import SCALES
+    from pyxfer.engine.loader import FusedLoader
+    from pyxfer.ops.augment import apply, sample_params
+
+    specs = FusedLoader(store, batch_size, "simclr", size=224, threads=1).specs
+    sizes = [spec.size for spec in specs]
+    clock = time.process_time
+    out: dict[str, float] = defaultdict(float)
+    decodes: list[tuple[int, int]] = []
+    n = batches * batch_size
+    for b in range(batches):
+        idx = np.arange(b * batch_size, (b + 1) * batch_size) % len(store)
+        t = clock()
+        compressed = hasattr(store, "decode_views")
+        hw = store.original_sizes(idx) if compressed else store.image_sizes()[idx]
+        params = sample_params(specs, hw, idx, seed=0, threads=1)
+        out["sample the views"] += clock() - t
+        t = clock()
+        if compressed:
+            images, params, kept = store.decode_views(idx, params, sizes, threads=1)
+            for k, im in zip(kept, images, strict=True):
+                w = int(hw[k][1])
+                scale = next(s for s in SCALES if -(-w // s) == im.shape[1])
+                decodes.append((int(idx[k]), scale))
+        else:
+            images = store.batch(idx)
+        out["read + decode" if compressed else "read"] += clock() - t
+        for v in range(len(specs)):
+            t = clock()
+            apply(images, np.ascontiguousarray(params[v :: len(specs)]), size=sizes[v], threads=1)
+            out["fused kernel (all views)"] += clock() - t
+    if decodes:  # split the decode by running the same decodes again under cProfile
+        prof = cProfile.Profile()
+        prof.enable()
+        for i, scale in decodes:
+            store._decode_row(int(store._rows[i]), scale)
+        prof.disable()
+        stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+        parts: dict[str, float] = defaultdict(float)
+        total = 0.0
+        for (file, _, name), (_, _, tt, ct, _) in stats.items():
+            if name == "_decode_row":
+                total += ct
+            elif "ImagingDecoder" in name:
+                parts["libjpeg decode"] += tt
+            elif "ImagingEncoder" in name:
+                parts["Pillow packs the pixels into the array"] += tt
+            elif name == "open" and file.endswith("Image.py"):
+                parts["Image.open (header parse) + draft"] += ct
+            elif "crc32" in name or "tobytes" in name:
+                parts["bytes from the memory map + CRC-32"] += tt
+        whole = out.pop("read + decode")
+        parts["other Python (checks, pool, box mapping)"] = max(0.0, total - sum(parts.values()))
+        for k, v in parts.items():
+            out[f"  {k}"] = whole * v / total
+    return {k: v * 1e3 / n for k, v in out.items()}
+
+
+def print_stages(title: str, stages: dict[str, float]) -> None:
+    total = sum(stages.values())
+    print(f"{title}: {total:.2f} ms CPU/image in one thread")
+    for k, v in stages.items():
+        print(f"    {k:46s} {v:6.3f} ms {v / total:6.1%}")
+
+
 # ---- (b): torchvision, run in the torchvision interpreter --------------------------------------
 def torchvision_child(folder: str, batch_size: int, batches: int, workers: int) -> None:
     import torch
@@ -250,6 +339,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="fused loader threads")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of (b)")
     ap.add_argument("--raw-size", type=int, default=256)
+    ap.add_argument(
+        "--capped-side",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="max side of the (a-256) JPEG store (default: the raw store's mean pixel count; "
+        "0 skips the row)",
+    )
+    ap.add_argument(
+        "--stages", action="store_true", help="also print where the CPU time goes (one thread)"
+    )
     ap.add_argument("--model-steps", type=int, default=0, help="ResNet-18 steps (0: skip)")
     ap.add_argument("--model-batch", type=int, default=32)
     ap.add_argument("--tv-python", default=os.environ.get("PYXFER_TV_PYTHON", ""))
@@ -278,6 +378,12 @@ def main() -> None:
         pack(f"folder:{photos}", raw_dir, size=args.raw_size, progress=False)
     jpeg_store, raw_store = load_dataset(f"packed:{jpeg_dir}"), load_dataset(f"packed:{raw_dir}")
     sizes = jpeg_store.image_sizes()
+    side = capped_side(sizes, args.raw_size) if args.capped_side is None else args.capped_side
+    capped_store, capped_dir = None, work / f"jpeg-max{side}-{args.count}.px"
+    if side:
+        if not (capped_dir / "meta.json").exists():
+            pack_jpeg(f"folder:{photos}", capped_dir, max_side=side, progress=False)
+        capped_store = load_dataset(f"packed:{capped_dir}")
     src_bytes = sum(f.stat().st_size for f in photos.rglob("*.jpg"))
     print(
         f"pyxfer photo loader bench: {len(jpeg_store)} photos, short side "
@@ -289,18 +395,45 @@ def main() -> None:
         f"store sizes: JPEG files {src_bytes / 2**20:,.1f} MiB; compressed store "
         f"{dir_bytes(jpeg_dir) / 2**20:,.1f} MiB ({dir_bytes(jpeg_dir) / src_bytes:.3f}x); "
         f"raw {args.raw_size} px store {dir_bytes(raw_dir) / 2**20:,.1f} MiB"
+        + (
+            f"; (a-{args.raw_size}) JPEG store at max side {side} px "
+            f"{dir_bytes(capped_dir) / 2**20:,.1f} MiB, "
+            f"{capped_store.image_sizes().prod(axis=1).mean() / args.raw_size**2:.2f}x the raw "
+            f"store's pixels per image"
+            if capped_store is not None
+            else ""
+        )
     )
     a, a_cpu = fused_rate(jpeg_store, args.batch_size, args.batches, args.threads)
     b = torchvision_rate(args, photos)
     c, c_cpu = fused_rate(raw_store, args.batch_size, args.batches, args.threads)
+    cap_row = f"(a-{args.raw_size}) fused loader, JPEG store at max side {side} px"
+    if capped_store is not None:
+        a2, a2_cpu = fused_rate(capped_store, args.batch_size, args.batches, args.threads)
     tv_row = f"(b) torchvision ImageFolder + v2, DataLoader {args.workers} workers"
     print(f"{'row':58s} {'images/s':>9s} {'cpu ms/img':>10s}")
     print(f"{'(a) fused loader, compressed (JPEG) store':58s} {a:9.1f} {a_cpu:10.2f}")
+    if capped_store is not None:
+        print(f"{cap_row:58s} {a2:9.1f} {a2_cpu:10.2f}")
     if b is not None:
         print(f"{tv_row:58s} {b:9.1f} {'(workers)':>10s}")
     print(f"{f'(c) fused loader, raw {args.raw_size} px store':58s} {c:9.1f} {c_cpu:10.2f}")
     print(f"(a)/(b) {a / b:.2f}x (target >= 3)" if b else "(a)/(b) n/a", end="; ")
-    print(f"(c)/(a) {c / a:.2f}x (target <= 2); load averages {load_averages()} (end)")
+    print(f"(c)/(a) {c / a:.2f}x (target <= 2)", end="; ")
+    if capped_store is not None:
+        print(f"(c)/(a-{args.raw_size}) {c / a2:.2f}x (target <= 2)", end="; ")
+    print(f"load averages {load_averages()} (end)")
+    if args.stages:
+        print_stages("(a) JPEG store", stage_profile(jpeg_store, args.batch_size, args.batches))
+        if capped_store is not None:
+            print_stages(
+                f"(a-{args.raw_size}) JPEG store at max side {side} px",
+                stage_profile(capped_store, args.batch_size, args.batches),
+            )
+        print_stages(
+            f"(c) raw {args.raw_size} px store",
+            stage_profile(raw_store, args.batch_size, args.batches),
+        )
     if args.model_steps:
         step, share, starved = model_share(
             jpeg_store, args.model_batch, args.model_steps, args.threads

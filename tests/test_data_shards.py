@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -73,15 +74,18 @@ def test_pack_of_a_tar_keeps_the_sorted_order_whatever_the_archive_order(tmp_pat
 
 _PEAK = """
 import resource, sys
-from pyxfer.data import pack
-pack(sys.argv[1], sys.argv[2], size=256, threads=2, progress=False, shard_size=%s)
+from pyxfer.data import pack, pack_jpeg
+if sys.argv[3] == "jpeg":
+    pack_jpeg(sys.argv[1], sys.argv[2], threads=2, progress=False, shard_size=%s)
+else:
+    pack(sys.argv[1], sys.argv[2], size=256, threads=2, progress=False, shard_size=%s)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def _peak_kib(src: Path, dst: Path, shard_size: int | None = None) -> int:
+def _peak_kib(src: Path, dst: Path, shard_size: int | None = None, fmt: str = "raw") -> int:
     run = subprocess.run(
-        [sys.executable, "-c", _PEAK % shard_size, f"folder:{src}", str(dst)],
+        [sys.executable, "-c", _PEAK % (shard_size, shard_size), f"folder:{src}", str(dst), fmt],
         capture_output=True,
         text=True,
         check=True,
@@ -90,10 +94,11 @@ def _peak_kib(src: Path, dst: Path, shard_size: int | None = None) -> int:
     return int(run.stdout.split()[-1])
 
 
-@pytest.mark.parametrize("shard_size", [None, 200])
-def test_pack_memory_does_not_grow_with_the_number_of_images(tmp_path, shard_size) -> None:
+@pytest.mark.parametrize(("shard_size", "fmt"), [(None, "raw"), (200, "raw"), (200, "jpeg")])
+def test_pack_memory_does_not_grow_with_the_number_of_images(tmp_path, shard_size, fmt) -> None:
     """Packing 3x the photos peaks at about the same resident memory: the chunk in flight,
-    not the data set (each 256x256 RGB image is 192 KiB: 600 more would be 113 MiB)."""
+    not the data set (each 256x256 RGB image is 192 KiB: 600 more would be 113 MiB; a JPEG
+    store holds the images in flight, at most two per thread)."""
     x = np.linspace(0, 255, 384, dtype=np.float32)
     small, big = tmp_path / "small", tmp_path / "big"
     small.mkdir()
@@ -103,8 +108,8 @@ def test_pack_memory_does_not_grow_with_the_number_of_images(tmp_path, shard_siz
             img = (x[None, :, None] * 0.5 + x[:320, None, None] * 0.5 + i) % 256
             Image.fromarray(np.repeat(img, 3, 2).astype(np.uint8)).save(small / f"{i:04d}.jpg")
         os.link(small / f"{i % 300:04d}.jpg", big / f"{i:04d}.jpg")
-    low = _peak_kib(small, tmp_path / "p-small", shard_size)
-    high = _peak_kib(big, tmp_path / "p-big", shard_size)
+    low = _peak_kib(small, tmp_path / "p-small", shard_size, fmt)
+    high = _peak_kib(big, tmp_path / "p-big", shard_size, fmt)
     assert len(load_dataset(f"packed:{tmp_path / 'p-big'}")) == 900
     assert high - low < 60 * 1024, (low, high)  # KiB
 
@@ -377,3 +382,164 @@ def test_shards_that_decode_at_load_time_are_split_by_shard_too(tmp_path, photos
             prm[2 * j : 2 * j + 2], params[2 * i : 2 * i + 2] + 1000 * (k_of[i] + 1)
         )
     assert isinstance(store.subset([1, 2]), DecodingShardedStore)
+
+
+# -- sharded compressed (JPEG) stores ----------------------------------------------------------
+@pytest.fixture
+def jpegs(tmp_path: Path) -> Path:
+    """18 JPEG files of 40-64 px a side (views at 8 px decode some of them at 1/2 to 1/8)."""
+    sizes = [(40, 56), (64, 48), (48, 48)]
+    make_folder(tmp_path / "jpg", {"a": 7, "b": 5, "c": 6}, sizes=sizes, ext=".jpg")
+    return tmp_path / "jpg"
+
+
+def _jpeg_pair(tmp_path: Path, jpegs: Path, shard_size: int = 4) -> tuple[Any, Any]:
+    from pyxfer.data import pack_jpeg
+
+    plain = pack_jpeg(f"folder:{jpegs}", tmp_path / "plain.px", threads=2, progress=False)
+    sh = pack_jpeg(
+        f"folder:{jpegs}", tmp_path / "sh.px", threads=2, progress=False, shard_size=shard_size
+    )
+    return load_dataset(f"packed:{plain}"), load_dataset(f"packed:{sh}")
+
+
+def _views_by_index(store: Any, **kw: Any) -> dict[int, list[np.ndarray]]:
+    with FusedLoader(store, 3, "simclr", size=8, threads=2, drop_last=False, **kw) as loader:
+        batches = list(loader)
+    out: dict[int, list[np.ndarray]] = {}
+    for b in batches:
+        for j, i in enumerate(b.indices.tolist()):
+            assert i not in out
+            out[i] = [v[j].numpy() for v in b.views]
+    return out
+
+
+def test_jpeg_shards_read_and_augment_as_the_unsharded_jpeg_store(tmp_path, jpegs) -> None:
+    """pack --format jpeg --shard-size: a directory of compressed stores with the raw shards'
+    index; every image, label and view (same seed) is the unsharded store's."""
+    from pyxfer.data.shards import DecodingShardedStore, storage_info, storage_text
+
+    plain, store = _jpeg_pair(tmp_path, jpegs)
+    root = Path(store.info["sharded_path"])
+    assert isinstance(store, DecodingShardedStore) and store.num_shards == 5
+    assert sorted(p.name for p in (root / "shard-00001").iterdir()) == [
+        "data.bin",
+        "index.npy",
+        "labels.npy",
+        "meta.json",
+        "names.json",
+    ]
+    doc = json.loads((root / "shards.json").read_text())
+    assert [e["storage"] for e in doc["shards"]] == ["jpeg"] * 5
+    assert doc["info"]["shard_size"] == 4 and doc["info"]["quality"] == 90
+    assert store.shard_bounds.tolist() == [0, 4, 8, 12, 16, 18]
+    assert store.labels.tolist() == plain.labels.tolist() and store.class_names == ["a", "b", "c"]
+    assert store.image_shape is None and store.channels == 3
+    np.testing.assert_array_equal(store.original_sizes(np.arange(18)), plain.image_sizes())
+    for i in (0, 5, 17):
+        np.testing.assert_array_equal(store.image(i), plain.image(i))
+    # the bytes of each file are kept: the shards hold the same data as the plain store
+    data = b"".join((root / f"shard-{k:05d}" / "data.bin").read_bytes() for k in range(5))
+    assert data == (Path(plain.info["packed_path"]) / "data.bin").read_bytes()
+    for epoch in (0, 1):
+        got = _views_by_index(store, seed=2, epoch=epoch)
+        want = _views_by_index(plain, seed=2, epoch=epoch)
+        assert sorted(got) == sorted(want) == list(range(18))
+        for i in range(18):
+            for a, b in zip(got[i], want[i], strict=True):
+                np.testing.assert_array_equal(a, b)
+    text = storage_text(storage_info(store) or {})
+    assert text.startswith("sharded (jpeg shards): 5 shards, JPEG,") and "quality 90" not in text
+    assert "every JPEG kept as it was" in text and "DCT scaling" in text
+    assert store.describe()["member"] == "jpeg"
+
+
+def test_loader_on_jpeg_shards_resumes_bit_for_bit_and_reads_its_shards(tmp_path, jpegs) -> None:
+    _, store = _jpeg_pair(tmp_path, jpegs, shard_size=3)
+
+    def make() -> FusedLoader:
+        return FusedLoader(
+            store, 2, "byol", size=8, seed=4, epoch=1, threads=1, rank=1, world_size=2
+        )
+
+    with make() as full:
+        reference = list(full)
+    first = make()
+    it = iter(first)
+    for _ in range(2):
+        next(it)
+    state = first.state_dict()
+    first.close()
+    resumed = make()
+    resumed.load_state_dict(state)
+    with resumed:
+        rest = list(resumed)
+    assert len(rest) == len(reference) - 2 == 2
+    for a, b in zip(rest, reference[2:], strict=True):
+        assert torch_equal(a.indices, b.indices)
+        assert all(torch_equal(x, y) for x, y in zip(a.views, b.views, strict=True))
+    assert len(store.shards_of(full.epoch_indices(1))) == 3  # 6 shards, 2 ranks: 3 each
+
+
+def test_bad_jpeg_shards_are_errors_naming_the_shard(tmp_path, jpegs) -> None:
+    import shutil
+
+    from pyxfer.data.jpegstore import StoreCorruptError
+    from pyxfer.data.shards import _sha256
+
+    _, store = _jpeg_pair(tmp_path, jpegs)
+    root = Path(store.info["sharded_path"])
+    doc = json.loads((root / "shards.json").read_text())
+    # a shard's index that disagrees with its data.bin, the hashes brought up to date (so only
+    # the shard's own checks can see it): an error naming the shard at the first batch
+    index_file = root / "shard-00001" / "index.npy"
+    index = np.load(index_file)
+    index[2, 1] += 1
+    np.save(index_file, index)
+    doc["shards"][1]["files"]["index.npy"] = {
+        "bytes": index_file.stat().st_size,
+        "sha256": _sha256(index_file),
+    }
+    (root / "shards.json").write_text(json.dumps(doc))
+    bad = load_dataset(f"packed:{root}")
+    bad.batch([0, 1])  # shard 0 is fine
+    loader = FusedLoader(bad, 18, "simclr", size=8, shuffle=False, threads=1)
+    with loader, pytest.raises(ValueError, match=r"shard 1 \(shard-00001\): cannot be read: "):
+        list(loader)
+    # without the hashes brought up to date, opening the store names the file
+    doc["shards"][1]["files"]["index.npy"]["sha256"] = "0" * 64
+    (root / "shards.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"shard-00001/index\.npy does not have the SHA-256"):
+        load_dataset(f"packed:{root}")
+    # a truncated data.bin, and a shard missing in the middle
+    _, store = _jpeg_pair(tmp_path / "2", jpegs)
+    root = Path(store.info["sharded_path"])
+    data = root / "shard-00003" / "data.bin"
+    with open(data, "r+b") as f:
+        f.truncate(data.stat().st_size - 1)
+    with pytest.raises(ValueError, match=r"shard-00003/data\.bin is .* bytes, shards\.json says"):
+        load_dataset(f"packed:{root}")
+    shutil.rmtree(root / "shard-00002")
+    with pytest.raises(ValueError, match=r"shard 2 \(shard-00002\) is missing"):
+        load_dataset(f"packed:{root}")
+    # a flipped byte inside a shard's JPEG data: the image and its shard named, or skipped
+    _, store = _jpeg_pair(tmp_path / "3", jpegs)
+    root = Path(store.info["sharded_path"])
+    data = root / "shard-00002" / "data.bin"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    doc = json.loads((root / "shards.json").read_text())
+    doc["shards"][2]["files"]["data.bin"]["sha256"] = _sha256(data)
+    (root / "shards.json").write_text(json.dumps(doc))
+    loader = FusedLoader(load_dataset(f"packed:{root}"), 18, "simclr", size=8)
+    with loader, pytest.raises(StoreCorruptError, match=r"shard-00002': image \d \(from .*\) is"):
+        list(loader)
+    skipping = load_dataset(f"packed:{root}", on_error="skip")
+    loader = FusedLoader(skipping, 18, "simclr", size=8, shuffle=False)
+    with loader, pytest.warns(UserWarning, match="skipping corrupt image"):
+        (batch,) = list(loader)
+    (lost,) = set(range(18)) - set(batch.indices.tolist())
+    assert len(batch.indices) == 17 and 8 <= lost < 12  # an image of shard 2
+    with pytest.raises(ValueError, match=r"on_error: the shards of .* are raw, which decode"):
+        load_dataset(f"packed:{_sharded(tmp_path, jpegs)}", on_error="skip")

@@ -243,56 +243,71 @@ def test_every_objective_runs_under_ddp(ranks: list[dict[str, torch.Tensor]]) ->
             assert torch.allclose(ranks[0][f"{key}/grad"], ranks[1][f"{key}/grad"]), key
 
 
-def _shard_worker(rank: int, port: int, store_path: str, out: str) -> None:
-    """Two epochs of a loader over a sharded store; which images and shards this rank read."""
-    import json
-
-    import numpy as np
-
+def _shard_worker(rank: int, port: int, store_paths: list[str], out: str) -> None:
+    """Three epochs of a loader over each sharded store; which images and shards this rank
+    read."""
     from pyxfer.data import load_dataset
-    from pyxfer.engine.loader import FusedLoader
 
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
     )
     try:
-        store = load_dataset(f"packed:{store_path}")
-        result = []
-        for epoch in range(3):
-            store._shards.opened.clear()
-            loader = FusedLoader(store, 4, None, size=6, seed=3, epoch=epoch, threads=1)
-            order = loader.epoch_indices()
-            # what the loader thread runs, in this thread: the shards opened are those read
-            for b in range(len(loader)):
-                loader.make_batch(order[b * 4 : (b + 1) * 4], epoch)
-            opened = sorted(store._shards.opened)
-            with loader:
-                got = torch.cat([batch.indices for batch in loader]).tolist()
-            result.append({"indices": got, "order": order.tolist(), "opened": opened})
-        Path(out, f"shards{rank}.json").write_text(json.dumps(result))
-        assert np.asarray(result[0]["indices"]).size == 12
+        for j, path in enumerate(store_paths):
+            _shard_epochs(load_dataset(f"packed:{path}"), Path(out, f"shards{rank}-{j}.json"))
     finally:
         dist.destroy_process_group()
 
 
-def test_each_rank_reads_its_own_shards_and_all_images_are_covered(tmp_path) -> None:
-    """2 gloo processes over a store of 6 shards of 4 images: per epoch every image once,
-    each rank 3 whole shards (reading only those), a new split of the shards each epoch."""
+def _shard_epochs(store, out: Path) -> None:
     import json
 
     import numpy as np
 
-    from pyxfer.data import ImageStore, pack
+    from pyxfer.engine.loader import FusedLoader
+
+    result = []
+    for epoch in range(3):
+        store._shards.opened.clear()
+        loader = FusedLoader(store, 4, None, size=6, seed=3, epoch=epoch, threads=1)
+        order = loader.epoch_indices()
+        # what the loader thread runs, in this thread: the shards opened are those read
+        for b in range(len(loader)):
+            loader.make_batch(order[b * 4 : (b + 1) * 4], epoch)
+        opened = sorted(store._shards.opened)
+        with loader:
+            got = torch.cat([batch.indices for batch in loader]).tolist()
+        result.append({"indices": got, "order": order.tolist(), "opened": opened})
+    out.write_text(json.dumps(result))
+    assert np.asarray(result[0]["indices"]).size == 12
+
+
+def test_each_rank_reads_its_own_shards_and_all_images_are_covered(tmp_path) -> None:
+    """2 gloo processes over a store of 6 shards of 4 images, raw and compressed (JPEG): per
+    epoch every image once, each rank 3 whole shards (reading only those), a new split of the
+    shards each epoch."""
+    import json
+
+    import numpy as np
+
+    from pyxfer.data import ImageStore, pack, pack_jpeg
 
     if not dist.is_available():
         pytest.skip("torch.distributed is not available in this torch build")
     rng = np.random.default_rng(0)
     store = ImageStore(rng.integers(0, 256, (24, 6, 6, 3), dtype=np.uint8), np.arange(24) % 3)
-    path = pack(store, tmp_path / "sh", size=6, shard_size=4, progress=False)
+    paths = [
+        str(pack(store, tmp_path / "sh", size=6, shard_size=4, progress=False)),
+        str(pack_jpeg(store, tmp_path / "sh.px", shard_size=4, threads=1, progress=False)),
+    ]
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    mp.spawn(_shard_worker, args=(_free_port(), str(path), str(tmp_path)), nprocs=WORLD, join=True)
-    ranks = [json.loads((tmp_path / f"shards{r}.json").read_text()) for r in range(WORLD)]
+    mp.spawn(_shard_worker, args=(_free_port(), paths, str(tmp_path)), nprocs=WORLD, join=True)
+    for j in range(len(paths)):
+        ranks = [json.loads((tmp_path / f"shards{r}-{j}.json").read_text()) for r in range(WORLD)]
+        _check_coverage(ranks)
+
+
+def _check_coverage(ranks: list[list[dict]]) -> None:
     splits = []
     for epoch in range(3):
         got = [ranks[r][epoch] for r in range(WORLD)]

@@ -356,18 +356,26 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize(("every", "crash_at", "shards"), [(5, 7, None), (8, 10, None), (5, 7, 64)])
+@pytest.mark.parametrize(
+    ("every", "crash_at", "shards"),
+    [(5, 7, None), (8, 10, None), (5, 7, "raw"), (5, 7, "jpeg")],
+)
 def test_resume_is_bit_for_bit(
-    tmp_path: Path, every: int, crash_at: int, shards: int | None
+    tmp_path: Path, every: int, crash_at: int, shards: str | None
 ) -> None:
     """Crash mid-epoch 0 (checkpoint at step 5) or in epoch 1 with the checkpoint exactly at
     the end of epoch 0 (step 8); the resumed run ends with the uninterrupted run's weights.
-    The same from a sharded store (4 shards of 64 images)."""
+    The same from a sharded store (4 shards of 64 images), raw or compressed (JPEG)."""
     data = _digits(256)  # 8 steps per epoch at batch 32
     if shards is not None:
-        from pyxfer.data import pack
+        from pyxfer.data import pack, pack_jpeg
 
-        data = load_dataset(f"packed:{pack(data, tmp_path / 'sh', size=8, shard_size=shards)}")
+        path = (
+            pack(data, tmp_path / "sh", size=8, shard_size=64)
+            if shards == "raw"
+            else pack_jpeg(data, tmp_path / "sh", channels=data.channels, shard_size=64)
+        )
+        data = load_dataset(f"packed:{path}")
         assert data.num_shards == 4
     kw = dict(
         epochs=2,
@@ -418,7 +426,7 @@ def test_resume_is_bit_for_bit(
         assert run["storage"]["storage"] == "sharded" and run["storage"]["shards"] == 4
         from pyxfer.report import write_report
 
-        assert "sharded (raw shards): 4 shards" in write_report(tmp_path / "b").read_text()
+        assert f"sharded ({shards} shards): 4 shards" in write_report(tmp_path / "b").read_text()
 
 
 class SourceTarget(Objective):

@@ -262,11 +262,14 @@ def test_cli_pack_and_data_show_the_store(photos, tmp_path, capsys) -> None:
     assert main(["pack", f"folder:{photos}", str(tmp_path / "q")]) == 2
     assert "--size S is required for the raw format" in capsys.readouterr().err
     argv = ["pack", f"folder:{photos}", str(tmp_path / "q"), "--format", "jpeg"]
-    assert main([*argv, "--shard-size", "4"]) == 2
-    assert "--shard-size: sharded stores are written in the raw format only" in (
-        capsys.readouterr().err
-    )
-    assert not (tmp_path / "q").exists()
+    assert main([*argv, "--shard-size", "5", "--no-progress"]) == 0  # 12 photos: 5 5 2
+    out = capsys.readouterr().out
+    assert "packed 12 images (2 classes)" in out and "sharded (jpeg shards): 3 shards" in out
+    assert main(["data", f"packed:{tmp_path / 'q'}"]) == 0
+    text = capsys.readouterr().out
+    assert "sharded (jpeg shards): 3 shards, JPEG" in text and "DCT scaling" in text
+    assert main([*argv, "--shard-size", "0"]) == 2
+    assert "shard_size: expected a positive integer" in capsys.readouterr().err
 
 
 def test_report_names_the_store_format(packed) -> None:
@@ -438,3 +441,18 @@ def test_warnings_are_not_raised_for_a_clean_store(packed) -> None:
         warnings.simplefilter("error")
         batch = first_batch(load_dataset(f"packed:{packed}", on_error="skip"))
     assert len(batch) == 4
+
+
+def test_pixels_are_packed_in_one_call_as_numpy_would() -> None:
+    """The decode hands the kernel Pillow's pixels packed in one encoder call: the same array
+    as ``np.asarray(img)`` (read-only too), for RGB and grey, odd sizes and a 1x1 image."""
+    from pyxfer.data.jpegstore import _pixels
+
+    rng = np.random.default_rng(3)
+    for h, w in ((1, 1), (7, 5), (301, 517)):
+        for c in (3, 1):
+            arr = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+            img = Image.fromarray(arr[:, :, 0] if c == 1 else arr)
+            got = _pixels(img)
+            assert got.shape == (h, w, c) and got.dtype == np.uint8 and not got.flags.writeable
+            np.testing.assert_array_equal(got, arr)

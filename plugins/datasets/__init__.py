@@ -72,11 +72,7 @@ def packed(
 
     root = _need("packed", argument, "DIR")
     if is_sharded(root):
-        if on_error != "raise":
-            raise ValueError(
-                f"on_error: a sharded store checks its shards' files instead; received {on_error!r}"
-            )
-        return read_sharded(root, verify=verify)
+        return read_sharded(root, verify=verify, on_error=on_error)
     if verify:
         raise ValueError("verify: only a sharded store has an index of hashes; received True")
     if is_jpeg_store(root):

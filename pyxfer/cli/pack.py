@@ -13,7 +13,8 @@ dropped a chunk at a time: memory stays bounded whatever the number of images.
 
 With --shard-size N, DST is a directory of stores of N images each (shard-00000/, ...) with an
 index (shards.json: counts, file sizes and SHA-256) and labels.npy; packed:DST reads it as one
-store, and under torchrun each process reads only its shards (docs/distributed.md).
+store, and under torchrun each process reads only its shards (docs/distributed.md). It works
+with either format: --format jpeg --shard-size N writes shards that are compressed stores.
 
 With --format jpeg the store keeps each image's JPEG bytes instead (data.bin, index.npy with
 offsets, sizes, original dimensions and checksums, labels.npy, names.json, meta.json): about
@@ -27,6 +28,7 @@ examples:
   pyxfer pack tar:cifar10-test.tar.gz cifar32 --size 32
   pyxfer pack idx:../shared/data/mnist-test mnist32 --size 32 --channels 3
   pyxfer pack folder:imagenet/train in256 --size 256 --shard-size 10000
+  pyxfer pack folder:imagenet/train in-jpeg --format jpeg --max-side 512 --shard-size 10000
 """
 
 
@@ -148,12 +150,6 @@ def _run_jpeg(args: argparse.Namespace) -> int:
 
     if args.size is not None or args.fit != "crop":
         raise CLIError("--size and --fit apply to the raw format only, not --format jpeg")
-    if args.shard_size is not None:
-        raise CLIError(
-            "--shard-size: sharded stores are written in the raw format only; received "
-            "--format jpeg (a directory of JPEG stores is read sharded, but pack does not "
-            "write one yet)"
-        )
     out = pack_jpeg(
         args.src,
         args.dst,
@@ -164,6 +160,7 @@ def _run_jpeg(args: argparse.Namespace) -> int:
         threads=args.threads,
         overwrite=args.overwrite,
         progress=False if args.no_progress else None,
+        shard_size=args.shard_size,
     )
     store = load_dataset(f"packed:{out}")
     skipped = int(store.info.get("skipped", 0) or 0)

@@ -28,7 +28,13 @@ image's coordinates from the sizes in the index, decodes each image with libjpeg
 at the smallest scale (1/1, 1/2, 1/4 or 1/8) at which every crop still has at least the output's
 pixels, and maps the boxes onto the decoded image (to the nearest decoded pixel: an edge moves
 by at most half a decoded pixel, i.e. half an output pixel or less). Decoding runs in a thread
-pool; Pillow releases the GIL while libjpeg works.
+pool; Pillow releases the GIL while libjpeg works (the header parse and the packing of the
+pixels into the array, one encoder call per image, hold it). libjpeg's accurate defaults are
+kept (integer IDCT, fancy chroma upsampling): its fast settings save nothing measurable here
+and move pixels by up to tens of grey levels.
+
+``shard_size=N`` (``pack --format jpeg --shard-size N``) writes a directory of such stores with
+one index (:mod:`pyxfer.data.shards`), read as one store by ``packed:``.
 
 A store is data: opening it checks that the index and ``data.bin`` agree (offsets contiguous,
 sizes adding up to the file, sizes within the pixel limit); decoding an image checks its CRC-32,
@@ -68,8 +74,7 @@ from pyxfer.data.decode import (
     resolve_threads,
     source_name,
 )
-from pyxfer.data.store import PACKED_FORMAT, PACKED_MARKER, ImageStore
-from pyxfer.fileio import atomic_directory, check_replaceable
+from pyxfer.data.store import PACKED_FORMAT, ImageStore
 
 JPEG_VERSION = 2
 STORAGE = "jpeg"
@@ -202,6 +207,51 @@ def _prepare(
             return data, img.height, img.width, len(raw) or len(data), flags
 
 
+class _PartWriter:
+    """One compressed store being written (a whole store, or one shard of it)."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.file = open(root / "data.bin", "wb")  # noqa: SIM115 - closed by finish()
+        self.index: list[tuple[int, int, int, int, int, int]] = []
+        self.rows: list[int] = []
+        self.names: list[str] = []
+        self.data_bytes = 0
+        self.source_bytes = 0
+        self.reencoded = 0
+
+    def add(
+        self, row: int, member: str, data: bytes, h: int, w: int, nsrc: int, flags: int
+    ) -> None:
+        self.index.append((self.data_bytes, len(data), h, w, zlib.crc32(data), flags))
+        self.file.write(data)
+        self.data_bytes += len(data)
+        self.rows.append(row)
+        self.names.append(member)
+        self.source_bytes += nsrc
+        self.reencoded += flags & REENCODED
+
+    def close(self) -> None:
+        self.file.close()
+
+    def finish(self, labels: np.ndarray, meta: dict[str, Any]) -> None:
+        """Write the index, the labels of its rows (``labels`` of every source row), the names
+        and ``meta.json`` (``meta`` plus this part's counts)."""
+        self.file.close()
+        np.save(self.root / "index.npy", np.asarray(self.index, np.int64).reshape(-1, 6))
+        np.save(self.root / "labels.npy", labels[np.asarray(self.rows, np.int64)])
+        (self.root / "names.json").write_text(json.dumps(self.names) + "\n")
+        meta = dict(
+            meta,
+            count=len(self.index),
+            data_bytes=self.data_bytes,
+            source_bytes=self.source_bytes,
+            reencoded=self.reencoded,
+        )
+        (self.root / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+
+
 def pack_jpeg(
     src: str | os.PathLike[str] | ImageStore,
     dst: str | os.PathLike[str],
@@ -213,6 +263,7 @@ def pack_jpeg(
     threads: int = 0,
     overwrite: bool = False,
     progress: bool | None = None,
+    shard_size: int | None = None,
 ) -> Path:
     """Write ``src`` as a compressed (JPEG) store at ``dst``, atomically, one image at a time.
 
@@ -227,12 +278,17 @@ def pack_jpeg(
         on_error: ``"skip"`` leaves out unreadable files with a warning; ``"raise"`` stops.
         threads: threads that read, check and re-encode (0: one per core); at most twice as
             many images as threads are in flight, so memory stays bounded.
-        overwrite: replace an existing packed store at ``dst``.
+        overwrite: replace an existing packed store (sharded or not) at ``dst``.
         progress: show a progress bar (``None``: only when stderr is a terminal).
+        shard_size: write a sharded store (:mod:`pyxfer.data.shards`): ``dst/shard-00000/``,
+            ... compressed stores of at most this many images each (a shard loses the images
+            ``on_error="skip"`` leaves out), with ``dst/shards.json`` and ``dst/labels.npy``.
 
     Returns:
         the path of the store.
     """
+    from pyxfer.data.shards import check_destination, packing
+
     check_options(None, channels, "crop", on_error)
     if channels is None:
         channels = 3
@@ -242,91 +298,87 @@ def pack_jpeg(
         isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 1
     ):
         raise ValueError(f"max_side: expected a positive int or None, received {max_side!r}")
-    dst = Path(dst)
-    if dst.exists() and not overwrite:
-        raise ValueError(f"dst: {str(dst)!r} already exists; choose a new path or overwrite it")
-    check_replaceable(dst, PACKED_MARKER, "a packed store")
+    marker = check_destination(dst, overwrite, shard_size)
     items, labels, class_names, name, source = _source_items(src)
+    labels = np.asarray(labels, np.int64)
     n = len(labels)
     if n == 0:
         raise ValueError(f"src: {source or src!s} holds no images to pack")
     workers = resolve_threads(threads)
     budget = PixelBudget(2 * max_image_pixels())
     pool = ThreadPoolExecutor(max_workers=workers)
-    bar = progress_bar(n, f"packing {name or dst.name}", progress)
-    index: list[tuple[int, int, int, int, int, int]] = []
-    kept: list[int] = []
-    names: list[str] = []
-    totals = {"source": 0, "reencoded": 0}
+    bar = progress_bar(n, f"packing {name or Path(dst).name}", progress)
     window: list[tuple[int, str, Future]] = []
+    info = {"packed_from": str(src) if not isinstance(src, ImageStore) else source, "files": n}
+    meta = {
+        "format": PACKED_FORMAT,
+        "version": JPEG_VERSION,
+        "storage": STORAGE,
+        "channels": channels,
+        "quality": quality,
+        "max_side": max_side,
+        "name": name,
+        "source": source,
+        "class_names": [str(c) for c in class_names],
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
 
     def work(item: Any) -> tuple[bytes, int, int, int, int]:
         return _prepare(item, channels, quality, max_side, budget)
 
+    parts: list[_PartWriter] = []
     try:
-        with atomic_directory(
-            dst, overwrite=overwrite, marker=PACKED_MARKER, what="a packed store"
-        ) as tmp:
-            with open(tmp / "data.bin", "wb") as f:
+        with packing(dst, n, shard_size, overwrite=overwrite, marker=marker) as out:
+            # the images come back in source order: one part (shard) is open at a time
+            parts.append(_PartWriter(out.dirs[0]))
 
-                def drain_one() -> None:
-                    i, member, fut = window.pop(0)
-                    try:
-                        data, h, w, nsrc, flags = fut.result()
-                    except Exception as exc:
-                        err = ImageDecodeError(member, f"{type(exc).__name__}: {exc}")
-                        if on_error == "raise":
-                            raise err from exc
-                        warnings.warn(f"skipping unreadable image: {err}", stacklevel=4)
-                    else:
-                        index.append((f.tell(), len(data), h, w, zlib.crc32(data), flags))
-                        f.write(data)
-                        kept.append(i)
-                        names.append(member)
-                        totals["source"] += nsrc
-                        totals["reencoded"] += flags & REENCODED
-                    bar.update(1)
+            def drain_one() -> None:
+                i, member, fut = window.pop(0)
+                while out.shard_of(i) >= len(parts):
+                    parts[-1].close()
+                    parts.append(_PartWriter(out.dirs[len(parts)]))
+                try:
+                    data, h, w, nsrc, flags = fut.result()
+                except Exception as exc:
+                    err = ImageDecodeError(member, f"{type(exc).__name__}: {exc}")
+                    if on_error == "raise":
+                        raise err from exc
+                    warnings.warn(f"skipping unreadable image: {err}", stacklevel=4)
+                else:
+                    parts[-1].add(i, member, data, h, w, nsrc, flags)
+                bar.update(1)
 
-                for i, (member, item) in enumerate(items()):
-                    window.append((i, member, pool.submit(work, item)))
-                    if len(window) >= 2 * workers:
-                        drain_one()
-                while window:
+            for i, (member, item) in enumerate(items()):
+                window.append((i, member, pool.submit(work, item)))
+                if len(window) >= 2 * workers:
                     drain_one()
-                data_bytes = f.tell()
-            if not index:
+            while window:
+                drain_one()
+            while len(parts) < len(out.dirs):  # trailing shards whose images were all skipped
+                parts[-1].close()
+                parts.append(_PartWriter(out.dirs[len(parts)]))
+            kept = sum(len(p.index) for p in parts)
+            if not kept:
                 raise ValueError(f"src: none of the {n} images of {source or src!s} could be read")
-            np.save(tmp / "index.npy", np.asarray(index, np.int64).reshape(-1, 6))
-            np.save(tmp / "labels.npy", np.asarray(labels, np.int64)[np.asarray(kept, np.int64)])
-            (tmp / "names.json").write_text(json.dumps(names) + "\n")
-            meta = {
-                "format": PACKED_FORMAT,
-                "version": JPEG_VERSION,
-                "storage": STORAGE,
-                "count": len(index),
-                "channels": channels,
-                "data_bytes": data_bytes,
-                "source_bytes": totals["source"],
+            for k, part in enumerate(parts):
+                part.finish(labels, dict(meta, info=out.part_info(info, k, n - kept)))
+            total = {
                 "quality": quality,
                 "max_side": max_side,
-                "reencoded": totals["reencoded"],
-                "name": name,
-                "source": source,
-                "class_names": [str(c) for c in class_names],
-                "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "info": {
-                    "packed_from": str(src) if not isinstance(src, ImageStore) else source,
-                    "files": n,
-                    "skipped": n - len(index),
-                },
+                "source_bytes": sum(p.source_bytes for p in parts),
+                "reencoded": sum(p.reencoded for p in parts),
             }
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+            out.finish(
+                class_names, name=name, source=source, info=dict(info, **total), skipped=n - kept
+            )
     finally:
+        for part in parts:
+            part.close()
         for _, _, fut in window:
             fut.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
-    return dst
+    return Path(dst)
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -341,6 +393,26 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         if n not in _POOLS:
             _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="pyxfer-jpeg")
         return _POOLS[n]
+
+
+def _pixels(img: Image.Image) -> np.ndarray:
+    """The (H, W, C) uint8 pixels of a loaded L or RGB image (read-only, as ``np.asarray``).
+
+    Pillow keeps RGB as 4 bytes a pixel, so some pass must pack it. ``np.asarray(img)`` packs
+    it in 64 KiB pieces and joins them (a second copy, both under the GIL); here Pillow's raw
+    encoder packs the whole image in one call into the bytes the array wraps.
+    """
+    w, h = img.size
+    c = 1 if img.mode == "L" else 3
+    enc = Image._getencoder(img.mode, "raw", img.mode)
+    try:
+        enc.setimage(img.im, (0, 0, w, h))
+        _, status, data = enc.encode(w * h * c)
+    finally:
+        enc.cleanup()
+    if status != 1 or len(data) != w * h * c:  # not done in one call: the documented way
+        return np.asarray(img, dtype=np.uint8).reshape(h, w, c)
+    return np.frombuffer(data, np.uint8).reshape(h, w, c)
 
 
 def is_jpeg_store(root: str | os.PathLike[str]) -> bool:
@@ -529,7 +601,7 @@ class JpegStore(ImageStore):
                 if img.size != want:
                     raise corrupt(f"decodes to {img.size} at 1/{scale}, expected {want}")
                 img.load()
-                arr = np.asarray(img if img.mode == mode else img.convert(mode), dtype=np.uint8)
+                arr = _pixels(img if img.mode == mode else img.convert(mode))
         except StoreCorruptError:
             raise
         except Exception as exc:
@@ -541,7 +613,7 @@ class JpegStore(ImageStore):
                 "its data ends before the rows its header claims (libjpeg filled the rest with "
                 "grey)"
             )
-        return arr[:, :, None] if arr.ndim == 2 else arr
+        return arr
 
     def image(self, i: int) -> np.ndarray:
         """Image ``i`` decoded in full, (H, W, C) uint8."""
@@ -673,10 +745,6 @@ class JpegStore(ImageStore):
 
     def storage_info(self) -> dict[str, Any]:
         """Format, size on disk and decode settings (``pyxfer data``, the report)."""
-        from PIL import features
-
-        turbo = features.check_feature("libjpeg_turbo")
-        lib = f"libjpeg-turbo {features.version('libjpeg_turbo')}" if turbo else "libjpeg"
         return {
             "storage": STORAGE,
             "disk_bytes": self.disk_bytes(),
@@ -684,8 +752,7 @@ class JpegStore(ImageStore):
             "quality": self._meta.get("quality"),
             "max_side": self._meta.get("max_side"),
             "reencoded": int(self._meta.get("reencoded", 0)),
-            "decode": f"Pillow {Image.__version__} ({lib}), DCT scaling 1/1-1/8 to each "
-            "batch's crops",
+            "decode": decode_text(),
         }
 
     def __repr__(self) -> str:
@@ -693,6 +760,15 @@ class JpegStore(ImageStore):
             f"JpegStore(name={self.name!r}, n={len(self)}, C={self.channels}, "
             f"classes={self.num_classes}, path={str(self._root)!r})"
         )
+
+
+def decode_text() -> str:
+    """How a compressed store is decoded here: the library and the DCT scaling."""
+    from PIL import features
+
+    turbo = features.check_feature("libjpeg_turbo")
+    lib = f"libjpeg-turbo {features.version('libjpeg_turbo')}" if turbo else "libjpeg"
+    return f"Pillow {Image.__version__} ({lib}), DCT scaling 1/1-1/8 to each batch's crops"
 
 
 def storage_text(d: dict[str, Any]) -> str:

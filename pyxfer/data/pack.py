@@ -17,12 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pyxfer._checks import check_int
 from pyxfer.data.decode import check_options, progress_bar
-from pyxfer.data.shards import SHARDED_MARKER, shard_name, write_index
-from pyxfer.data.store import PACKED_MARKER, ImageStore, ImagesWriter, write_packed_meta
+from pyxfer.data.shards import check_destination, packing
+from pyxfer.data.store import ImageStore, ImagesWriter, write_packed_meta
 from pyxfer.data.stream import Stream, open_stream
-from pyxfer.fileio import atomic_directory, check_replaceable, is_owned
 
 
 def pack(
@@ -62,13 +60,7 @@ def pack(
     hw = check_options(size, channels, fit, on_error)
     if hw is None:
         raise ValueError("size: expected a positive int S (S×S) or (H, W), received None")
-    if shard_size is not None:
-        check_int("shard_size", shard_size, 1)
-    dst = Path(dst)
-    if dst.exists() and not overwrite:
-        raise ValueError(f"dst: {str(dst)!r} already exists; choose a new path or overwrite it")
-    marker = SHARDED_MARKER if is_owned(dst, SHARDED_MARKER) else PACKED_MARKER
-    check_replaceable(dst, marker, "a packed store")  # never the source photos
+    marker = check_destination(dst, overwrite, shard_size)
     stream = open_stream(src, hw, channels, fit, on_error, threads)
     n = stream.count
     if n == 0:
@@ -79,42 +71,30 @@ def pack(
         size=list(hw),
         fit=fit,
     )
-    bounds = [0, n] if shard_size is None else [*range(0, n, shard_size), n]
-    bar = progress_bar(n, f"packing {stream.name or dst.name}", progress)
+    bar = progress_bar(n, f"packing {stream.name or Path(dst).name}", progress)
     try:
-        with atomic_directory(
-            dst, overwrite=overwrite, marker=marker, what="a packed store"
-        ) as tmp:
-            dirs = (
-                [tmp]
-                if shard_size is None
-                else [tmp / shard_name(k) for k in range(len(bounds) - 1)]
-            )
-            kept = _write_stream(stream, dirs, bounds, (*hw, stream.channels), bar.update)
+        with packing(dst, n, shard_size, overwrite=overwrite, marker=marker) as out:
+            kept = _write_stream(stream, out.dirs, out.bounds, (*hw, stream.channels), bar.update)
             skipped = n - sum(len(k) for k in kept)
-            for k, (root, rows) in enumerate(zip(dirs, kept, strict=True)):
-                part = dict(info, skipped=skipped) if shard_size is None else dict(info, shard=k)
-                labels = stream.labels[bounds[k] + rows]
+            for k, (root, rows) in enumerate(zip(out.dirs, kept, strict=True)):
                 write_packed_meta(
                     root,
-                    labels,
+                    stream.labels[out.bounds[k] + rows],
                     stream.class_names,
                     name=stream.name,
                     source=stream.source,
-                    info=part,
+                    info=out.part_info(info, k, skipped),
                 )
-            if shard_size is not None:
-                write_index(
-                    tmp,
-                    dirs,
-                    stream.class_names,
-                    name=stream.name,
-                    source=stream.source,
-                    info=dict(info, skipped=skipped, shard_size=shard_size),
-                )
+            out.finish(
+                stream.class_names,
+                name=stream.name,
+                source=stream.source,
+                info=info,
+                skipped=skipped,
+            )
     finally:
         bar.close()
-    return dst
+    return Path(dst)
 
 
 def _write_stream(

@@ -1,6 +1,7 @@
 """Sharded stores: a directory of stores read as one, for data sets spread over many machines.
 
-``pyxfer pack SRC DST --size S --shard-size N`` writes::
+``pyxfer pack SRC DST --size S --shard-size N`` (raw shards) or ``pyxfer pack SRC DST --format
+jpeg --shard-size N`` (compressed shards, :mod:`pyxfer.data.jpegstore`) writes::
 
     DST/shards.json      {"format": "pyxfer.sharded", "version": 1, "count", "class_names",
                           "image_shape", "channels", "name", "source", "created", "info",
@@ -26,19 +27,21 @@ loader where each shard's images start.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pyxfer.data.store import ImageStore
+from pyxfer.data import jpegstore
+from pyxfer.data.store import PACKED_MARKER, ImageStore
 
 SHARDED_FORMAT = "pyxfer.sharded"
 #: the ``storage`` of a sharded store in ``describe()`` and ``storage_info()``
@@ -121,6 +124,89 @@ def write_index(
     (root / SHARDS_FILE).write_text(json.dumps(doc, indent=2, default=str) + "\n")
 
 
+# -- writing ----------------------------------------------------------------------------------
+def check_destination(
+    dst: str | os.PathLike[str], overwrite: bool, shard_size: int | None
+) -> tuple[str, str]:
+    """The checks every pack makes before reading its source: ``dst`` is new (or ``overwrite``
+    and a store pyxfer wrote, sharded or not), ``shard_size`` a positive int or None. Returns
+    the marker that an existing ``dst`` must carry to be replaced."""
+    from pyxfer._checks import check_int
+    from pyxfer.fileio import check_replaceable, is_owned
+
+    if shard_size is not None:
+        check_int("shard_size", shard_size, 1)
+    dst = Path(dst)
+    if dst.exists() and not overwrite:
+        raise ValueError(f"dst: {str(dst)!r} already exists; choose a new path or overwrite it")
+    marker = SHARDED_MARKER if is_owned(dst, SHARDED_MARKER) else PACKED_MARKER
+    check_replaceable(dst, marker, "a packed store")  # never the source photos
+    return marker
+
+
+class Layout:
+    """Where a pack of ``n`` source rows writes: the store directory itself, or with
+    ``shard_size`` one directory per shard (rows ``bounds[k]:bounds[k+1]`` in ``dirs[k]``)."""
+
+    def __init__(self, root: Path, n: int, shard_size: int | None) -> None:
+        self.root, self.shard_size = root, shard_size
+        self.bounds = [0, n] if shard_size is None else [*range(0, n, shard_size), n]
+        self.dirs = (
+            [root]
+            if shard_size is None
+            else [root / shard_name(k) for k in range(len(self.bounds) - 1)]
+        )
+
+    @property
+    def sharded(self) -> bool:
+        return self.shard_size is not None
+
+    def shard_of(self, row: int) -> int:
+        """The part (shard) that source row ``row`` goes to."""
+        return int(np.searchsorted(self.bounds, row, side="right") - 1)
+
+    def part_info(self, info: dict[str, Any], k: int, skipped: int) -> dict[str, Any]:
+        """The ``info`` of part ``k``'s own ``meta.json``."""
+        return dict(info, skipped=skipped) if not self.sharded else dict(info, shard=k)
+
+    def finish(
+        self,
+        class_names: Sequence[str],
+        *,
+        name: str,
+        source: str,
+        info: dict[str, Any],
+        skipped: int,
+    ) -> None:
+        """Once every part is written: a sharded store's index (nothing for a plain store)."""
+        if self.sharded:
+            write_index(
+                self.root,
+                self.dirs,
+                class_names,
+                name=name,
+                source=source,
+                info=dict(info, skipped=skipped, shard_size=self.shard_size),
+            )
+
+
+@contextlib.contextmanager
+def packing(
+    dst: str | os.PathLike[str],
+    n: int,
+    shard_size: int | None,
+    *,
+    overwrite: bool,
+    marker: tuple[str, str],
+) -> Iterator[Layout]:
+    """The :class:`Layout` of a pack into ``dst``, written atomically: nothing appears at
+    ``dst`` (and an old store there stays) unless the block completes."""
+    from pyxfer.fileio import atomic_directory
+
+    with atomic_directory(dst, overwrite=overwrite, marker=marker, what="a packed store") as tmp:
+        yield Layout(tmp, n, shard_size)
+
+
 class _Shards:
     """The shards of one sharded store, opened on first use (shared by its subsets)."""
 
@@ -131,8 +217,10 @@ class _Shards:
         labels: np.ndarray,
         image_shape: tuple[int, ...] | None,
         channels: int,
+        on_error: str = "raise",
     ) -> None:
         self.root = root
+        self.on_error = on_error
         self.entries = entries
         self.labels = labels
         self.image_shape = image_shape
@@ -172,8 +260,9 @@ class _Shards:
 
         where = self.where(k)
         path = self.root / self.entries[k]["path"]
+        options = {} if self.on_error == "raise" else {"on_error": self.on_error}
         try:
-            store = load_dataset(f"packed:{path}")
+            store = load_dataset(f"packed:{path}", **options)
         except (OSError, ValueError) as exc:
             raise ValueError(f"{where}: cannot be read: {exc}") from exc
         a, b = int(self.bounds[k]), int(self.bounds[k + 1])
@@ -244,12 +333,17 @@ def _check_files(root: Path, entry: dict[str, Any], k: int, verify: bool) -> Non
             )
 
 
-def read_sharded(path: str | os.PathLike[str], *, verify: bool = False) -> ShardedStore:
+def read_sharded(
+    path: str | os.PathLike[str], *, verify: bool = False, on_error: str = "raise"
+) -> ShardedStore:
     """Open a sharded store directory (see the module docstring).
 
     Args:
         path: the directory holding ``shards.json``.
         verify: also check the SHA-256 of every large file (reads the whole store once).
+        on_error: ``"skip"`` lets the loader drop corrupt images of compressed (JPEG) shards
+            with a warning, as for one compressed store; raw shards decode nothing and take
+            only ``"raise"``.
 
     Raises:
         ValueError: naming the shard, for a shard missing or not matching the index.
@@ -297,7 +391,15 @@ def read_sharded(path: str | os.PathLike[str], *, verify: bool = False) -> Shard
         labels.astype(np.int64, copy=False),
         None if shape is None else tuple(int(s) for s in shape),
         int(doc.get("channels", 3)),
+        on_error,
     )
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error: expected 'raise' or 'skip', received {on_error!r}")
+    if on_error != "raise" and shards.member != jpegstore.STORAGE:
+        raise ValueError(
+            f"on_error: the shards of {str(root)!r} are {shards.member}, which decode nothing; "
+            f"only compressed (jpeg) shards take 'skip', received {on_error!r}"
+        )
     info = dict(doc.get("info") or {})
     info.update(
         sharded_path=str(root),
@@ -511,6 +613,17 @@ class DecodingShardedStore(ShardedStore):
         kept_all = np.flatnonzero(keep)
         return [images[j] for j in kept_all], out[kept_all].reshape(-1, cols), kept_all
 
+    def storage_info(self) -> dict[str, Any]:
+        """As :meth:`ShardedStore.storage_info`, with the compressed shards' settings (what
+        ``pyxfer data`` and the report print: quality, size cap, decoder)."""
+        d = super().storage_info()
+        if self._shards.member == jpegstore.STORAGE:
+            for key in ("source_bytes", "quality", "max_side", "reencoded"):
+                if key in self.info:
+                    d[key] = self.info[key]
+            d["decode"] = jpegstore.decode_text()
+        return d
+
 
 def storage_info(store: Any) -> dict[str, Any] | None:
     """Where a store's pixels live: its own ``storage_info()`` when it has one (a sharded or
@@ -530,11 +643,12 @@ def storage_text(d: dict[str, Any]) -> str:
     """Any store's :func:`storage_info` in words, e.g.
     ``"sharded (raw shards): 4 shards, 375.0 MiB on disk"`` (a compressed store's with its
     decode settings, :func:`pyxfer.data.jpegstore.storage_text`)."""
-    from pyxfer.data import jpegstore
-
     if d.get("storage") == jpegstore.STORAGE:
         return jpegstore.storage_text(d)
     mib = f"{int(d.get('disk_bytes', 0)) / 2**20:,.1f} MiB on disk"
     if d.get("storage") == STORAGE:
-        return f"sharded ({d.get('member', 'raw')} shards): {d.get('shards', 0)} shards, {mib}"
+        head = f"sharded ({d.get('member', 'raw')} shards): {d.get('shards', 0)} shards"
+        if d.get("member") == jpegstore.STORAGE and "decode" in d:  # its settings too
+            return f"{head}, {jpegstore.storage_text(d)}"
+        return f"{head}, {mib}"
     return f"{d.get('storage', 'raw')}, {mib}"
