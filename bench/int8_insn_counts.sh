@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
 # Guest instructions per inference of the fp32 and int8 ONNX models on onnxruntime's AVX2 int8
-# path (the table in docs/deploy.md, "int8 on each CPU"): a VNNI machine cannot run MLAS's AVX2
-# kernels natively (MLAS picks its kernels by CPUID, with no switch), qemu can, and qemu's run
-# time says nothing about a real CPU while its instruction counts do. Instruction counts, not
-# speed: a vpmaddubsw + vpmaddwd pair does not cost what an FMA costs.
+# path (the table in docs/deploy.md, "int8 on AVX2 as instruction counts"): a VNNI machine cannot
+# run MLAS's AVX2 kernels natively (MLAS picks its kernels by CPUID, with no switch), qemu can;
+# qemu's run time says nothing about a real CPU, its instruction counts are a proxy. Instruction
+# counts, not speed: a vpmaddubsw + vpmaddwd pair does not cost what an FMA costs.
 #
 #   nice -n 19 bash bench/int8_insn_counts.sh [WORK_DIR]
 #
 # Needs qemu-user (Debian: apt-get install qemu-user), a host cc and pyxfer installed in the
 # python on PATH. bench/int8_insn_workload.py exports the models natively into WORK_DIR (kept
-# and reused when given; a temporary directory otherwise), then runs each model under
-# `qemu-x86_64 -cpu CPU` with the counting plugin (bench/qemu_insn.sh): warm-up inferences,
-# a mark, REPS inferences, a mark; the table shows (second - first) / REPS.
+# and reused when given; a temporary directory, removed at the end, otherwise), then runs each
+# model under `qemu-x86_64 -cpu CPU` with the counting plugin (bench/qemu_insn.sh): a warm-up
+# inference, a mark, REPS inferences, a mark; the table shows (second - first) / REPS.
 #
 # CPUs: PYXFER_INT8_INSN_CPUS (default "EPYC-Milan Cascadelake-Server": Zen 3, AVX2 without
 # VNNI; and an AVX-512 VNNI model). qemu's TCG filters out the features it cannot emulate (qemu
 # 7.2: all of AVX-512 and AVX-VNNI), so a CPU whose int8 path under qemu is one already counted
-# is named and skipped. Inferences: PYXFER_INT8_INSN_REPS (default "2 20": ResNet-18, LeNet),
-# after one warm-up inference.
+# is named and skipped. Inferences counted: PYXFER_INT8_INSN_REPS (default "2 20": ResNet-18,
+# LeNet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work="${1:-$(mktemp -d -t pyxfer-int8-insn-XXXXXX)}"
-mkdir -p "$work"
+if [ $# -ge 1 ]; then
+  work="$1"
+  mkdir -p "$work"
+else
+  work="$(mktemp -d -t pyxfer-int8-insn-XXXXXX)"
+  trap 'rm -rf "$work"' EXIT
+fi
 cpus="${PYXFER_INT8_INSN_CPUS:-EPYC-Milan Cascadelake-Server}"
 read -r reps_resnet reps_lenet <<<"${PYXFER_INT8_INSN_REPS:-2 20}"
 py="$(command -v python)"
