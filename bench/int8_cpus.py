@@ -14,7 +14,8 @@ once per scheme, calibrated on the same images, and measures top-1 on the held-o
 
 It also says whether each bundle's verification set passes on each path (what
 ``Predictor(int8=True)`` does before it runs int8). Times under qemu mean nothing and are not
-reported; speed is ``bench/inference.py``'s job on a real CPU.
+reported; speed is ``bench/inference.py``'s job on a real CPU, and ``bench/int8_insn_counts.sh``
+counts the instructions of an inference on the AVX2 path under qemu.
 
 Schemes: ``u8s8`` (8-bit weights), ``u8s8-7bit`` (``reduce_range``, the default), ``u8u8``,
 ``s8s8``.
