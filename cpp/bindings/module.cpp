@@ -1,6 +1,7 @@
 // pyxfer._C: the compiled core. Each op has its own bind_<op>.cpp; this file only wires them up.
 #include <pybind11/pybind11.h>
 
+#include <atomic>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -88,12 +89,14 @@ PYBIND11_MODULE(_C, m) {
               if (i == fail_at) throw std::runtime_error("parallel_check failure at item " +
                                                          std::to_string(i));
               int64_t v = i * i;
-              if (nested) {  // an inner parallel_for from inside a worker runs inline
-                int64_t inner = 0;
+              if (nested) {
+                // Inside a pool job the inner call runs inline; when the outer call ran as one
+                // chunk on the caller, the inner one may use the pool: the sum is atomic.
+                std::atomic<int64_t> inner{0};
                 pyxfer::parallel_for(8, threads, 1, [&](int64_t ib, int64_t ie) {
-                  for (int64_t j = ib; j < ie; ++j) inner += j;
+                  for (int64_t j = ib; j < ie; ++j) inner.fetch_add(j);
                 });
-                v += inner;
+                v += inner.load();
               }
               out[static_cast<size_t>(i)] = v;
             }
