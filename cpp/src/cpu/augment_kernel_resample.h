@@ -65,16 +65,20 @@ void resample_rows(const uint8_t* src, int64_t src_w, int64_t c, int64_t top, in
 }
 
 #if defined(PYXFER_AUG_AVX2)
-// Prefetch of the bytes that the next group of `rows` crop rows (`p` at the first, `stride`
-// apart) reads for a block of 16 output pixels: at most 16 * 2 * 3 + 12 bytes per row when
-// every pixel has at most four taps, so two lines from the block's first tap (the next block
-// starts within them). The input image is usually outside the cache, and the row-by-row walk
-// over a crop (a short run per row, then a jump of a row) keeps the hardware prefetchers from
-// running ahead of it; this roughly halved the horizontal pass's time at 224 px.
-inline void prefetch_block(const uint8_t* p, int64_t stride, int rows) {
+// Prefetch of the bytes that the next group of `rows` crop rows (`in + offset` at the first,
+// `stride` apart) reads for a block of 16 output pixels: at most 16 * 2 * 3 + 12 bytes per row
+// when every pixel has at most four taps, so two lines from the block's first tap (the next
+// block starts within them). The input image is usually outside the cache, and the row-by-row
+// walk over a crop (a short run per row, then a jump of a row) keeps the hardware prefetchers
+// from running ahead of it; this roughly halved the horizontal pass's time at 224 px. The
+// addresses are formed as integers: past the image's last rows they point outside it, which a
+// prefetch may do (it never faults) but pointer arithmetic may not.
+inline void prefetch_block(const uint8_t* in, int64_t offset, int64_t stride, int rows) {
+  const uintptr_t base = reinterpret_cast<uintptr_t>(in) + static_cast<uintptr_t>(offset);
   for (int k = 0; k < rows; ++k) {
-    const char* q = reinterpret_cast<const char*>(p + k * stride);
-    _mm_prefetch(q, _MM_HINT_T0), _mm_prefetch(q + 64, _MM_HINT_T0);
+    const uintptr_t q = base + static_cast<uintptr_t>(k * stride);
+    _mm_prefetch(reinterpret_cast<const char*>(q), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(q + 64), _MM_HINT_T0);
   }
 }
 
@@ -240,7 +244,7 @@ void resample_rows_rgb_avx512(const uint8_t* src, const uint8_t* src_end, int64_
       const uint8_t* in = src + ((top + r0 + r) * src_w + left) * 3;
       if (src_end - (in + 3 * stride + static_cast<int64_t>(xmin[ow - 1]) * 3) < 16) break;
       for (int64_t x = 0; x < xb; x += 16) {
-        prefetch_block(in + 4 * stride + static_cast<int64_t>(xmin[x]) * 3, stride, 4);
+        prefetch_block(in, 4 * stride + static_cast<int64_t>(xmin[x]) * 3, stride, 4);
         __m512i q[4];
         for (int k = 0; k < 4; ++k) {
           __m512i acc[4];
@@ -375,7 +379,7 @@ void resample_rows_rgb_2rows(const uint8_t* src, const uint8_t* src_end, int64_t
       const uint8_t* in = src + ((top + r0 + r) * src_w + left) * 3;
       if (src_end - (in + stride + static_cast<int64_t>(xmin[ow - 1]) * 3) < 16) break;
       for (int64_t x = 0; x < xb; x += 16) {
-        prefetch_block(in + 2 * stride + static_cast<int64_t>(xmin[x]) * 3, stride, 2);
+        prefetch_block(in, 2 * stride + static_cast<int64_t>(xmin[x]) * 3, stride, 2);
         uint8_t* t = tmp + r * ow + (flip ? ow - 16 - x : x);
         if (four) {
           rows2_block<true>(in, stride, ax, x, ow, plane, flip, t);
