@@ -293,12 +293,14 @@ def test_sharded_order_gives_each_rank_its_own_shards(sizes, world) -> None:
     assert len(set(cut.tolist())) == len(cut) == n // world * world  # drop_last: no repeats
 
 
-def test_loader_on_a_sharded_store_resumes_bit_for_bit(tmp_path, photos) -> None:
-    store = load_dataset(f"packed:{_sharded(tmp_path, photos, shard_size=3)}")
+def _assert_resumes_bit_for_bit_on_its_shards(store, size: int) -> None:
+    """Rank 1 of 2 on a store of 6 shards of 3 images: a loader stopped after 2 batches and
+    resumed from its state gives the rest of the uninterrupted run's batches, bit for bit, and
+    the rank's epoch touches only its 3 whole shards."""
 
     def make() -> FusedLoader:
         return FusedLoader(
-            store, 2, "byol", size=6, seed=4, epoch=1, threads=1, rank=1, world_size=2
+            store, 2, "byol", size=size, seed=4, epoch=1, threads=1, rank=1, world_size=2
         )
 
     with make() as full:
@@ -317,9 +319,12 @@ def test_loader_on_a_sharded_store_resumes_bit_for_bit(tmp_path, photos) -> None
     for a, b in zip(rest, reference[2:], strict=True):
         assert torch_equal(a.indices, b.indices)
         assert all(torch_equal(x, y) for x, y in zip(a.views, b.views, strict=True))
-    # rank 1 of 2 read only the shards of its run
-    order = full.epoch_indices(1)
-    assert len(store.shards_of(order)) == 3  # 6 shards of 3 images, 2 ranks: 3 whole shards
+    assert len(store.shards_of(full.epoch_indices(1))) == 3
+
+
+def test_loader_on_a_sharded_store_resumes_bit_for_bit(tmp_path, photos) -> None:
+    store = load_dataset(f"packed:{_sharded(tmp_path, photos, shard_size=3)}")
+    _assert_resumes_bit_for_bit_on_its_shards(store, size=6)
 
 
 def torch_equal(a, b) -> bool:
@@ -456,29 +461,7 @@ def test_jpeg_shards_read_and_augment_as_the_unsharded_jpeg_store(tmp_path, jpeg
 
 def test_loader_on_jpeg_shards_resumes_bit_for_bit_and_reads_its_shards(tmp_path, jpegs) -> None:
     _, store = _jpeg_pair(tmp_path, jpegs, shard_size=3)
-
-    def make() -> FusedLoader:
-        return FusedLoader(
-            store, 2, "byol", size=8, seed=4, epoch=1, threads=1, rank=1, world_size=2
-        )
-
-    with make() as full:
-        reference = list(full)
-    first = make()
-    it = iter(first)
-    for _ in range(2):
-        next(it)
-    state = first.state_dict()
-    first.close()
-    resumed = make()
-    resumed.load_state_dict(state)
-    with resumed:
-        rest = list(resumed)
-    assert len(rest) == len(reference) - 2 == 2
-    for a, b in zip(rest, reference[2:], strict=True):
-        assert torch_equal(a.indices, b.indices)
-        assert all(torch_equal(x, y) for x, y in zip(a.views, b.views, strict=True))
-    assert len(store.shards_of(full.epoch_indices(1))) == 3  # 6 shards, 2 ranks: 3 each
+    _assert_resumes_bit_for_bit_on_its_shards(store, size=8)
 
 
 def test_bad_jpeg_shards_are_errors_naming_the_shard(tmp_path, jpegs) -> None:
