@@ -19,7 +19,10 @@ DataLoader worker does; its
 ``v/s/core`` is wall-clock views per second divided by the thread count; ``cpu v/s`` is views
 per second of process CPU time (all threads), which stays meaningful when the machine is
 shared; ``out= v/s`` writes into one preallocated output reused by every call (the documented
-fast path; the other columns allocate the output per call, as ``apply(..., size=...)`` does).
+fast path; the other columns allocate the output per call, as ``apply(..., size=...)`` does);
+``scale`` is the ``out=`` speed-up over the first thread count. The thread counts of a case
+are timed in turns (1, 2, 1, 2, ...), best of ``--repeats`` each, so that a slow moment of a
+shared machine falls on all of them and the ratios stay comparable.
 The load averages are printed with the table.
 
     python bench/augment.py                 # CPU, 1 and 2 threads, all baselines
@@ -51,14 +54,23 @@ CIFAR = SHARED / "cifar10-test" / "cifar10-test.tar.gz"
 
 def timed(fn, repeats: int) -> tuple[float, float]:
     """(best wall seconds, process CPU seconds of that run) after one warm-up call."""
-    fn()
-    best = (float("inf"), float("inf"))
-    for _ in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
+    return timed_together({0: fn}, repeats)[0]
+
+
+def timed_together(fns: dict, repeats: int) -> dict:
+    """``timed`` for several calls at once, taking turns (a, b, a, b, ...): a slow moment of a
+    shared machine then falls on all of them, so their ratios (e.g. 2 threads / 1 thread) are
+    measured under the same conditions."""
+    for fn in fns.values():
         fn()
-        t, c = time.perf_counter() - t0, time.process_time() - c0
-        if t < best[0]:
-            best = (t, c)
+    best = {k: (float("inf"), float("inf")) for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            t, c = time.perf_counter() - t0, time.process_time() - c0
+            if t < best[k][0]:
+                best[k] = (t, c)
     return best
 
 
@@ -319,7 +331,8 @@ def main() -> None:
     )
     head = (
         f"{'case':14s} {'dtype':7s} {'thr':>3s} {'pyxfer v/s':>10s} {'v/s/core':>9s} "
-        f"{'cpu v/s':>8s} {'out= v/s':>9s} {'torch v/s':>9s} {'x torch':>7s} {'tv v/s':>7s} "
+        f"{'cpu v/s':>8s} {'out= v/s':>9s} {'scale':>5s} {'torch v/s':>9s} {'x torch':>7s} "
+        f"{'tv v/s':>7s} "
         f"{'x tv':>6s} "
         f"{'x tv cpu':>8s}"
     )
@@ -335,6 +348,22 @@ def main() -> None:
         else:
             agree = ""
         for dtype in dtypes:
+            if args.device == "cpu":  # every thread count in turns, the ratios in one moment
+                calls = {
+                    t: functools.partial(
+                        A.apply, x, params, size=size, dtype=dtype, mean=MEAN, std=STD, threads=t
+                    )
+                    for t in threads
+                }
+                fused_times = timed_together(calls, args.repeats)
+                out = calls[threads[0]]()
+                into_times = timed_together(
+                    {
+                        t: functools.partial(A.apply, x, params, out, mean=MEAN, std=STD, threads=t)
+                        for t in threads
+                    },
+                    args.repeats,
+                )
             for t in threads:
                 torch.set_num_threads(t)
                 if args.device == "cuda":
@@ -343,21 +372,19 @@ def main() -> None:
                     def fused(xc=xc, p=params, s=size, d=dtype):
                         A.apply(xc, p, size=s, dtype=d, mean=MEAN, std=STD)
                         torch.cuda.synchronize()
+
+                    wall, cpu = timed(fused, args.repeats)
                 else:
-                    fused = functools.partial(
-                        A.apply, x, params, size=size, dtype=dtype, mean=MEAN, std=STD, threads=t
-                    )
-                wall, cpu = timed(fused, args.repeats)
+                    wall, cpu = fused_times[t]
                 row = (
                     f"{name:14s} {dtype:7s} {t:3d} {views / wall:10.0f} {views / wall / t:9.0f} "
                     f"{views / cpu:8.0f}"
                 )
                 if args.device == "cpu":
-                    out = fused()
-                    into = functools.partial(A.apply, x, params, out, mean=MEAN, std=STD, threads=t)
-                    row += f" {views / timed(into, args.repeats)[0]:9.0f}"
+                    into = into_times[t][0]
+                    row += f" {views / into:9.0f} {into_times[threads[0]][0] / into:5.2f}"
                 else:
-                    row += f" {'-':>9s}"
+                    row += f" {'-':>9s} {'-':>5s}"
                 if not args.no_torch:
                     td = torch.float16 if dtype == "float16" else torch.float32
                     xt = torch.from_numpy(x).to(args.device)
