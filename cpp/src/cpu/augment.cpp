@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -331,8 +332,13 @@ void prepare_quantized(const float* prm, const ApplyParams& p, QuantBuffers& b,
   s.packed = b.u32.data();
   s.blur_k = k;
   if (blur) {
-    b.f32.resize(static_cast<size_t>(k + 2 * wp + n + ow));
+    // the padded rows and the ring of horizontal sums start on cache lines: with row widths
+    // of whole lines (e.g. 224 floats) no vector load of the vertical pass straddles two
+    b.f32.resize(static_cast<size_t>(k + 2 * wp + n + ow + 32));
     float* f = b.f32.data();
+    auto line = [](float* q) {
+      return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(q) + 63) & ~uintptr_t{63});
+    };
     gaussian_kernel1d(k, prm[kBlurSigma], f);
     int32_t* xi = b.i32.data() + ow;
     int32_t* yi = xi + wp;
@@ -343,8 +349,8 @@ void prepare_quantized(const float* prm, const ApplyParams& p, QuantBuffers& b,
     for (int64_t i = 0; i < wp; ++i) xi[i] = reflect(i, ow);
     for (int64_t i = 0; i < hp; ++i) yi[i] = reflect(i, oh);
     s.blur_w = f, s.blur_xi = xi, s.blur_yi = yi;
-    s.frow = f + k, s.ftmp = f + k + 2 * wp, s.facc = f + k + 2 * wp + n;
-    b.rowp.resize(static_cast<size_t>(k));
+    s.frow = line(f + k), s.ftmp = line(s.frow + 2 * wp), s.facc = s.ftmp + n;
+    b.rowp.resize(static_cast<size_t>(k + 1));
     s.blur_rows = b.rowp.data();
   }
 }

@@ -54,9 +54,9 @@ struct QuantScratch {
   const int32_t* blur_xi = nullptr;  // out_w + k - 1 reflected column indices
   const int32_t* blur_yi = nullptr;  // out_h + k - 1 reflected row indices
   float* frow = nullptr;  // 2 (out_w + k - 1): two padded rows
-  float* ftmp = nullptr;  // out_h * out_w
+  float* ftmp = nullptr;  // out_h * out_w, on a cache line
   float* facc = nullptr;  // out_w
-  const float** blur_rows = nullptr;  // k row pointers
+  const float** blur_rows = nullptr;  // k + 1 row pointers
 };
 
 #define PYXFER_DECLARE_AUG(ns)                                                            \

@@ -1,6 +1,7 @@
 // Blur stage of the quantized augmentation kernel: separable gaussian blur with reflect padding,
 // rounded back to uint8 levels. Vector-extension blocks of 32 columns (baseline), or up to 12
-// (AVX2) / 16 (AVX-512) accumulator registers per row.
+// (AVX2) / 16 (AVX-512) accumulator registers per row; AVX2 runs the vertical pass two output
+// rows at a time, sharing their loads.
 //
 // Included only by augment_kernel.h (see there), once per instruction-set copy of the kernel:
 // augment.cpp (baseline), augment_avx2.cpp (PYXFER_AUG_AVX2), augment_avx512.cpp
@@ -205,6 +206,80 @@ inline void taps_wide(At at, const float* w, int j0, int j1, int tail, void* dst
   }
 }
 
+// The vertical sums of two output rows at once: p[j0 .. j1) are output row y's rows, p[j0 + 1 ..
+// j1] row y + 1's. Step d of row y adds p[c - d] + p[c + d], of row y + 1 p[c + 1 - d] +
+// p[c + 1 + d]; p[c + d] and p[c + 1 - d] were loaded at step d - 1, so each step loads two
+// vectors for the two rows' sums (half the loads of a row at a time), each row's sum in its own
+// order as in taps_wide. NV <= 3 vectors of 8 (4 registers each), the last holding `tail`
+// (1..8) lanes.
+template <int NV>
+inline void taps_pair(const float* const* p, int64_t x, const float* w, int j0, int j1, int tail,
+                      uint8_t* dst0, uint8_t* dst1) {
+  const int c = (j0 + j1 - 1) / 2;
+  const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail),
+                                           _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  auto load = [&](const float* row, int v) {
+    return v == NV - 1 && tail < 8 ? _mm256_maskload_ps(row + x + 8 * v, lanes)
+                                   : _mm256_loadu_ps(row + x + 8 * v);
+  };
+  __m256 a[NV], b[NV], left[NV], right[NV];
+  const __m256 wc = _mm256_set1_ps(w[c]);
+#pragma GCC unroll 3
+  for (int v = 0; v < NV; ++v) {
+    left[v] = load(p[c], v), right[v] = load(p[c + 1], v);
+    a[v] = _mm256_mul_ps(wc, left[v]), b[v] = _mm256_mul_ps(wc, right[v]);
+  }
+  for (int d = 1; d <= c - j0; ++d) {
+    const __m256 wd = _mm256_set1_ps(w[c - d]);
+    const float* lo = p[c - d];
+    const float* hi = p[c + 1 + d];
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; ++v) {
+      const __m256 l = load(lo, v), r = load(hi, v);
+      a[v] = _mm256_add_ps(a[v], _mm256_mul_ps(wd, _mm256_add_ps(l, right[v])));
+      b[v] = _mm256_add_ps(b[v], _mm256_mul_ps(wd, _mm256_add_ps(left[v], r)));
+      left[v] = l, right[v] = r;
+    }
+  }
+#pragma GCC unroll 3
+  for (int v = 0; v < NV; ++v) {
+    const bool part = v == NV - 1 && tail < 8;
+    for (int row = 0; row < 2; ++row) {  // to_u8(round_even(clamp255(sum)))
+      const __m256 magic = _mm256_set1_ps(12582912.f);
+      __m256 r = _mm256_min_ps(_mm256_max_ps(row == 0 ? a[v] : b[v], _mm256_setzero_ps()),
+                               _mm256_set1_ps(255.f));
+      r = _mm256_sub_ps(_mm256_add_ps(r, magic), magic);
+      const __m256i q = _mm256_cvttps_epi32(r);
+      const __m128i p16 =
+          _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+      const __m128i p8 = _mm_packus_epi16(p16, p16);
+      uint8_t* o = (row == 0 ? dst0 : dst1) + x + 8 * v;
+      if (part) {
+        alignas(16) uint8_t bytes[16];
+        _mm_store_si128(reinterpret_cast<__m128i*>(bytes), p8);
+        for (int i = 0; i < tail; ++i) o[i] = bytes[i];
+      } else {
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(o), p8);
+      }
+    }
+  }
+}
+
+// Two output rows of the vertical pass: x in [0, w) in blocks of up to 24.
+inline void taps_line_pair(const float* const* p, int64_t w, const float* kw, int j0, int j1,
+                           uint8_t* dst0, uint8_t* dst1) {
+  for (int64_t x = 0; x < w; x += 24) {
+    const int64_t rem = w - x < 24 ? w - x : 24;
+    const int nv = static_cast<int>((rem + 7) / 8);
+    const int tail = static_cast<int>(rem - 8 * (nv - 1));
+    switch (nv) {
+      case 1: taps_pair<1>(p, x, kw, j0, j1, tail, dst0, dst1); break;
+      case 2: taps_pair<2>(p, x, kw, j0, j1, tail, dst0, dst1); break;
+      default: taps_pair<3>(p, x, kw, j0, j1, tail, dst0, dst1); break;
+    }
+  }
+}
+
 // One row of the blur: x in [0, w) in blocks of up to 96.
 template <bool level, typename At>
 inline void taps_line(At at, int64_t w, const float* kw, int j0, int j1, void* dst) {
@@ -269,7 +344,13 @@ void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* 
     int64_t done = 0;  // horizontal rows computed so far
     fill(p, row);
     for (int64_t y = 0; y < h; ++y) {
-      for (const int64_t need = y + radius + 1 < h ? y + radius + 1 : h; done < need; ++done) {
+#if defined(PYXFER_AUG_AVX2) && !defined(PYXFER_AUG_AVX512)
+      const bool pair = y + 1 < h;  // two output rows at once (taps_line_pair)
+#else
+      constexpr bool pair = false;
+#endif
+      const int64_t ahead = y + radius + (pair ? 2 : 1);
+      for (const int64_t need = ahead < h ? ahead : h; done < need; ++done) {
         const float* cur = row + (done & 1) * wp;
         if (done + 1 < h) fill(p + (done + 1) * w, row + ((done + 1) & 1) * wp);
         float* t = slot(done);
@@ -287,8 +368,16 @@ void blur_u8(uint8_t* img, int64_t c, int64_t h, int64_t w, int k, const float* 
           t[x] = a;
         }
       }
-      for (int j = j0; j < j1; ++j) rows[j] = slot(yi[y + j]);
       uint8_t* o = p + y * w;
+#if defined(PYXFER_AUG_AVX2) && !defined(PYXFER_AUG_AVX512)
+      if (pair) {
+        for (int j = j0; j <= j1; ++j) rows[j] = slot(yi[y + j]);
+        taps_line_pair(rows, w, kw, j0, j1, o, o + w);
+        ++y;
+        continue;
+      }
+#endif
+      for (int j = j0; j < j1; ++j) rows[j] = slot(yi[y + j]);
 #if defined(PYXFER_AUG_AVX2)
       taps_line<true>([rows](int j) { return rows[j]; }, w, kw, j0, j1, o);
       (void)acc, (void)wb;

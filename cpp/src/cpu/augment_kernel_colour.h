@@ -404,7 +404,13 @@ inline __m256 hue_clamp01(__m256 v) {
 inline __m256i hue_out(__m256 v) {
   return _mm256_cvttps_epi32(_mm256_mul_ps(v, _mm256_set1_ps(255.999f)));
 }
-inline __m256 sel(__m256 a, __m256 b, __m256 m) { return _mm256_blendv_ps(a, b, m); }
+// vblendvps as written: GCC 12 turns the intrinsic into a select on `m < 0` and rebuilds that
+// mask with an extra compare per blend, although every mask here has whole-lane signs.
+inline __m256 sel(__m256 a, __m256 b, __m256 m) {
+  __m256 r;
+  asm("vblendvps %3, %2, %1, %0" : "=x"(r) : "x"(a), "x"(b), "x"(m));
+  return r;
+}
 constexpr int kTrunc = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
 
 // Eight pixels into int32 lanes out[0], out[4], out[8] (R, G, B).
