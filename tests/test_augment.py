@@ -409,6 +409,28 @@ def test_colour_ops_match_lower_simd_paths_on_all_levels(monkeypatch, path):
     np.testing.assert_array_equal(A.apply(x, params, **args), best)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("path", LOWER_PATHS)
+def test_hue_matches_lower_simd_paths_on_every_colour(monkeypatch, path):
+    """Hue shifts of all 2^24 colours (16 images of 1024 x 1024 pixels, whole-image views):
+    the vector paths drop hue_shift's clamps and select rather than multiply by 0/1 masks,
+    which must change no output anywhere in the colour cube."""
+    side = 1024
+    cube = np.arange(1 << 24, dtype=np.uint32)
+    rgb = np.stack([cube >> 16, (cube >> 8) & 255, cube & 255], axis=1).astype(np.uint8)
+    images = rgb.reshape(16, side, side, 3)
+    hues = (-0.5, -0.3, -0.1, 0.07, 0.25, 0.5)
+    rows = np.stack([_colour_params(side, side, (1.0, 1.0, 1.0, h), (3, 0, 1, 2)) for h in hues])
+    args = dict(size=(side, side), dtype="float16", views=len(hues))
+    for start in range(0, 16, 2):  # 2 images (12 views, 75 MB of output) per call
+        x = images[start : start + 2]
+        params = np.tile(rows, (2, 1))
+        monkeypatch.delenv("PYXFER_SIMD", raising=False)
+        best = A.apply(x, params, **args)
+        monkeypatch.setenv("PYXFER_SIMD", path)
+        np.testing.assert_array_equal(A.apply(x, params, **args), best)
+
+
 @pytest.mark.parametrize("shift", [0, 1, 5])
 def test_large_views_into_unaligned_outputs(monkeypatch, shift):
     """Views of 256 KB and more (streamed stores on AVX-512) into outputs at any float offset

@@ -329,9 +329,6 @@ inline __m512 hue_level(const uint8_t* p) {
   return _mm512_mul_ps(v, _mm512_set1_ps(1.f / 255.f));
 }
 inline __m512 hue_trunc(__m512 v) { return _mm512_cvtepi32_ps(_mm512_cvttps_epi32(v)); }
-inline __m512 hue_clamp01(__m512 v) {
-  return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(1.f));
-}
 inline void hue_store(uint8_t* p, __m512 v) {
   const __m512i i = _mm512_cvttps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(255.999f)));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(i));
@@ -370,9 +367,13 @@ inline void hue_block(uint8_t* r8, uint8_t* g8, uint8_t* b8, __m512 hue) {
   i = _mm512_mask_sub_epi32(i, _mm512_cmpge_epi32_mask(i, six), i, six);
   const __m512 sxf = _mm512_mul_ps(s, f);
   const __m512 oms = _mm512_sub_ps(one, s);
-  const __m512 pq = hue_clamp01(_mm512_mul_ps(_mm512_sub_ps(one, sxf), v));
-  const __m512 pt = hue_clamp01(_mm512_mul_ps(_mm512_add_ps(sxf, oms), v));
-  const __m512 pp = hue_clamp01(_mm512_mul_ps(oms, v));
+  // hue_shift's clamps to [0, 1] change nothing: s = cr / maxc <= 1 (cr <= maxc) and f is in
+  // [0, 1), so s * f <= s; 1 - s * f and 1 - s lie in [0, 1]; and s * f + (1 - s) rounds to at
+  // most 1 (the rounded 1 - s exceeds 1 - s by at most 2^-24 relative, and a sum up to
+  // 1 + 2^-24 rounds to 1, ties to even); times v = maxc in [0, 1] stays in [0, 1]
+  const __m512 pq = _mm512_mul_ps(_mm512_sub_ps(one, sxf), v);
+  const __m512 pt = _mm512_mul_ps(_mm512_add_ps(sxf, oms), v);
+  const __m512 pp = _mm512_mul_ps(oms, v);
   const __mmask16 i1 = _mm512_cmpeq_epi32_mask(i, _mm512_set1_epi32(1));
   const __mmask16 i2 = _mm512_cmpeq_epi32_mask(i, _mm512_set1_epi32(2));
   const __mmask16 i3 = _mm512_cmpeq_epi32_mask(i, _mm512_set1_epi32(3));
@@ -398,9 +399,6 @@ inline __m256 hue_level(const uint8_t* p) {
       _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   return _mm256_mul_ps(v, _mm256_set1_ps(1.f / 255.f));
 }
-inline __m256 hue_clamp01(__m256 v) {
-  return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(1.f));
-}
 inline __m256i hue_out(__m256 v) {
   return _mm256_cvttps_epi32(_mm256_mul_ps(v, _mm256_set1_ps(255.999f)));
 }
@@ -420,12 +418,14 @@ inline void hue8(const uint8_t* r8, const uint8_t* g8, const uint8_t* b8, __m256
   const __m256 r = hue_level(r8), g = hue_level(g8), b = hue_level(b8);
   const __m256 maxc = _mm256_max_ps(r, _mm256_max_ps(g, b));
   const __m256 minc = _mm256_min_ps(r, _mm256_min_ps(g, b));
-  const __m256 eqc = _mm256_cmp_ps(maxc, minc, _CMP_EQ_OQ);
   const __m256 cr = _mm256_sub_ps(maxc, minc);
-  const __m256 s = _mm256_div_ps(cr, sel(maxc, one, eqc));
-  const __m256 div = sel(cr, one, eqc);
+  // eqc ? 1 : maxc and eqc ? 1 : cr as maxima with the smallest normal float: where eqc, cr and
+  // every maxc - n are +0, and +0 / FLT_MIN is +0 as +0 / 1; elsewhere cr >= 1 / 255
+  const __m256 tiny = _mm256_set1_ps(1.17549435e-38f);
+  const __m256 s = _mm256_div_ps(cr, _mm256_max_ps(maxc, tiny));
+  const __m256 div = _mm256_max_ps(cr, tiny);
   const __m256 mr = _mm256_cmp_ps(maxc, r, _CMP_EQ_OQ);
-  const __m256 mg = _mm256_andnot_ps(mr, _mm256_cmp_ps(maxc, g, _CMP_EQ_OQ));
+  const __m256 mg = _mm256_cmp_ps(maxc, g, _CMP_EQ_OQ);  // read only where !mr
   const __m256 n1 = sel(sel(g, r, mg), b, mr);
   const __m256 n2 = sel(sel(r, b, mg), g, mr);
   const __m256 add = sel(sel(_mm256_set1_ps(4.f), _mm256_set1_ps(2.f), mg), zero, mr);
@@ -445,9 +445,10 @@ inline void hue8(const uint8_t* r8, const uint8_t* g8, const uint8_t* b8, __m256
                                            _mm256_set1_epi32(6)));
   const __m256 sxf = _mm256_mul_ps(s, f);
   const __m256 oms = _mm256_sub_ps(one, s);
-  const __m256 pq = hue_clamp01(_mm256_mul_ps(_mm256_sub_ps(one, sxf), v));
-  const __m256 pt = hue_clamp01(_mm256_mul_ps(_mm256_add_ps(sxf, oms), v));
-  const __m256 pp = hue_clamp01(_mm256_mul_ps(oms, v));
+  // hue_shift's clamps to [0, 1] change nothing here (see the AVX-512 hue_block)
+  const __m256 pq = _mm256_mul_ps(_mm256_sub_ps(one, sxf), v);
+  const __m256 pt = _mm256_mul_ps(_mm256_add_ps(sxf, oms), v);
+  const __m256 pp = _mm256_mul_ps(oms, v);
   // i: 0 (v,t,p) 1 (q,v,p) 2 (p,v,t) 3 (p,q,v) 4 (t,p,v) 5 (v,p,q); blendv reads bit 31, where
   // each bit of i is shifted
   const __m256 i0 = _mm256_castsi256_ps(_mm256_slli_epi32(i, 31));
