@@ -402,6 +402,11 @@ def test_colour_ops_match_lower_simd_paths_on_all_levels(monkeypatch, path):
                 h, w, (*f, rng.uniform(-0.5, 0.5)), rng.permutation(4), gray=float(k % 5 == 0)
             )
         )
+    # factors around and far past the AVX2 blends' unclamped range (|f| <= 60), up to 1e30
+    for f in (0.0, 59.99, 60.0, 60.01, 200.0, 1e4, 1e30):
+        for order in ((0, 1, 2, 3), (1, 2, 0, 3), (2, 0, 1, 3)):
+            rows.append(_colour_params(h, w, (f, f, f, 0.0), order))
+            rows.append(_colour_params(h, w, (1.0, f, 1.0, 0.0), order))
     params = np.stack(rows)
     args = dict(size=(h, w), mean=MEAN, std=STD, views=len(rows))
     best = A.apply(x, params, **args)

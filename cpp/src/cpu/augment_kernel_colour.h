@@ -57,8 +57,18 @@ inline __m256i gray8(__m256 r, __m256 g, __m256 b) {
                                     _mm256_mul_ps(r, _mm256_set1_ps(0.2989f)));
   return _mm256_cvttps_epi32(_mm256_fmadd_ps(b, _mm256_set1_ps(0.114f), rg));
 }
-// Four vectors of 8 int32 lanes in [0, 255] (levels 0-7, 8-15, 16-23, 24-31) as 32 bytes: the
-// packs interleave the 128-bit lanes (4-byte groups 0 2 4 6 1 3 5 7), put back by one permute.
+// Four vectors of 8 int32 lanes (levels 0-7, 8-15, 16-23, 24-31) as 32 bytes: the packs
+// interleave the 128-bit lanes (4-byte groups 0 2 4 6 1 3 5 7), put back by one permute. The
+// packs saturate lanes in [-2^15, 2^15) to [0, 255], so to_u8(floor_pos(clamp255(x))) of such an
+// x is its truncating convert alone: x < 0 gives a lane <= 0, x >= 255 one >= 255. The blends
+// below (x * f, plus (1 - f) times a level) stay in that range for |f| <= kPackable.
+constexpr float kPackable = 60.f;  // 255 * (60 + 61) < 2^15
+
+template <bool B>
+struct Flag {  // a compile-time choice passed to a generic lambda
+  static constexpr bool value = B;
+};
+
 inline void store32(uint8_t* p, __m256i v0, __m256i v1, __m256i v2, __m256i v3) {
   const __m256i bytes =
       _mm256_packus_epi16(_mm256_packus_epi32(v0, v1), _mm256_packus_epi32(v2, v3));
@@ -71,14 +81,15 @@ inline void store32(uint8_t* p, __m256i v0, __m256i v1, __m256i v2, __m256i v3) 
 // scalar expression's float operations. (Measured faster than the 256-level table through 16
 // vpshufb and a 15-blend tree, and than gathers: the table costs 31 shuffle-port operations per
 // 32 bytes.)
-template <bool contrast>
+template <bool contrast, bool clamp>
 void affine_levels_avx2(uint8_t* img, int64_t total, float f, float mean, float omf) {
   const __m256 vf = _mm256_set1_ps(f), vm = _mm256_set1_ps(mean), vo = _mm256_set1_ps(omf);
   const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.f);
-  auto eight = [&](const uint8_t* p) {
+  auto eight = [&](const uint8_t* p) {  // without `clamp`, clamped by store32's packs
     __m256 x = _mm256_mul_ps(level8(p), vf);
     if (contrast) x = _mm256_fmadd_ps(vm, vo, x);
-    return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(x, zero), top));
+    if (clamp) x = _mm256_min_ps(_mm256_max_ps(x, zero), top);
+    return _mm256_cvttps_epi32(x);
   };
   int64_t i = 0;
   for (; i + 32 <= total; i += 32) {
@@ -138,7 +149,11 @@ void brightness_u8(uint8_t* img, int64_t total, float f) {
   for (int v = 0; v < 256; ++v) lut[v] = to_u8(floor_pos(clamp255(static_cast<float>(v) * f)));
   lut_apply_neon(img, total, lut);
 #elif defined(PYXFER_AUG_AVX2)
-  affine_levels_avx2<false>(img, total, f, 0.f, 0.f);
+  if (f <= kPackable && f >= -kPackable) {
+    affine_levels_avx2<false, false>(img, total, f, 0.f, 0.f);
+  } else {
+    affine_levels_avx2<false, true>(img, total, f, 0.f, 0.f);
+  }
 #else
   for (int64_t i = 0; i < total; ++i) {
     img[i] = to_u8(floor_pos(clamp255(static_cast<float>(img[i]) * f)));
@@ -229,7 +244,11 @@ void contrast_u8(uint8_t* img, int64_t c, int64_t n, float f) {
   for (int v = 0; v < 256; ++v) lut[v] = to_u8(blend(static_cast<float>(v), mean, f, omf, true));
   lut_apply_neon(img, c * n, lut);
 #elif defined(PYXFER_AUG_AVX2)
-  affine_levels_avx2<true>(img, c * n, f, mean, omf);
+  if (f <= kPackable && f >= -kPackable) {
+    affine_levels_avx2<true, false>(img, c * n, f, mean, omf);
+  } else {
+    affine_levels_avx2<true, true>(img, c * n, f, mean, omf);
+  }
 #else
   for (int64_t i = 0; i < c * n; ++i) img[i] = to_u8(blend(img[i], mean, f, omf, true));
 #endif
@@ -259,7 +278,7 @@ void saturation_u8(uint8_t* img, int64_t n, float f) {
 #endif
   int64_t i = 0;
 #if defined(PYXFER_AUG_AVX2) && !defined(PYXFER_AUG_AVX512)
-  {
+  auto blocks = [&](auto clamp) {
     const __m256 vf = _mm256_set1_ps(f), vo = _mm256_set1_ps(omf);
     const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.f);
     for (; i + 32 <= n; i += 32) {  // four groups of 8 pixels, 32 bytes per plane store
@@ -268,9 +287,10 @@ void saturation_u8(uint8_t* img, int64_t n, float f) {
         const int64_t at = i + 8 * k;
         const __m256 rf = level8(r + at), gf = level8(g + at), bf = level8(b + at);
         const __m256 gray = _mm256_cvtepi32_ps(gray8(rf, gf, bf));
-        auto out = [&](__m256 x) {
-          const __m256 v = _mm256_fmadd_ps(gray, vo, _mm256_mul_ps(x, vf));
-          return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(v, zero), top));
+        auto out = [&](__m256 x) {  // without `clamp`, clamped by store32's packs
+          __m256 v = _mm256_fmadd_ps(gray, vo, _mm256_mul_ps(x, vf));
+          if (decltype(clamp)::value) v = _mm256_min_ps(_mm256_max_ps(v, zero), top);
+          return _mm256_cvttps_epi32(v);
         };
         ro[k] = out(rf), go[k] = out(gf), bo[k] = out(bf);
       }
@@ -278,6 +298,11 @@ void saturation_u8(uint8_t* img, int64_t n, float f) {
       store32(g + i, go[0], go[1], go[2], go[3]);
       store32(b + i, bo[0], bo[1], bo[2], bo[3]);
     }
+  };
+  if (f <= kPackable && f >= -kPackable) {
+    blocks(Flag<false>{});
+  } else {
+    blocks(Flag<true>{});
   }
 #endif
 #if defined(PYXFER_AUG_NEON)
