@@ -155,6 +155,7 @@ def _worker(rank: int, port: int, out: str) -> None:
                 )
             obj.on_step_end(1, 1)
         save_file({k: v.contiguous() for k, v in result.items()}, f"{out}/rank{rank}.safetensors")
+        dist.barrier()  # no rank tears gloo down while another's messages are still in flight
     finally:
         dist.destroy_process_group()
 
@@ -255,6 +256,7 @@ def _shard_worker(rank: int, port: int, store_paths: list[str], out: str) -> Non
     try:
         for j, path in enumerate(store_paths):
             _shard_epochs(load_dataset(f"packed:{path}"), Path(out, f"shards{rank}-{j}.json"))
+        dist.barrier()  # no rank tears gloo down while another's messages are still in flight
     finally:
         dist.destroy_process_group()
 

@@ -562,6 +562,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
             {k: v.contiguous() for k, v in obj.state_dict().items()},
             f"{out}/rank{rank}.safetensors",
         )
+        dist.barrier()  # no rank tears gloo down while another's messages are still in flight
     finally:
         dist.destroy_process_group()
 

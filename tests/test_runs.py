@@ -493,6 +493,7 @@ def _world_worker(rank: int, world: int, port: int, run: str, allow: bool) -> No
             out.write_text(json.dumps({"draws": draws}))
         except ValueError as exc:
             out.write_text(json.dumps({"error": str(exc)}))
+        dist.barrier()  # no rank tears gloo down while another's messages are still in flight
     finally:
         dist.destroy_process_group()
 
