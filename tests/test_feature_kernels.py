@@ -180,9 +180,13 @@ def test_simd_env_override(monkeypatch):
     rng = np.random.default_rng(13)
     q, b = _unit(rng, 6, 37), _unit(rng, 50, 37)
     scalar = cosine_topk(q, b, 4, simd="scalar")
-    monkeypatch.setenv("PYXFER_SIMD", "scalar")
-    forced = cosine_topk(q, b, 4)
-    assert all(np.array_equal(x, y) for x, y in zip(scalar, forced, strict=True))
+    for value in ("scalar", "baseline"):  # the augmentation kernel's name for it too
+        monkeypatch.setenv("PYXFER_SIMD", value)
+        forced = cosine_topk(q, b, 4)
+        assert all(np.array_equal(x, y) for x, y in zip(scalar, forced, strict=True))
+    best = cosine_topk(q, b, 4, simd=_C.simd_best())
+    monkeypatch.setenv("PYXFER_SIMD", "")  # empty: unset, as `export PYXFER_SIMD=` leaves it
+    assert all(np.array_equal(x, y) for x, y in zip(best, cosine_topk(q, b, 4), strict=True))
     monkeypatch.setenv("PYXFER_SIMD", "sse9")
     with pytest.raises(ValueError, match=r"^simd"):
         cosine_topk(q, b, 4)

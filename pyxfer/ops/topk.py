@@ -21,8 +21,14 @@ SIMD_PATHS = ("auto", "scalar", "avx2", "avx512")
 
 
 def resolve_simd(simd: str) -> str:
-    """``"auto"`` defers to the ``PYXFER_SIMD`` environment variable when it is set."""
-    return os.environ.get("PYXFER_SIMD", "auto") if simd == "auto" else simd
+    """``"auto"`` defers to the ``PYXFER_SIMD`` environment variable when it is set; as for the
+    augmentation kernel, an empty value counts as unset and ``baseline`` means ``scalar``."""
+    if simd != "auto":
+        return simd
+    env = os.environ.get("PYXFER_SIMD", "").strip()
+    if not env:
+        return "auto"
+    return "scalar" if env == "baseline" else env
 
 
 def cosine_topk(
