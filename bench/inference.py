@@ -11,7 +11,9 @@ Sections (every ratio is against a baseline measured in the same run, same threa
    calibrated on real CIFAR-10 images when ../shared/data has them), for each int8 scheme:
    U8S8 with 7-bit weights (the export default), U8S8 with 8-bit weights, U8U8. The table
    names the CPU's int8 path (``avx512-vnni``, ``avx-vnni``, ``avx512``, ``avx2``): the ratios
-   hold for that path only. Weights are random: latency does not depend on them.
+   hold for that path only. On an AVX-512 machine, ``bench/ort_isa.py`` makes a copy of
+   onnxruntime that runs its AVX2 kernels (run this script with that copy on PYTHONPATH).
+   Weights are random: latency does not depend on them.
 2. int8 accuracy: a small ResNet-18 (width 0.25, 28 px, grey) fine-tuned for a few hundred
    steps on 8,000 MNIST test-split images, top-1 of ORT fp32 vs ORT int8 on the 2,000 held-out
    images (falls back to the embedded digits without ../shared/data).
@@ -349,8 +351,12 @@ def main() -> None:
 
             rows = section_latency(args, tmp)
             extra = list(EXTRA_SCHEMES)
+            isa = int8_isa()
+            marker = Path(onnxruntime.__file__).parent / "MLAS_ISA"  # bench/ort_isa.py's copy
+            if marker.exists():
+                isa = f"avx2 (a patched onnxruntime copy on an {isa} CPU: {marker})"
             print(f"\n## Latency (median ms) and throughput (img/s); int8 path of this CPU: "
-                  f"{int8_isa()}")  # fmt: skip
+                  f"{isa}")  # fmt: skip
             print("| model | batch | torch eager ms | ORT fp32 ms | ORT int8 ms (u8s8 7-bit) | "
                   "fp32/torch | int8/fp32 | "
                   + " | ".join(f"{k} /fp32" for k in extra) + " |")  # fmt: skip
