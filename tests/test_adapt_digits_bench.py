@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "adapt_digits.py"
@@ -17,11 +16,7 @@ pytestmark = pytest.mark.skipif(not SCRIPT.is_file(), reason="needs bench/adapt_
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("pyxfer_adapt_digits", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "pyxfer_adapt_digits")
 
 
 def test_command_is_relative_with_a_time_budget_or_a_step_limit() -> None:

@@ -5,12 +5,11 @@ pyxfer run's ``config.json``; the shared subset helper of ``bench/pretrain_knn.p
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _scripts import load_script
 
 from pyxfer.cli import build_parser
 from pyxfer.cli.pretrain import build_config
@@ -22,11 +21,7 @@ pytestmark = pytest.mark.skipif(not SCRIPT.is_file(), reason="needs bench/lightl
 
 
 def _module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(path, name)
 
 
 def _args(**kw) -> argparse.Namespace:

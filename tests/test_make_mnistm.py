@@ -4,13 +4,12 @@ inputs and seed write byte-identical stores. Synthetic inputs only (no ../shared
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _scripts import load_script
 
 from pyxfer.data import ImageStore, load_dataset
 
@@ -20,11 +19,7 @@ pytestmark = pytest.mark.skipif(not SCRIPT.is_file(), reason="needs bench/make_m
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("pyxfer_make_mnistm", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "pyxfer_make_mnistm")
 
 
 def _inputs(n: int = 40, m: int = 7) -> tuple[ImageStore, ImageStore]:

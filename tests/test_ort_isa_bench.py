@@ -4,11 +4,10 @@ Synthetic bytes; the real onnxruntime copy is the script's own end-to-end check.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "ort_isa.py"
@@ -21,11 +20,7 @@ ANCHOR = bytes.fromhex("4181e2 000002c0")  # and $0xc0020000,%r10d
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("pyxfer_ort_isa", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "pyxfer_ort_isa")
 
 
 def _blob(*parts: bytes) -> bytearray:

@@ -5,21 +5,16 @@ from the long run (``nice -n 10 python bench/soak.py --kills 50``)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _soak():
-    spec = importlib.util.spec_from_file_location("pyxfer_soak", ROOT / "bench" / "soak.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "bench" / "soak.py", "pyxfer_soak")
 
 
 @pytest.mark.slow

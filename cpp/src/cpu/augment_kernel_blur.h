@@ -166,6 +166,18 @@ __attribute__((always_inline)) inline __m128i round_levels8(__m256 a) {
   return _mm_packus_epi16(p16, p16);
 }
 
+// The first n (1..8) of those levels to o.
+inline void store_levels8(uint8_t* o, __m256 sums, int n) {
+  const __m128i p8 = round_levels8(sums);
+  if (n < 8) {
+    alignas(16) uint8_t bytes[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(bytes), p8);
+    for (int i = 0; i < n; ++i) o[i] = bytes[i];
+  } else {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(o), p8);
+  }
+}
+
 // AVX2: the same sums on NV vectors of 8 (NV <= 12 of the 16 registers), the last vector
 // holding `tail` (1..8) lanes.
 template <int NV, bool level, typename At>
@@ -194,15 +206,7 @@ inline void taps_wide(At at, const float* w, int j0, int j1, int tail, void* dst
   for (int v = 0; v < NV; ++v) {
     const bool part = v == NV - 1 && tail < 8;
     if (level) {  // to_u8(round_even(clamp255(a)))
-      const __m128i p8 = round_levels8(a[v]);
-      uint8_t* o = static_cast<uint8_t*>(dst) + 8 * v;
-      if (part) {
-        alignas(16) uint8_t bytes[16];
-        _mm_store_si128(reinterpret_cast<__m128i*>(bytes), p8);
-        for (int i = 0; i < tail; ++i) o[i] = bytes[i];
-      } else {
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(o), p8);
-      }
+      store_levels8(static_cast<uint8_t*>(dst) + 8 * v, a[v], part ? tail : 8);
     } else if (part) {
       _mm256_maskstore_ps(static_cast<float*>(dst) + 8 * v, lanes, a[v]);
     } else {
@@ -249,17 +253,8 @@ inline void taps_pair(const float* const* p, int64_t x, const float* w, int j0, 
 #pragma GCC unroll 3
   for (int v = 0; v < NV; ++v) {
     const bool part = v == NV - 1 && tail < 8;
-    for (int row = 0; row < 2; ++row) {  // to_u8(round_even(clamp255(sum)))
-      const __m128i p8 = round_levels8(row == 0 ? a[v] : b[v]);
-      uint8_t* o = (row == 0 ? dst0 : dst1) + x + 8 * v;
-      if (part) {
-        alignas(16) uint8_t bytes[16];
-        _mm_store_si128(reinterpret_cast<__m128i*>(bytes), p8);
-        for (int i = 0; i < tail; ++i) o[i] = bytes[i];
-      } else {
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(o), p8);
-      }
-    }
+    store_levels8(dst0 + x + 8 * v, a[v], part ? tail : 8);  // to_u8(round_even(clamp255))
+    store_levels8(dst1 + x + 8 * v, b[v], part ? tail : 8);
   }
 }
 
