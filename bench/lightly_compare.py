@@ -132,7 +132,7 @@ def lightly_run(run: Path) -> None:
     from pyxfer.backbone import create_backbone
     from pyxfer.data import load_dataset
     from pyxfer.engine.clock import RunClock
-    from pyxfer.engine.optim import build_optimizer, default_param_groups, lr_factor, set_lr
+    from pyxfer.engine.optim import default_param_groups, lr_factor, optimizer_from_config, set_lr
     from pyxfer.engine.pretraining import knn_split
 
     job = json.loads((run / "job.json").read_text())
@@ -142,15 +142,7 @@ def lightly_run(run: Path) -> None:
     backbone = create_backbone(cfg.backbone, **cfg.backbone_opts)  # pyxfer's random init
     nf = int(backbone.num_features)
     model = torch.nn.Sequential(backbone, SimCLRProjectionHead(nf, nf, 128))
-    optimizer = build_optimizer(
-        default_param_groups(model, cfg.weight_decay),
-        cfg.optimizer,
-        cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=cfg.nesterov,
-        betas=cfg.betas,
-        eta=cfg.lars_eta,
-    )
+    optimizer = optimizer_from_config(default_param_groups(model, cfg.weight_decay), cfg)
     criterion = NTXentLoss()
     spec = backbone.input_spec
     transform = SimCLRTransform(

@@ -148,6 +148,21 @@ def build_optimizer(
     raise ValueError(f"optimizer: expected 'adamw', 'sgd' or 'lars', received {name!r}")
 
 
+def optimizer_from_config(groups: list[dict[str, Any]], cfg: Any) -> torch.optim.Optimizer:
+    """:func:`build_optimizer` with the settings of a :class:`pyxfer.engine.TrainConfig`
+    (``optimizer``, ``lr``, ``momentum``, ``nesterov``, ``betas``, ``lars_eta``): the trainer's
+    optimizer, and that of a baseline that must train as it does."""
+    return build_optimizer(
+        groups,
+        cfg.optimizer,
+        cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        betas=cfg.betas,
+        eta=cfg.lars_eta,
+    )
+
+
 def lr_factor(
     step: int,
     total_steps: int,

@@ -49,7 +49,13 @@ from pyxfer.engine.clock import RunClock
 from pyxfer.engine.config import TrainConfig
 from pyxfer.engine.knn import KNNMonitor
 from pyxfer.engine.loader import Batch, FusedLoader
-from pyxfer.engine.optim import EMA, build_optimizer, default_param_groups, lr_factor, set_lr
+from pyxfer.engine.optim import (
+    EMA,
+    default_param_groups,
+    lr_factor,
+    optimizer_from_config,
+    set_lr,
+)
 from pyxfer.fileio import (
     atomic_write_bytes,
     atomic_write_json,
@@ -252,15 +258,7 @@ class Trainer:
         groups = self._groups or default_param_groups(self.objective, cfg.weight_decay)
         for g in groups:
             g.setdefault("names", [f"p{i}" for i in range(len(g["params"]))])
-        self.optimizer = build_optimizer(
-            groups,
-            cfg.optimizer,
-            cfg.lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov,
-            betas=cfg.betas,
-            eta=cfg.lars_eta,
-        )
+        self.optimizer = optimizer_from_config(groups, cfg)
         self.ema = EMA(self.objective, cfg.ema, cfg.ema_warmup) if cfg.ema else None
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.precision == "fp16" and self.device.type == "cuda"
